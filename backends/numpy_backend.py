@@ -1,0 +1,95 @@
+r"""NumPy backend: the gradient derived by hand, the baseline the autodiff backends are checked against.
+
+Notation as in :mod:`ukr_bench.problem`: logits :math:`A_{nm} = -\lVert z_n - z_m\rVert^2/(2\sigma^2)`,
+:math:`R = \mathrm{softmax}_\text{rows}(A)`, :math:`Y = RX`, residuals :math:`e_n = y_n - x_n`,
+:math:`E = \frac1N\sum_n(\lVert e_n\rVert^2 + \lambda\lVert z_n\rVert^2)`.
+
+Derivation, backwards through the computation:
+
+1. :math:`\partial E/\partial y_n = \tfrac2N e_n`, so
+   :math:`G_{nm} := \partial E/\partial R_{nm} = \tfrac2N\, e_n\cdot x_m`.
+2. Row-wise softmax: :math:`\partial E/\partial A_{nm} = R_{nm}(G_{nm} - \sum_k R_{nk}G_{nk})`.
+   Since :math:`\sum_k R_{nk} x_k = y_n`, this is
+   :math:`B_{nm} = \tfrac2N R_{nm}\, e_n\cdot(x_m - y_n)`.
+   With leave-one-out :math:`R_{nn} = 0`, so :math:`B_{nn} = 0` and the fixed diagonal needs no
+   special case.
+3. :math:`A_{nm}` depends on :math:`z_n` and :math:`z_m` through
+   :math:`\partial A_{nm}/\partial z_n = -(z_n - z_m)/\sigma^2 = -\partial A_{nm}/\partial z_m`.
+   Collecting both roles of :math:`z_k` with :math:`S = B + B^\top`:
+
+   .. math:: \frac{\partial E}{\partial z_k}
+             = -\frac1{\sigma^2}\sum_m S_{km}(z_k - z_m) + \frac{2\lambda}{N} z_k
+             = -\frac1{\sigma^2}\Big(z_k \sum_m S_{km} - (SZ)_k\Big) + \frac{2\lambda}{N} z_k .
+
+Cost: :math:`O(N^2(L + D))` time (the products :math:`E X^\top`, :math:`RX`, :math:`SZ`) and
+:math:`O(N^2)` memory: distances are accumulated one latent dimension at a time, so no
+N x N x L or N x N x D array is ever formed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ukr_bench.interface import Backend
+
+Arr = NDArray[np.floating]
+
+
+def _responsibilities(Z: Arr, sigma: float, loo: bool) -> Arr:
+    """R (N x N): row-wise softmax of the logits, built in one N x N buffer."""
+    N, L = Z.shape
+    A = np.zeros((N, N), dtype=Z.dtype)
+    for l in range(L):  # from differences: no cancellation, no N x N x L temporary
+        d = Z[:, l, None] - Z[None, :, l]
+        d *= d
+        A += d
+    A *= -1.0 / (2.0 * sigma**2)
+    if loo:
+        np.fill_diagonal(A, -np.inf)
+    A -= A.max(axis=1, keepdims=True)
+    np.exp(A, out=A)
+    A /= A.sum(axis=1, keepdims=True)
+    return A
+
+
+class NumpyBackend(Backend):
+    """Hand-derived gradient in NumPy; host only."""
+
+    name = "numpy"
+    gradient = "hand-derived"
+
+    def asarray(self, a: Arr) -> Arr:
+        return np.ascontiguousarray(a, dtype=self.dtype)
+
+    def to_numpy(self, a: Arr) -> Arr:
+        return np.asarray(a)
+
+    def value(self, Z: Arr, X: Arr, sigma: float, lam: float, loo: bool) -> Arr:
+        R = _responsibilities(Z, sigma, loo)
+        res = R @ X
+        res -= X
+        return (np.sum(res * res) + lam * np.sum(Z * Z)) / Z.shape[0]
+
+    def value_and_grad(
+        self, Z: Arr, X: Arr, sigma: float, lam: float, loo: bool
+    ) -> tuple[Arr, Arr]:
+        N = Z.shape[0]
+        R = _responsibilities(Z, sigma, loo)
+        Y = R @ X
+        res = Y - X
+        value = (np.sum(res * res) + lam * np.sum(Z * Z)) / N
+        # B = (2/N) R * (e_n . x_m - e_n . y_n), reusing one N x N buffer
+        B = res @ X.T
+        B -= np.sum(res * Y, axis=1, keepdims=True)
+        B *= R
+        del R
+        B += B.T  # S = B + B^T in place; NumPy buffers the overlapping transpose
+        B *= 2.0 / N
+        grad = (B @ Z - B.sum(axis=1, keepdims=True) * Z) / sigma**2
+        if lam:
+            grad += (2.0 * lam / N) * Z
+        return value, grad
+
+    def info(self) -> dict[str, object]:
+        return {**super().info(), "numpy": np.__version__}

@@ -1,0 +1,89 @@
+"""PyTorch backend: the objective in eager ``torch``, differentiated by ``torch.autograd``.
+
+float32 matmuls on CUDA: PyTorch's default (``torch.backends.cuda.matmul.allow_tf32 = False``)
+already computes them in full float32; :meth:`TorchBackend.info` records the setting so a run
+with TF32 switched on is visible in the results.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from ukr_bench.interface import Backend, DeviceUnavailableError
+
+
+def objective(
+    Z: torch.Tensor, X: torch.Tensor, sigma: float, lam: float, loo: bool
+) -> torch.Tensor:
+    """E(Z) as defined in :mod:`ukr_bench.problem`."""
+    N = Z.shape[0]
+    diff = Z[:, None, :] - Z[None, :, :]
+    logits = (diff * diff).sum(dim=-1) / (-2.0 * sigma**2)
+    if loo:
+        eye = torch.eye(N, dtype=torch.bool, device=Z.device)
+        logits = logits.masked_fill(eye, float("-inf"))
+    R = torch.softmax(logits, dim=1)
+    res = X - R @ X
+    return ((res * res).sum() + lam * (Z * Z).sum()) / N
+
+
+class TorchBackend(Backend):
+    """torch.autograd on eager tensors; cpu or cuda."""
+
+    name = "torch"
+    gradient = "autodiff (torch.autograd)"
+
+    def _resolve_device(self, kind: str, index: int) -> None:
+        if kind == "cuda":
+            if not torch.cuda.is_available():
+                msg = f"device {self.device!r} is not available for backend 'torch': torch.cuda.is_available() is False (torch {torch.__version__})"
+                raise DeviceUnavailableError(msg)
+            if index >= torch.cuda.device_count():
+                msg = f"device {self.device!r} is not available for backend 'torch': it sees {torch.cuda.device_count()} cuda device(s)"
+                raise DeviceUnavailableError(msg)
+        self._device = torch.device(kind, index) if kind == "cuda" else torch.device("cpu")
+        self._torch_dtype = {"float32": torch.float32, "float64": torch.float64}[self.dtype]
+
+    def asarray(self, a: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(
+            np.asarray(a), dtype=self._torch_dtype, device=self._device
+        ).contiguous()
+
+    def to_numpy(self, a: torch.Tensor) -> np.ndarray:
+        return a.detach().cpu().numpy()
+
+    def value(
+        self, Z: torch.Tensor, X: torch.Tensor, sigma: float, lam: float, loo: bool
+    ) -> torch.Tensor:
+        with torch.no_grad():
+            return objective(Z, X, sigma, lam, loo)
+
+    def value_and_grad(
+        self, Z: torch.Tensor, X: torch.Tensor, sigma: float, lam: float, loo: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        Z = Z.detach().requires_grad_(True)
+        value = objective(Z, X, sigma, lam, loo)
+        (grad,) = torch.autograd.grad(value, Z)
+        return value.detach(), grad
+
+    def sync(self, out: Any) -> Any:
+        if self._device.type == "cuda":
+            torch.cuda.synchronize(self._device)
+        return out
+
+    def info(self) -> dict[str, Any]:
+        info: dict[str, Any] = {
+            **super().info(),
+            "torch": torch.__version__,
+            "torch_num_threads": torch.get_num_threads(),
+        }
+        if self._device.type == "cuda":
+            info |= {
+                "device_name": torch.cuda.get_device_name(self._device),
+                "cuda": torch.version.cuda,
+                "allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+            }
+        return info

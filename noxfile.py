@@ -1,0 +1,40 @@
+"""Nox sessions: ``nox`` runs lint and tests; ``nox -s bench`` the benchmark (see README)."""
+
+from __future__ import annotations
+
+import os
+
+import nox
+
+nox.needs_version = ">=2024.4"
+nox.options.default_venv_backend = "venv"
+nox.options.sessions = ["lint", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+# CI pins the CPU wheel of torch (on this project's machines it lies on disk; an unpinned torch
+# resolves to a multi-GB CUDA build). With a GPU, set UKR_BENCH_TORCH to the spec you want, e.g.
+# UKR_BENCH_TORCH="torch --index-url https://download.pytorch.org/whl/cu126", or to "" to keep
+# whatever torch the session already has.
+TORCH = os.environ.get("UKR_BENCH_TORCH", "torch==2.13.0")
+
+
+def install(session: nox.Session, *extras: str) -> None:
+    """Install the project with ``extras``, torch first so the pin above wins."""
+    if "torch" in extras and TORCH:
+        session.install(*TORCH.split())
+    session.install("-e", f".[{','.join(extras)}]")
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Ruff lint and format check."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The test suite, every backend exercised (gradient agreement, errors, harness)."""
+    install(session, "jax", "torch", "data", "test")
+    session.run("pytest", *session.posargs)

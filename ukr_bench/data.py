@@ -1,0 +1,116 @@
+"""Seeded data sets for UKR: low-dimensional manifolds in data space, and one real data set.
+
+Every generator returns ``(X, t)``: ``X`` (n_samples x D, float64) the observations and ``t``
+(n_samples x k) the true latent coordinates (for colouring plots and checking embeddings), or,
+for ``digits``, the class labels (n_samples,).
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ukr_bench.problem import check_nonnegative_float
+
+RandomState = int | np.random.Generator | None
+Generator = Callable[[int, np.random.Generator], tuple[NDArray[np.float64], NDArray[np.float64]]]
+
+
+def _saddle(n: int, rng: np.random.Generator) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    # The tutorial's data: z ~ U(-1, 1)^2 on the hyperbolic paraboloid x3 = z1^2 - z2^2.
+    z = rng.uniform(-1.0, 1.0, size=(n, 2))
+    return np.column_stack([z[:, 0], z[:, 1], z[:, 0] ** 2 - z[:, 1] ** 2]), z
+
+
+def _s_curve(n: int, rng: np.random.Generator) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    # Same parametrisation as sklearn.datasets.make_s_curve.
+    t = 3 * np.pi * (rng.uniform(size=n) - 0.5)
+    y = 2.0 * rng.uniform(size=n)
+    X = np.column_stack([np.sin(t), y, np.sign(t) * (np.cos(t) - 1)])
+    return X, np.column_stack([t, y])
+
+
+def _swiss_roll(
+    n: int, rng: np.random.Generator
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    # Same parametrisation as sklearn.datasets.make_swiss_roll.
+    t = 1.5 * np.pi * (1 + 2 * rng.uniform(size=n))
+    y = 21 * rng.uniform(size=n)
+    return np.column_stack([t * np.cos(t), y, t * np.sin(t)]), np.column_stack([t, y])
+
+
+def _spiral(n: int, rng: np.random.Generator) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    # A 1-D manifold in the plane: an Archimedean spiral of 1.5 turns, radius 0.2 to 1.2.
+    t = rng.uniform(size=n)
+    angle, radius = 3 * np.pi * t, 0.2 + t
+    return np.column_stack([radius * np.cos(angle), radius * np.sin(angle)]), t[:, None]
+
+
+_DIGITS_SIZE = 1797
+
+
+def _digits(n: int, rng: np.random.Generator) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as exc:
+        msg = "data set 'digits' needs scikit-learn: pip install 'ukr-bench[data]'"
+        raise ImportError(msg) from exc
+    X, y = load_digits(return_X_y=True)
+    if n > len(X):
+        msg = f"n_samples must be <= {len(X)} for data set 'digits', got {n}"
+        raise ValueError(msg)
+    idx = np.sort(rng.choice(len(X), size=n, replace=False)) if n < len(X) else np.arange(len(X))
+    return X[idx] / 16.0, y[idx].astype(np.float64)  # pixel intensities 0..16 -> [0, 1]
+
+
+DATASETS: dict[str, Generator] = {
+    "saddle": _saddle,
+    "s_curve": _s_curve,
+    "swiss_roll": _swiss_roll,
+    "spiral": _spiral,
+    "digits": _digits,
+}
+
+
+def make_dataset(
+    name: str = "saddle",
+    n_samples: int = 200,
+    *,
+    noise: float = 0.0,
+    random_state: RandomState = None,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Draw ``n_samples`` points of data set ``name``.
+
+    Parameters
+    ----------
+    name : {"saddle", "s_curve", "swiss_roll", "spiral", "digits"}
+        ``saddle`` is the original tutorial's data (x3 = z1^2 - z2^2, z ~ U(-1, 1)^2).
+        ``digits`` is scikit-learn's bundled 8x8 handwritten digits (needs scikit-learn),
+        scaled to [0, 1], at most 1797 samples.
+    n_samples : int >= 1
+    noise : float >= 0
+        Standard deviation of Gaussian noise added to every coordinate of ``X``.
+    random_state : int, numpy Generator or None
+        Seed for reproducible draws.
+
+    Returns
+    -------
+    X : ndarray (n_samples, D), float64
+    t : ndarray, float64
+        True latent coordinates (n_samples, k), or class labels (n_samples,) for ``digits``.
+    """
+    if name not in DATASETS:
+        msg = f"name must be one of {sorted(DATASETS)}, got {name!r}"
+        raise ValueError(msg)
+    if isinstance(n_samples, bool) or not isinstance(n_samples, numbers.Integral) or n_samples < 1:
+        msg = f"n_samples must be a positive integer, got {n_samples!r}"
+        raise ValueError(msg)
+    noise = check_nonnegative_float("noise", noise)
+    rng = np.random.default_rng(random_state)
+    X, t = DATASETS[name](int(n_samples), rng)
+    if noise:
+        X = X + rng.normal(scale=noise, size=X.shape)
+    return X, t
