@@ -38,3 +38,13 @@ def tests(session: nox.Session) -> None:
     """The test suite, every backend exercised (gradient agreement, errors, harness)."""
     install(session, "jax", "torch", "data", "test")
     session.run("pytest", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """The benchmark sweep, then its report: ``nox -s bench -- --quick`` for a smoke run.
+
+    Options after ``--`` go to ``ukr-bench bench`` (``nox -s bench -- --help`` lists them).
+    """
+    install(session, "jax", "torch")
+    session.run("ukr-bench", "bench", *session.posargs)

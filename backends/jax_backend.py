@@ -117,6 +117,13 @@ class JaxBackend(Backend):
     def compile_count(self) -> int:
         return _compiles
 
+    def device_peak(self) -> int | None:
+        # XLA keeps a process-lifetime peak that cannot be reset; the host has no stats at all.
+        if self._device.platform == "cpu":
+            return None
+        stats = self._device.memory_stats() or {}
+        return stats.get("peak_bytes_in_use")
+
     def info(self) -> dict[str, Any]:
         return {
             **super().info(),

@@ -74,6 +74,15 @@ class TorchBackend(Backend):
             torch.cuda.synchronize(self._device)
         return out
 
+    def reset_device_peak(self) -> None:
+        if self._device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self._device)
+
+    def device_peak(self) -> int | None:
+        if self._device.type == "cuda":
+            return int(torch.cuda.max_memory_allocated(self._device))
+        return None
+
     def info(self) -> dict[str, Any]:
         info: dict[str, Any] = {
             **super().info(),

@@ -59,6 +59,58 @@ def _cmd_agreement(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ukr_bench.harness import SweepConfig, run_sweep
+
+    command = ["ukr-bench", *sys.argv[1:]] if args.argv is None else ["ukr-bench", *args.argv]
+    if args.resume:
+        run_dir = run_sweep(
+            out=args.resume, resume=True, progress=not args.no_progress, command=command
+        )
+    else:
+        chosen = {
+            "backends": args.backends,
+            "dtypes": args.dtypes,
+            "devices": args.devices,
+            "ns": args.n,
+            "data": args.data,
+            "noise": args.noise,
+            "latent_dim": args.latent_dim,
+            "sigma": args.sigma,
+            "lam": args.lam,
+            "loo": not args.no_loo,
+            "seed": args.seed,
+            "min_rounds": args.repeats,
+            "min_time": args.min_time,
+            "warmup": args.warmup,
+            "timeout": args.timeout,
+            "threads": args.threads,
+        }
+        chosen = {k: v for k, v in chosen.items() if v is not None}
+        cfg = SweepConfig.quick(**chosen) if args.quick else SweepConfig(**chosen)
+        _check_gpus(cfg.devices)
+        run_dir = run_sweep(cfg, args.out, progress=not args.no_progress, command=command)
+    print(f"results: {run_dir}")
+    if not args.no_report:
+        from ukr_bench.report import write_report
+
+        print(f"report: {write_report([Path(run_dir)])}")
+    return 0
+
+
+def _check_gpus(devices: list[str]) -> None:
+    """Fail before starting when a cuda device is asked for on a machine with no NVIDIA GPU."""
+    from ukr_bench.harness import _gpus
+
+    if any(d.startswith("cuda") for d in devices) and not _gpus():
+        msg = (
+            f"devices: {devices} asks for cuda, but nvidia-smi lists no NVIDIA GPU on this machine"
+        )
+        raise ValueError(msg)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ukr-bench", description="Unsupervised Kernel Regression across array frameworks."
@@ -81,14 +133,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--backends", nargs="+", choices=sorted(REGISTRY))
     p.set_defaults(func=_cmd_agreement)
+
+    p = sub.add_parser(
+        "bench",
+        help="benchmark speed, memory and precision over N (writes a results directory)",
+        description="Sweep backend x device x dtype x N; rows are saved as each configuration "
+        "finishes. Defaults: every installed backend, float32 and float64, cpu, "
+        "N = 125 ... 8000, the saddle data set, L = 2, sigma = 0.5, lam = 0, loo.",
+    )
+    p.add_argument("--backends", nargs="+", help="default: every installed backend")
+    p.add_argument("--dtypes", nargs="+", help="float32 and/or float64 (default both)")
+    p.add_argument("--devices", nargs="+", help="cpu, cuda, cuda:<i> (default cpu)")
+    p.add_argument("--n", nargs="+", type=int, help="the N grid (default 125 250 ... 8000)")
+    p.add_argument("--data", help=f"data set: {', '.join(sorted(DATASETS))} (default saddle)")
+    p.add_argument("--noise", type=float)
+    p.add_argument("--latent-dim", type=int, help="L (default 2)")
+    p.add_argument("--sigma", type=float, help="kernel bandwidth (default 0.5)")
+    p.add_argument("--lam", type=float, help="prior weight (default 0)")
+    p.add_argument("--no-loo", action="store_true", help="turn leave-one-out off")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--repeats", type=int, help="minimum timed rounds per function (default 5)")
+    p.add_argument("--min-time", type=float, help="seconds of timing per function (default 1)")
+    p.add_argument("--warmup", type=int, help="untimed calls before timing (default 2)")
+    p.add_argument("--timeout", type=float, help="seconds per configuration (default 600)")
+    p.add_argument("--threads", type=int, help="CPU threads for every backend (default: all)")
+    p.add_argument("--quick", action="store_true", help="smoke test: N = 64 128 256, few rounds")
+    p.add_argument("--out", help="results directory (default results/<date>_<host>_<devices>)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="finish an interrupted run")
+    p.add_argument("--no-report", action="store_true", help="do not write the report")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_bench)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = None if argv is None else list(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError, ImportError, DeviceUnavailableError) as exc:
+    except (ValueError, TypeError, ImportError, OSError, DeviceUnavailableError) as exc:
         print(f"ukr-bench {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

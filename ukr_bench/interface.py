@@ -113,6 +113,14 @@ class Backend(ABC):
         """How many compilations this framework has done so far (0 for eager frameworks)."""
         return 0
 
+    def reset_device_peak(self) -> None:
+        """Start a new device-memory peak measurement, where the framework can."""
+        return
+
+    def device_peak(self) -> int | None:
+        """Peak bytes allocated on the device (None on the host: the harness measures RSS)."""
+        return None
+
     def info(self) -> dict[str, Any]:
         """Versions and settings that affect results, recorded with benchmarks."""
         return {"backend": self.name, "dtype": self.dtype, "device": self.device}
@@ -127,6 +135,13 @@ class BackendSpec:
     cls: str
     requires: str | None  # the importable framework; None for NumPy (always present)
     install: str
+    # N x N arrays alive at value_and_grad's peak, as base + per_latent * L (from peak RSS at
+    # N = 4000, L = 2, CPU), so that configurations that cannot fit are skipped untried
+    n2_base: float = 8.0
+    n2_per_latent: float = 0.0
+
+    def n2_buffers(self, latent_dim: int) -> float:
+        return self.n2_base + self.n2_per_latent * latent_dim
 
     def installed(self) -> bool:
         if self.requires is None:
@@ -141,10 +156,21 @@ REGISTRY: dict[str, BackendSpec] = {
     spec.name: spec
     for spec in (
         BackendSpec(
-            "jax", "backends.jax_backend", "JaxBackend", "jax", "pip install 'ukr-bench[jax]'"
+            "jax",
+            "backends.jax_backend",
+            "JaxBackend",
+            "jax",
+            "pip install 'ukr-bench[jax]'",
+            n2_base=8.0,
+            n2_per_latent=0.5,
         ),
         BackendSpec(
-            "numpy", "backends.numpy_backend", "NumpyBackend", None, "pip install ukr-bench"
+            "numpy",
+            "backends.numpy_backend",
+            "NumpyBackend",
+            None,
+            "pip install ukr-bench",
+            n2_base=3.5,
         ),
         BackendSpec(
             "torch",
@@ -152,6 +178,8 @@ REGISTRY: dict[str, BackendSpec] = {
             "TorchBackend",
             "torch",
             "pip install 'ukr-bench[torch]' (or the torch build for your CUDA from pytorch.org)",
+            n2_base=4.0,
+            n2_per_latent=2.0,
         ),
     )
 }
