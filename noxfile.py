@@ -22,7 +22,7 @@ def install(session: nox.Session, *extras: str) -> None:
     """Install the project with ``extras``, torch first so the pin above wins."""
     if "torch" in extras and TORCH:
         session.install(*TORCH.split())
-    session.install("-e", f".[{','.join(extras)}]")
+    session.install("-e", f".[{','.join(extras)}]" if extras else ".")
 
 
 @nox.session
@@ -48,3 +48,12 @@ def bench(session: nox.Session) -> None:
     """
     install(session, "jax", "torch")
     session.run("ukr-bench", "bench", *session.posargs)
+
+
+@nox.session
+def report(session: nox.Session) -> None:
+    """Report from results directories: ``nox -s report -- results/RUN [results/OTHER ...]``."""
+    if not session.posargs:
+        session.error("name one or more results directories: nox -s report -- results/RUN")
+    install(session)
+    session.run("ukr-bench", "report", *session.posargs)

@@ -100,6 +100,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from ukr_bench.report import write_report
+
+    print(f"report: {write_report(args.run_dirs, args.out)}")
+    return 0
+
+
 def _check_gpus(devices: list[str]) -> None:
     """Fail before starting when a cuda device is asked for on a machine with no NVIDIA GPU."""
     from ukr_bench.harness import _gpus
@@ -163,6 +170,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-report", action="store_true", help="do not write the report")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser(
+        "report",
+        help="write report.md/report.html with figures from one or more results directories",
+    )
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p.add_argument(
+        "--out", help="where to write (default: the run itself, or comparison/ beside the first)"
+    )
+    p.set_defaults(func=_cmd_report)
     return parser
 
 
