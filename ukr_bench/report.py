@@ -430,6 +430,40 @@ def machine_table(meta: dict[str, Any]) -> pd.DataFrame:
 # --------------------------------------------------------------------------- assembling
 
 
+FIGURES = (
+    (
+        fig_time,
+        "time",
+        "Steady-state time of value + gradient against N (log-log); the legend gives the fitted exponent over the upper half of N.",
+    ),
+    (
+        fig_speedup,
+        "speedup",
+        "Speed relative to the hand-derived NumPy baseline in the same precision.",
+    ),
+    (
+        fig_grad_ratio,
+        "grad_ratio",
+        "What the gradient costs on top of the objective (reverse mode's theoretical bound is a small constant).",
+    ),
+    (
+        fig_first_call,
+        "first_call",
+        "First call: JAX traces and compiles; eager frameworks pay their warm-up.",
+    ),
+    (
+        fig_memory,
+        "memory",
+        "Peak memory of one value + gradient call (rise of the process's peak RSS on the host; allocator caches hide small N).",
+    ),
+    (
+        fig_precision,
+        "precision",
+        "What float32 loses: relative error of value and gradient against float64 NumPy on the same inputs.",
+    ),
+)
+
+
 def single_run_blocks(
     df: pd.DataFrame, meta: dict[str, Any], fig_dir: Path, *, prefix: str = ""
 ) -> list[Block]:
@@ -440,32 +474,7 @@ def single_run_blocks(
             Block("h2", "Summary"),
             Block("table", winners(ok), "Fastest backend for value + gradient, by N range"),
         ]
-        figures = [
-            (
-                fig_time(ok, fig_dir / f"{prefix}time"),
-                "Steady-state time of value + gradient against N (log-log); the legend gives the fitted exponent over the upper half of N.",
-            ),
-            (
-                fig_speedup(ok, fig_dir / f"{prefix}speedup"),
-                "Speed relative to the hand-derived NumPy baseline in the same precision.",
-            ),
-            (
-                fig_grad_ratio(ok, fig_dir / f"{prefix}grad_ratio"),
-                "What the gradient costs on top of the objective (reverse mode's theoretical bound is a small constant).",
-            ),
-            (
-                fig_first_call(ok, fig_dir / f"{prefix}first_call"),
-                "First call: JAX traces and compiles; eager frameworks pay their warm-up.",
-            ),
-            (
-                fig_memory(ok, fig_dir / f"{prefix}memory"),
-                "Peak memory of one value + gradient call (rise of the process's peak RSS on the host; allocator caches hide small N).",
-            ),
-            (
-                fig_precision(ok, fig_dir / f"{prefix}precision"),
-                "What float32 loses: relative error of value and gradient against float64 NumPy on the same inputs.",
-            ),
-        ]
+        figures = [(draw(ok, fig_dir / f"{prefix}{name}"), cap) for draw, name, cap in FIGURES]
         blocks += [Block("h2", "Figures")]
         blocks += [Block("figure", path, caption) for path, caption in figures if path is not None]
         blocks += [
