@@ -38,3 +38,10 @@ def tests(session: nox.Session) -> None:
     """The test suite, every backend exercised (gradient agreement, errors, harness)."""
     install(session, "jax", "torch", "data", "test")
     session.run("pytest", *session.posargs)
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """The tutorial's result: UKR on the noisy saddle per backend, figures in results/figures."""
+    install(session, "jax", "torch", "data")
+    session.run("ukr-bench", "demo", *session.posargs)

@@ -201,11 +201,8 @@ def test_float32_fit_runs(saddle: np.ndarray, backend: str) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["numpy", "jax"])
 def test_loo_error_reaches_noise_variance(backend: str) -> None:
     # N = 500, L-BFGS for 200 iterations: E ~ 0.0024 against (D - L) * 0.05^2 = 0.0025.
-    # torch follows the same trajectory (test above) but is too slow on CPU to run here
-    # (about 35 s); the demo reports it.
     X, _ = ukr_bench.make_dataset("saddle", 500, noise=NOISE, random_state=0)
     model = UKR(sigma=0.2, optimizer="lbfgs", max_iter=200, backend=backend).fit(X)
     target = (X.shape[1] - 2) * NOISE**2
