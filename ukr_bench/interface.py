@@ -44,7 +44,7 @@ class DeviceUnavailableError(RuntimeError):
 class Backend(ABC):
     """One framework's implementation of the objective in :mod:`ukr_bench.problem`.
 
-    Subclasses set :attr:`name`, implement the four abstract methods and, where the framework
+    Subclasses set :attr:`name`, implement the abstract methods, set :attr:`xp` and, where the framework
     has devices other than the host, :meth:`_resolve_device`. Arrays passed to the objective
     must come from :meth:`asarray` of the same instance: shape (N, L) for ``Z``, (N, D) for
     ``X``, dtype :attr:`dtype`, on :attr:`device`. Inputs are *not* validated here (that is
