@@ -57,3 +57,10 @@ def report(session: nox.Session) -> None:
         session.error("name one or more results directories: nox -s report -- results/RUN")
     install(session)
     session.run("ukr-bench", "report", *session.posargs)
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """The tutorial's result: UKR on the noisy saddle per backend, figures in results/figures."""
+    install(session, "jax", "torch", "data")
+    session.run("ukr-bench", "demo", *session.posargs)

@@ -21,6 +21,16 @@ Derivation, backwards through the computation:
              = -\frac1{\sigma^2}\sum_m S_{km}(z_k - z_m) + \frac{2\lambda}{N} z_k
              = -\frac1{\sigma^2}\Big(z_k \sum_m S_{km} - (SZ)_k\Big) + \frac{2\lambda}{N} z_k .
 
+Projection (queries :math:`z_q` with data :math:`x_q`, training :math:`Z, X` fixed, no
+leave-one-out): :math:`A_{qm} = -\lVert z_q - z_m\rVert^2/(2\sigma^2)`, :math:`R` its row-wise
+softmax, :math:`y_q = f(z_q) = \sum_m R_{qm} x_m`, :math:`e_q = y_q - x_q`,
+:math:`E_q = \sum_q \lVert e_q\rVert^2` (a sum: no :math:`1/N`). Steps 1 and 2 as above give
+:math:`B_{qm} = 2 R_{qm}\, e_q\cdot(x_m - y_q)`; only :math:`z_q` varies (not :math:`z_m`), so
+there is no transpose term:
+
+.. math:: \frac{\partial E_q}{\partial z_q}
+          = -\frac1{\sigma^2}\Big(z_q \sum_m B_{qm} - (BZ)_q\Big) .
+
 Cost: :math:`O(N^2(L + D))` time (the products :math:`E X^\top`, :math:`RX`, :math:`SZ`) and
 :math:`O(N^2)` memory: distances are accumulated one latent dimension at a time, so no
 N x N x L or N x N x D array is ever formed.
@@ -36,12 +46,16 @@ from ukr_bench.interface import Backend
 Arr = NDArray[np.floating]
 
 
-def _responsibilities(Z: Arr, sigma: float, loo: bool) -> Arr:
-    """R (N x N): row-wise softmax of the logits, built in one N x N buffer."""
-    N, L = Z.shape
-    A = np.zeros((N, N), dtype=Z.dtype)
-    for l in range(L):  # from differences: no cancellation, no N x N x L temporary
-        d = Z[:, l, None] - Z[None, :, l]
+def _responsibilities(Z: Arr, sigma: float, loo: bool, Zq: Arr | None = None) -> Arr:
+    """R (M x N): row-wise softmax of the logits of rows ``Zq`` (default ``Z``) against ``Z``.
+
+    Built in one M x N buffer; ``loo`` (which needs ``Zq is None``) masks the diagonal.
+    """
+    Zq = Z if Zq is None else Zq
+    (M, L), N = Zq.shape, Z.shape[0]
+    A = np.zeros((M, N), dtype=Z.dtype)
+    for l in range(L):  # from differences: no cancellation, no M x N x L temporary
+        d = Zq[:, l, None] - Z[None, :, l]
         d *= d
         A += d
     A *= -1.0 / (2.0 * sigma**2)
@@ -58,6 +72,7 @@ class NumpyBackend(Backend):
 
     name = "numpy"
     gradient = "hand-derived"
+    xp = np
 
     def asarray(self, a: Arr) -> Arr:
         return np.ascontiguousarray(a, dtype=self.dtype)
@@ -89,6 +104,24 @@ class NumpyBackend(Backend):
         grad = (B @ Z - B.sum(axis=1, keepdims=True) * Z) / sigma**2
         if lam:
             grad += (2.0 * lam / N) * Z
+        return value, grad
+
+    def predict(self, Zq: Arr, Z: Arr, X: Arr, sigma: float) -> Arr:
+        return _responsibilities(Z, sigma, False, Zq) @ X
+
+    def project_value_and_grad(
+        self, Zq: Arr, Xq: Arr, Z: Arr, X: Arr, sigma: float
+    ) -> tuple[Arr, Arr]:
+        R = _responsibilities(Z, sigma, False, Zq)
+        Y = R @ X
+        res = Y - Xq
+        value = np.sum(res * res)
+        # B = 2 R * (e_q . x_m - e_q . y_q), in the M x N buffer of R
+        B = res @ X.T
+        B -= np.sum(res * Y, axis=1, keepdims=True)
+        B *= R
+        B *= 2.0
+        grad = (B @ Z - B.sum(axis=1, keepdims=True) * Zq) / sigma**2
         return value, grad
 
     def info(self) -> dict[str, object]:

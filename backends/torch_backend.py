@@ -30,11 +30,19 @@ def objective(
     return ((res * res).sum() + lam * (Z * Z).sum()) / N
 
 
+def predict(Zq: torch.Tensor, Z: torch.Tensor, X: torch.Tensor, sigma: float) -> torch.Tensor:
+    """f(Zq) (M x D), the Nadaraya-Watson map of :mod:`ukr_bench.problem`, no leave-one-out."""
+    diff = Zq[:, None, :] - Z[None, :, :]
+    R = torch.softmax((diff * diff).sum(dim=-1) / (-2.0 * sigma**2), dim=1)
+    return R @ X
+
+
 class TorchBackend(Backend):
     """torch.autograd on eager tensors; cpu or cuda."""
 
     name = "torch"
     gradient = "autodiff (torch.autograd)"
+    xp = torch
 
     def _resolve_device(self, kind: str, index: int) -> None:
         if kind == "cuda":
@@ -67,6 +75,21 @@ class TorchBackend(Backend):
         Z = Z.detach().requires_grad_(True)
         value = objective(Z, X, sigma, lam, loo)
         (grad,) = torch.autograd.grad(value, Z)
+        return value.detach(), grad
+
+    def predict(
+        self, Zq: torch.Tensor, Z: torch.Tensor, X: torch.Tensor, sigma: float
+    ) -> torch.Tensor:
+        with torch.no_grad():
+            return predict(Zq, Z, X, sigma)
+
+    def project_value_and_grad(
+        self, Zq: torch.Tensor, Xq: torch.Tensor, Z: torch.Tensor, X: torch.Tensor, sigma: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        Zq = Zq.detach().requires_grad_(True)
+        res = Xq - predict(Zq, Z, X, sigma)
+        value = (res * res).sum()  # E_q of ukr_bench.problem
+        (grad,) = torch.autograd.grad(value, Zq)
         return value.detach(), grad
 
     def sync(self, out: Any) -> Any:

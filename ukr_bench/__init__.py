@@ -5,6 +5,7 @@ any installed backend.
 """
 
 from ukr_bench.data import DATASETS, make_dataset
+from ukr_bench.estimator import UKR, NotFittedError
 from ukr_bench.interface import (
     Backend,
     BackendNotInstalledError,
@@ -17,9 +18,11 @@ from ukr_bench.problem import Params, relative_error
 
 __all__ = [
     "DATASETS",
+    "UKR",
     "Backend",
     "BackendNotInstalledError",
     "DeviceUnavailableError",
+    "NotFittedError",
     "Params",
     "available_backends",
     "get_backend",

@@ -14,6 +14,7 @@ of jax and torch installed.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import sys
@@ -43,7 +44,7 @@ class DeviceUnavailableError(RuntimeError):
 class Backend(ABC):
     """One framework's implementation of the objective in :mod:`ukr_bench.problem`.
 
-    Subclasses set :attr:`name`, implement the four abstract methods and, where the framework
+    Subclasses set :attr:`name`, implement the abstract methods, set :attr:`xp` and, where the framework
     has devices other than the host, :meth:`_resolve_device`. Arrays passed to the objective
     must come from :meth:`asarray` of the same instance: shape (N, L) for ``Z``, (N, D) for
     ``X``, dtype :attr:`dtype`, on :attr:`device`. Inputs are *not* validated here (that is
@@ -85,6 +86,29 @@ class Backend(ABC):
         self, Z: Array, X: Array, sigma: float, lam: float, loo: bool
     ) -> tuple[Array, Array]:
         """E(Z) (0-d) and dE/dZ (N x L), as backend arrays."""
+
+    @abstractmethod
+    def predict(self, Zq: Array, Z: Array, X: Array, sigma: float) -> Array:
+        """f(Zq) (M x D): the Nadaraya-Watson map of queries ``Zq`` (M x L), no leave-one-out.
+
+        ``Z`` (N x L), ``X`` (N x D) are the training latents and data; see
+        :mod:`ukr_bench.problem`.
+        """
+
+    @abstractmethod
+    def project_value_and_grad(
+        self, Zq: Array, Xq: Array, Z: Array, X: Array, sigma: float
+    ) -> tuple[Array, Array]:
+        """E_q(Zq) = sum_q ||x_q - f(z_q)||^2 (0-d) and its gradient dE_q/dZq (M x L)."""
+
+    #: The array namespace (``numpy``, ``jax.numpy``, ``torch``) whose ``sign``, ``where``,
+    #: ``clip`` and ``abs`` the optimisers in :mod:`ukr_bench.optim` apply to this backend's
+    #: arrays, so that training never leaves the device.
+    xp: ClassVar[Any]
+
+    def context(self) -> contextlib.AbstractContextManager[Any]:
+        """A context in which elementwise ``xp`` operations keep :attr:`dtype` (JAX: x64)."""
+        return contextlib.nullcontext()
 
     def sync(self, out: Any) -> Any:
         """Block until ``out`` (an array or a tuple of them) is computed; returns it.

@@ -26,6 +26,19 @@ differences, not as ``|a|^2 + |b|^2 - 2ab``, which cancels catastrophically in f
 Reduction to the original tutorial (``../shared/seed-tutorial.md``): with ``sigma=1``,
 ``lam=0`` and ``loo=False``, ``N * E(Z)`` equals the tutorial's ``sum((X - R X)^2)``.
 
+The learned map and projection (used by :class:`ukr_bench.UKR` after training). With training
+latents ``Z`` (N x L) and data ``X`` (N x D) fixed, the Nadaraya-Watson map of a latent point
+``z`` is ``f(z) = sum_m softmax_m(-||z - z_m||^2 / (2 sigma^2)) x_m`` (all N training points,
+no leave-one-out: a query is not a training point). Projecting queries ``X_q`` (M x D) minimises
+the projection error over their latents ``Z_q`` (M x L):
+
+.. math::
+
+    E_q(Z_q) = \sum_{q=1}^{M} \lVert x_q - f(z_q) \rVert^2 ,
+
+a sum, not a mean, so each query's gradient is independent of M. Both use the same
+max-subtracted softmax and difference-based distances as ``E``.
+
 The formula lives here in words; each module in :mod:`backends` writes it in code once.
 """
 

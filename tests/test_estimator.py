@@ -1,0 +1,332 @@
+"""The UKR estimator: scikit-learn conventions, backend agreement, fidelity, errors.
+
+Fidelity measure: E(Z) sums the squared leave-one-out error over the D coordinates. Noise in the
+L tangent directions of the manifold is absorbed by the latent coordinates, so only the D - L
+normal directions are irreducible: a good fit has E close to (D - L) * noise_std^2, which for
+the saddle (D = 3, L = 2) is the noise variance itself, 0.05^2 = 0.0025.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import ukr_bench
+from tests.conftest import BACKENDS
+from ukr_bench import UKR, NotFittedError, get_backend, relative_error
+
+NOISE = 0.05
+
+
+@pytest.fixture(scope="module")
+def saddle() -> np.ndarray:
+    X, _ = ukr_bench.make_dataset("saddle", 120, noise=NOISE, random_state=0)
+    return X
+
+
+@pytest.fixture(scope="module")
+def fitted(saddle: np.ndarray) -> UKR:
+    return UKR(sigma=0.3, max_iter=60).fit(saddle)
+
+
+# -- new backend methods: the map f and the projection objective E_q -------------------------
+
+
+def _projection_problem() -> tuple[np.ndarray, ...]:
+    rng = np.random.default_rng(3)
+    return (
+        rng.normal(size=(7, 2)),
+        rng.normal(size=(7, 3)),
+        rng.normal(size=(20, 2)),
+        rng.normal(size=(20, 3)),
+    )
+
+
+@pytest.mark.parametrize("sigma", [0.3, 1.0])
+def test_predict_and_projection_agree_across_backends(backend: str, sigma: float) -> None:
+    arrays = _projection_problem()
+    ref, b = get_backend("numpy"), get_backend(backend)
+    v0, g0 = ref.project_value_and_grad(*arrays, sigma)
+    p0 = ref.predict(arrays[0], arrays[2], arrays[3], sigma)
+    dev = [b.asarray(a) for a in arrays]
+    v, g = b.project_value_and_grad(*dev, sigma)
+    p = b.predict(dev[0], dev[2], dev[3], sigma)
+    assert relative_error(b.to_numpy(v), v0) < 1e-12
+    assert relative_error(b.to_numpy(g), g0) < 1e-12
+    assert relative_error(b.to_numpy(p), p0) < 1e-12
+
+
+def test_numpy_projection_gradient_matches_finite_differences() -> None:
+    Zq, Xq, Z, X = _projection_problem()
+    b, h = get_backend("numpy"), 1e-6
+    _, grad = b.project_value_and_grad(Zq, Xq, Z, X, 0.7)
+    fd = np.zeros_like(Zq)
+    for i in np.ndindex(Zq.shape):
+        e = np.zeros_like(Zq)
+        e[i] = h
+        up = b.project_value_and_grad(Zq + e, Xq, Z, X, 0.7)[0]
+        down = b.project_value_and_grad(Zq - e, Xq, Z, X, 0.7)[0]
+        fd[i] = (up - down) / (2 * h)
+    assert relative_error(grad, fd) < 1e-7
+
+
+def test_predict_at_training_latents_without_loo_matches_objective() -> None:
+    # E without loo and lam is the mean of ||x_n - f(z_n)||^2: one definition of f.
+    _, _, Z, X = _projection_problem()
+    b = get_backend("numpy")
+    res = X - b.predict(Z, Z, X, 0.5)
+    assert np.isclose(np.sum(res**2) / len(X), b.value(Z, X, 0.5, 0.0, False))
+
+
+# -- scikit-learn conventions ---------------------------------------------------------------
+
+
+def test_init_stores_parameters_unchanged_and_validates_nothing() -> None:
+    model = UKR(n_components=-3, sigma="bad", optimizer="nope", init="nope")
+    assert model.get_params()["n_components"] == -3
+    assert model.get_params()["sigma"] == "bad"
+
+
+def test_get_set_params_round_trip() -> None:
+    model = UKR(sigma=0.5)
+    params = model.get_params()
+    assert params["sigma"] == 0.5
+    assert set(params) >= {"n_components", "lam", "loo", "backend", "optimizer", "init"}
+    assert model.set_params(max_iter=3, lam=0.1) is model
+    assert (model.max_iter, model.lam) == (3, 0.1)
+    with pytest.raises(ValueError, match=r"invalid parameter 'bogus' for UKR"):
+        model.set_params(bogus=1)
+    assert repr(UKR(sigma=0.5)) == "UKR(sigma=0.5)"
+
+
+def test_fit_returns_self_and_sets_trailing_underscore_attributes(saddle: np.ndarray) -> None:
+    model = UKR(sigma=0.3, max_iter=5, snapshot_every=2)
+    assert model.fit(saddle) is model
+    assert model.embedding_.shape == (120, 2)
+    assert model.embedding_.dtype == np.float64
+    assert model.history_.shape == (6,)
+    assert model.n_iter_ == 5
+    assert model.snapshots_.shape == (3, 120, 2)  # init, after 2 and after 4 iterations
+    assert model.n_features_in_ == 3
+    # history_[-1] is the objective at the embedding
+    value, _ = ukr_bench.value_and_grad(model.embedding_, saddle, sigma=0.3)
+    assert np.isclose(model.history_[-1], value)
+
+
+def test_sklearn_clone_and_grid_search(saddle: np.ndarray) -> None:
+    from sklearn.base import clone
+    from sklearn.model_selection import GridSearchCV
+
+    model = UKR(sigma=0.3, max_iter=5)
+    copy = clone(model)
+    assert copy.get_params() == model.get_params()
+    search = GridSearchCV(UKR(max_iter=5), {"sigma": [0.3, 1.0]}, cv=2).fit(saddle)
+    assert search.best_params_["sigma"] in (0.3, 1.0)
+
+
+def test_fit_transform_is_embedding(saddle: np.ndarray) -> None:
+    model = UKR(sigma=0.3, max_iter=3)
+    np.testing.assert_array_equal(model.fit_transform(saddle), model.embedding_)
+
+
+# -- optimisers, inits, constraints -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("optimizer", ["gd", "rprop", "lbfgs"])
+@pytest.mark.parametrize("init", ["pca", "random"])
+@pytest.mark.parametrize("constraint", ["none", "box"])
+def test_every_optimizer_decreases_objective(
+    saddle: np.ndarray, optimizer: str, init: str, constraint: str
+) -> None:
+    model = UKR(
+        sigma=0.3,
+        optimizer=optimizer,
+        init=init,
+        constraint=constraint,
+        max_iter=30,
+        random_state=0,
+    ).fit(saddle)
+    assert model.history_[-1] < model.history_[0]
+    assert np.all(np.isfinite(model.embedding_))
+    if constraint == "box":
+        assert np.abs(model.embedding_).max() <= 1.0
+    else:
+        np.testing.assert_allclose(model.embedding_.mean(axis=0), 0.0, atol=1e-9)
+
+
+def test_prior_shrinks_latents(saddle: np.ndarray) -> None:
+    free = UKR(sigma=0.3, max_iter=100).fit(saddle)
+    prior = UKR(sigma=0.3, lam=0.01, max_iter=100).fit(saddle)
+    assert np.linalg.norm(prior.embedding_) < 0.8 * np.linalg.norm(free.embedding_)
+
+
+def test_array_init_is_used(saddle: np.ndarray) -> None:
+    Z0 = np.random.default_rng(0).normal(size=(120, 2))
+    model = UKR(init=Z0, max_iter=0).fit(saddle)
+    np.testing.assert_array_equal(model.embedding_, Z0)
+
+
+# -- the same fit on every backend follows the same trajectory --------------------------------
+
+
+@pytest.mark.parametrize(("optimizer", "rate"), [("gd", 0.05), ("rprop", 0.001)])
+def test_trajectory_agrees_across_backends(saddle: np.ndarray, optimizer: str, rate: float) -> None:
+    # Small steps over 10 iterations: the trajectories of this objective are chaotic over long
+    # runs at large steps (rounding differences grow exponentially), not over this horizon.
+    kw = {
+        "sigma": 0.3,
+        "optimizer": optimizer,
+        "learning_rate": rate,
+        "max_iter": 10,
+        "snapshot_every": 1,
+        "init": "random",
+        "random_state": 1,
+    }
+    ref = UKR(backend="numpy", **kw).fit(saddle)
+    for backend in BACKENDS:
+        model = UKR(backend=backend, **kw).fit(saddle)
+        assert relative_error(model.snapshots_, ref.snapshots_) < 1e-10, backend
+        assert relative_error(model.history_, ref.history_) < 1e-10, backend
+
+
+def test_float32_fit_runs(saddle: np.ndarray, backend: str) -> None:
+    model = UKR(sigma=0.3, max_iter=10, backend=backend, dtype="float32").fit(saddle)
+    assert model.embedding_.dtype == np.float32
+    assert model.history_[-1] < model.history_[0]
+
+
+# -- fidelity on the noisy saddle -------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_loo_error_reaches_noise_variance(backend: str) -> None:
+    # N = 500, L-BFGS for 200 iterations: E ~ 0.0024 against (D - L) * 0.05^2 = 0.0025.
+    X, _ = ukr_bench.make_dataset("saddle", 500, noise=NOISE, random_state=0)
+    model = UKR(sigma=0.2, optimizer="lbfgs", max_iter=200, backend=backend).fit(X)
+    target = (X.shape[1] - 2) * NOISE**2
+    assert abs(model.history_[-1] - target) < 0.25 * target
+
+
+def test_without_loo_latents_spread_and_training_error_vanishes(saddle: np.ndarray) -> None:
+    # The pitfall: without leave-one-out or a prior every point learns to predict itself.
+    loo = UKR(sigma=0.3, max_iter=150).fit(saddle)
+    no_loo = UKR(sigma=0.3, loo=False, max_iter=150).fit(saddle)
+    assert no_loo.history_[-1] < 0.1 * NOISE**2
+    assert no_loo.history_[-1] < 0.1 * no_loo.history_[0]
+    assert np.ptp(no_loo.embedding_) > 2 * np.ptp(loo.embedding_)
+    assert loo.history_[-1] > 0.5 * NOISE**2
+
+
+# -- transform, inverse_transform, score ------------------------------------------------------
+
+
+def test_transform_inverse_transform_round_trip(fitted: UKR, saddle: np.ndarray) -> None:
+    Z = fitted.transform(saddle)
+    assert Z.shape == (120, 2)
+    lo, hi = fitted.embedding_.min(axis=0), fitted.embedding_.max(axis=0)
+    assert np.all((lo <= Z) & (hi >= Z))
+    # Projecting points on the learned surface gives them back.
+    on_surface = fitted.inverse_transform(fitted.embedding_[:20] * 0.9)
+    back = fitted.inverse_transform(fitted.transform(on_surface))
+    assert np.mean(np.sum((back - on_surface) ** 2, axis=1)) < 1e-4
+    # Projection refines the nearest-neighbour start: error no larger than at the start.
+    start = fitted.inverse_transform(fitted.embedding_)
+    refined = fitted.inverse_transform(Z)
+    assert np.sum((saddle - refined) ** 2) <= np.sum((saddle - start) ** 2)
+
+
+def test_transform_agrees_across_backends(fitted: UKR, saddle: np.ndarray) -> None:
+    ref = fitted.transform(saddle[:30])
+    for backend in BACKENDS:
+        other = UKR(**{**fitted.get_params(), "backend": backend})
+        other.embedding_, other.X_fit_, other.n_features_in_ = (
+            fitted.embedding_,
+            fitted.X_fit_,
+            fitted.n_features_in_,
+        )
+        assert relative_error(other.transform(saddle[:30]), ref) < 1e-8, backend
+
+
+def test_score_is_negative_reconstruction_error(fitted: UKR) -> None:
+    X_new, _ = ukr_bench.make_dataset("saddle", 50, noise=NOISE, random_state=7)
+    score = fitted.score(X_new)
+    assert score < 0
+    assert -score < 5 * NOISE**2  # close to the surface: the normal noise and a little more
+    res = X_new - fitted.inverse_transform(fitted.transform(X_new))
+    assert np.isclose(score, -np.mean(np.sum(res**2, axis=1)))
+
+
+@given(
+    st.lists(st.floats(-3, 3), min_size=2, max_size=2).map(np.array),
+)
+def test_inverse_transform_stays_in_data_hull(z: np.ndarray) -> None:
+    model = _small_model()
+    x = model.inverse_transform(z[None, :])
+    X = model.X_fit_
+    assert np.all(x >= X.min(axis=0) - 1e-9)
+    assert np.all(x <= X.max(axis=0) + 1e-9)
+
+
+_SMALL: list[UKR] = []
+
+
+def _small_model() -> UKR:
+    if not _SMALL:
+        X, _ = ukr_bench.make_dataset("saddle", 40, noise=NOISE, random_state=2)
+        _SMALL.append(UKR(sigma=0.5, max_iter=10).fit(X))
+    return _SMALL[0]
+
+
+# -- errors -------------------------------------------------------------------------------------
+
+X5 = np.random.default_rng(0).normal(size=(5, 3))
+
+
+@pytest.mark.parametrize(
+    ("params", "X", "error", "match"),
+    [
+        ({}, np.ones(5), ValueError, r"X must be 2-D"),
+        ({}, np.full((5, 3), np.nan), ValueError, r"X has 15 non-finite"),
+        ({}, np.ones((5, 3), dtype=int), TypeError, r"X must be a real floating-point"),
+        ({}, X5[:2], ValueError, r"X has 2 samples, too few: n_components=2 .* at least 3"),
+        ({"n_components": 1}, X5[:1], ValueError, r"X has 1 samples, too few"),
+        ({"n_components": 0}, X5, ValueError, r"n_components must be >= 1, got 0"),
+        ({"n_components": 1.5}, X5, TypeError, r"n_components must be an integer"),
+        ({"n_components": 4}, X5, ValueError, r"init='pca' needs n_components <= n_features"),
+        ({"optimizer": "adam"}, X5, ValueError, r"optimizer must be one of"),
+        ({"init": "spectral"}, X5, ValueError, r"init must be one of"),
+        ({"init": np.zeros((4, 2))}, X5, ValueError, r"init must have shape"),
+        ({"constraint": "sphere"}, X5, ValueError, r"constraint must be one of"),
+        ({"sigma": 0.0}, X5, ValueError, r"sigma must be > 0"),
+        ({"lam": -1.0}, X5, ValueError, r"lam must be >= 0"),
+        ({"loo": "yes"}, X5, TypeError, r"loo must be True or False"),
+        ({"max_iter": -1}, X5, ValueError, r"max_iter must be >= 0"),
+        ({"learning_rate": 0.0}, X5, ValueError, r"learning_rate must be > 0"),
+        ({"snapshot_every": -2}, X5, ValueError, r"snapshot_every must be >= 0"),
+        ({"backend": "tensorflow"}, X5, ValueError, r"backend must be one of"),
+        ({"dtype": "float16"}, X5, ValueError, r"dtype must be one of"),
+        ({"device": "tpu"}, X5, ValueError, r"device must be"),
+    ],
+)
+def test_fit_errors(params: dict, X: np.ndarray, error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match):
+        UKR(**params).fit(X)
+
+
+@pytest.mark.parametrize("method", ["transform", "inverse_transform", "score"])
+def test_use_before_fit_raises_not_fitted(method: str) -> None:
+    with pytest.raises(NotFittedError, match=r"not fitted yet: call fit"):
+        getattr(UKR(), method)(X5)
+    assert issubclass(NotFittedError, ValueError)
+    assert issubclass(NotFittedError, AttributeError)
+
+
+def test_query_shape_errors(fitted: UKR) -> None:
+    with pytest.raises(ValueError, match=r"X has 2 columns, but the model has 3 features"):
+        fitted.transform(np.ones((4, 2)))
+    with pytest.raises(ValueError, match=r"Z has 3 columns, but the model has 2 latent"):
+        fitted.inverse_transform(np.ones((4, 3)))
+    with pytest.raises(ValueError, match=r"X has 3 non-finite"):
+        fitted.score(np.full((1, 3), np.nan))
