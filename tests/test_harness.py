@@ -18,7 +18,15 @@ from ukr_bench import harness
 from ukr_bench.cli import main as cli_main
 from ukr_bench.harness import SweepConfig, load_results, read_rows, run_sweep, run_worker
 
-TINY = {"ns": [8, 16], "min_rounds": 2, "min_time": 0.0, "warmup": 1, "max_rounds": 3}
+TINY = {
+    "ns": [8, 16],
+    "min_rounds": 2,
+    "min_time": 0.0,
+    "warmup": 1,
+    "max_rounds": 3,
+    "fit_iters": 2,
+    "fit_rounds": 1,
+}
 
 
 def in_process(run_dir: Path, backend: str) -> list[str]:
@@ -41,6 +49,9 @@ def test_sweep_writes_schema_and_metadata(tmp_path: Path) -> None:
             assert (df[f"{fn}_{field}"] >= 0).all(), field
         assert all(len(s[fn]) == r for s, r in zip(df.samples, df[f"{fn}_rounds"], strict=True))
     assert (df.grad_ratio > 0).all()
+    for opt in ("gd", "rprop", "lbfgs"):  # time-to-fit of every optimiser
+        assert (df[f"fit_{opt}_median_s"] > 0).all()
+        assert (df[f"fit_{opt}_iters"] <= 2).all()
     # precision against float64 NumPy: float64 is exact to rounding, float32 to ~1e-6
     f64, f32 = df[df.dtype == "float64"], df[df.dtype == "float32"]
     assert (f64.grad_rel_error < 1e-12).all()
@@ -244,6 +255,8 @@ def test_recompilation_while_timing_is_an_error(
         ({"timeout": -1.0}, r"timeout must be > 0"),
         ({"memory_fraction": 1.5}, r"memory_fraction must be in \(0, 1\]"),
         ({"warmup": -1}, r"warmup must be an integer >= 0"),
+        ({"fit_optimizers": ["adam"]}, r"fit_optimizers: unknown optimizer 'adam'"),
+        ({"fit_iters": -1}, r"fit_iters must be an integer >= 0"),
     ],
 )
 def test_bad_options_are_rejected(kwargs: dict, match: str) -> None:

@@ -51,6 +51,7 @@ from typing import Any
 import numpy as np
 
 from ukr_bench.data import DATASETS, make_dataset
+from ukr_bench.estimator import OPTIMIZERS
 from ukr_bench.interface import FUNCTIONS, REGISTRY, Backend, available_backends, get_backend
 from ukr_bench.problem import (
     DTYPES,
@@ -94,12 +95,24 @@ class SweepConfig:
     warmup: int = 2
     timeout: float = 600.0  # seconds for one configuration before its worker is killed
     memory_fraction: float = 0.8  # of the memory available at the start
+    # Time-to-fit: UKR(...).fit(X) with a fixed iteration count per optimiser, up to fit_max_n.
+    fit_optimizers: list[str] = dataclasses.field(default_factory=lambda: ["gd", "rprop", "lbfgs"])
+    fit_iters: int = 20
+    fit_rounds: int = 3
+    fit_max_n: int = 2000
     threads: int = dataclasses.field(default_factory=lambda: len(_cpus()))
 
     @classmethod
     def quick(cls, **overrides: Any) -> SweepConfig:
         """The smoke-test sweep: three small N, few rounds (well under two minutes)."""
-        base = {"ns": list(QUICK_NS), "min_rounds": 3, "min_time": 0.05, "warmup": 1}
+        base = {
+            "ns": list(QUICK_NS),
+            "min_rounds": 3,
+            "min_time": 0.05,
+            "warmup": 1,
+            "fit_iters": 5,
+            "fit_rounds": 1,
+        }
         return cls(**(base | overrides))
 
     def __post_init__(self) -> None:
@@ -128,7 +141,16 @@ class SweepConfig:
             raise ValueError(msg)
         Params(sigma=self.sigma, lam=self.lam, loo=self.loo)
         check_nonnegative_float("noise", self.noise)
-        for name in ("latent_dim", "min_rounds", "max_rounds", "threads"):
+        if not isinstance(self.fit_optimizers, list) or len(set(self.fit_optimizers)) != len(
+            self.fit_optimizers
+        ):
+            msg = f"fit_optimizers must be a list without duplicates, got {self.fit_optimizers!r}"
+            raise ValueError(msg)
+        for opt in self.fit_optimizers:
+            if opt not in OPTIMIZERS:
+                msg = f"fit_optimizers: unknown optimizer {opt!r}; known: {list(OPTIMIZERS)}"
+                raise ValueError(msg)
+        for name in ("latent_dim", "min_rounds", "max_rounds", "threads", "fit_rounds"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 msg = f"{name} must be a positive integer, got {value!r}"
@@ -139,9 +161,11 @@ class SweepConfig:
         if self.threads > len(_cpus()):
             msg = f"threads must be <= the {len(_cpus())} CPUs this process may use, got {self.threads}"
             raise ValueError(msg)
-        if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 0:
-            msg = f"warmup must be an integer >= 0, got {self.warmup!r}"
-            raise ValueError(msg)
+        for name in ("warmup", "fit_iters", "fit_max_n"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                msg = f"{name} must be an integer >= 0, got {value!r}"
+                raise ValueError(msg)
         check_nonnegative_float("min_time", self.min_time)
         check_positive_float("timeout", self.timeout)
         if not 0 < check_positive_float("memory_fraction", self.memory_fraction) <= 1:
@@ -452,6 +476,36 @@ def _time_calls(
     return samples
 
 
+def _time_fits(
+    case: Case, cfg: SweepConfig, X: np.ndarray, samples: dict[str, list[float]]
+) -> dict[str, Any]:
+    """Time-to-fit of each optimiser: ``fit_iters`` iterations from the same random start.
+
+    One untimed fit first (JAX compiles there), then ``fit_rounds`` timed fits; ``fit`` returns
+    the embedding on the host, so each timed fit ends synchronised.
+    """
+    from ukr_bench.estimator import UKR
+
+    row: dict[str, Any] = {}
+    for opt in cfg.fit_optimizers:
+        est = UKR(
+            n_components=cfg.latent_dim, sigma=cfg.sigma, lam=cfg.lam, loo=cfg.loo,
+            backend=case.backend, dtype=case.dtype, device=case.device,
+            optimizer=opt, max_iter=cfg.fit_iters, init="random", random_state=cfg.seed,
+        )  # fmt: skip
+        est.fit(X)
+        times = []
+        for _ in range(cfg.fit_rounds):
+            t0 = time.perf_counter()
+            est.fit(X)
+            times.append(time.perf_counter() - t0)
+        samples[f"fit_{opt}"] = times
+        row[f"fit_{opt}_median_s"] = float(np.median(times))
+        row[f"fit_{opt}_iters"] = est.n_iter_  # L-BFGS may stop early: time per iteration below
+        row[f"fit_{opt}_per_iter_s"] = row[f"fit_{opt}_median_s"] / max(est.n_iter_, 1)
+    return row
+
+
 def problem_inputs(cfg: SweepConfig, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Latent points Z ~ N(0, I_L) and the data set's first ``n`` points, float64 (seeded)."""
     X, _ = make_dataset(cfg.data, n, noise=cfg.noise, random_state=cfg.seed)
@@ -503,6 +557,8 @@ def measure_case(
             row[f"{fn}_{field}_s"] = getattr(stats, field)
         row[f"{fn}_rounds"] = stats.rounds
     row["grad_ratio"] = row["value_and_grad_median_s"] / row["value_median_s"]
+    if cfg.fit_iters and case.n <= cfg.fit_max_n:
+        row |= _time_fits(case, cfg, X, samples)
     row["samples"] = samples
 
     value, grad = (backend.to_numpy(a) for a in result)

@@ -304,6 +304,53 @@ def fig_precision(ok: pd.DataFrame, stem: Path) -> Path | None:
     return stem.with_suffix(".png")
 
 
+def fig_fit(ok: pd.DataFrame, stem: Path) -> Path | None:
+    """Time-to-fit per optimiser (one panel each), as the harness's ``fit_<opt>_median_s``."""
+    opts = [
+        c[len("fit_") : -len("_median_s")]
+        for c in ok.columns
+        if c.startswith("fit_") and c.endswith("_median_s")
+    ]
+    fits = (
+        ok.dropna(subset=[f"fit_{o}_median_s" for o in opts], how="all") if opts else ok.iloc[0:0]
+    )
+    if fits.empty:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(
+        1,
+        len(opts),
+        figsize=(4 * len(opts) + 2, 4.2),
+        dpi=130,
+        layout="constrained",
+        sharey=True,
+        squeeze=False,
+    )
+    for ax, opt in zip(axes[0], opts, strict=True):
+        for key, g in _series(fits.dropna(subset=[f"fit_{opt}_median_s"])):
+            _line(ax, g, key, f"fit_{opt}_median_s")
+        iters = fits[f"fit_{opt}_iters"].dropna()
+        done = (
+            f"{int(iters.min())}–{int(iters.max())}"
+            if iters.min() != iters.max()
+            else f"{int(iters.max())}"
+        )
+        ax.set(xscale="log", yscale="log", xlabel="N (samples)", title=f"{opt}: {done} iterations")
+        ax.grid(True, alpha=0.4)
+    axes[0][0].set_ylabel("time to fit [s]")
+    axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    fig.suptitle("Training cost: UKR(...).fit(X) per optimiser (median)", fontsize=11)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    for fmt in FORMATS:
+        fig.savefig(stem.with_suffix(f".{fmt}"))
+    plt.close(fig)
+    return stem.with_suffix(".png")
+
+
 def fig_overlay(all_ok: pd.DataFrame, runs: list[str], stem: Path) -> Path:
     def plot(ax) -> None:
         for i, run in enumerate(runs):
