@@ -101,33 +101,69 @@ def _series(ok: pd.DataFrame) -> list[tuple[tuple[str, str, str], pd.DataFrame]]
 # --------------------------------------------------------------------------- figures
 
 
-def _figure(
-    plot, path_stem: Path, *, title: str, xlabel: str, ylabel: str, logy: bool = True
-) -> Path:
-    """Draw with ``plot(ax)``, label, save PNG and SVG; returns the PNG's path."""
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 4.6), dpi=130, layout="constrained")
+    return plt
+
+
+def _save(fig, stem: Path) -> Path:
+    """Save PNG (for the Markdown) and SVG (for papers); returns the PNG's path."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    for fmt in FORMATS:
+        fig.savefig(stem.with_suffix(f".{fmt}"))
+    _pyplot().close(fig)
+    return stem.with_suffix(".png")
+
+
+def _legend_outside(ax) -> None:
+    """Legend to the right of the axes, so that it never hides data."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+
+
+def _figure(
+    plot, stem: Path, *, ns, title: str, ylabel: str, logy: bool = True, ratio: bool = False
+) -> Path:
+    """One panel against N: draw with ``plot(ax)``, label, save; returns the PNG's path."""
+    fig, ax = _pyplot().subplots(figsize=(8, 4.6), dpi=130, layout="constrained")
     plot(ax)
-    ax.set_xscale("log")
     if logy:
         ax.set_yscale("log")
+        if ratio:
+            _ratio_axis(ax)
+    _n_axis(ax, ns)
     ax.set_title(title, fontsize=11)
-    ax.set_xlabel(xlabel)
+    ax.set_xlabel("N (samples)")
     ax.set_ylabel(ylabel)
     ax.grid(True, which="major", alpha=0.4)
-    ax.grid(True, which="minor", alpha=0.12)
-    handles, _ = ax.get_legend_handles_labels()
-    if handles:  # outside the axes, so that it never hides data
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
-    path_stem.parent.mkdir(parents=True, exist_ok=True)
-    for fmt in FORMATS:
-        fig.savefig(path_stem.with_suffix(f".{fmt}"))
-    plt.close(fig)
-    return path_stem.with_suffix(".png")
+    ax.grid(True, which="minor", axis="y", alpha=0.12)
+    _legend_outside(ax)
+    return _save(fig, stem)
+
+
+def _n_axis(ax, ns) -> None:
+    """Log x axis ticked at the N values measured, labelled in plain numbers."""
+    from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
+
+    ns = sorted({int(n) for n in ns})
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(FixedLocator(ns))
+    ax.set_xticklabels([str(n) for n in ns], fontsize=8)
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _ratio_axis(ax) -> None:
+    """Log y axis for ratios, labelled 0.5, 1, 2 rather than 5x10^-1."""
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.yaxis.set_minor_formatter(NullFormatter())
 
 
 def _line(
@@ -165,7 +201,7 @@ def fig_time(ok: pd.DataFrame, stem: Path) -> Path:
         plot,
         stem,
         title="Value + gradient, steady state (median; band: IQR)",
-        xlabel="N (samples)",
+        ns=ok["n"],
         ylabel="time per call [s]",
     )
 
@@ -194,8 +230,9 @@ def fig_speedup(ok: pd.DataFrame, stem: Path) -> Path | None:
         plot,
         stem,
         title="Speed relative to hand-derived NumPy (same dtype, value + gradient)",
-        xlabel="N (samples)",
+        ns=ok["n"],
         ylabel="NumPy time / backend time",
+        ratio=True,
     )
 
 
@@ -209,7 +246,7 @@ def fig_grad_ratio(ok: pd.DataFrame, stem: Path) -> Path:
         plot,
         stem,
         title="Cost of the gradient: (value + gradient) time / value time",
-        xlabel="N (samples)",
+        ns=ok["n"],
         ylabel="time ratio",
         logy=False,
     )
@@ -224,7 +261,7 @@ def fig_first_call(ok: pd.DataFrame, stem: Path) -> Path:
         plot,
         stem,
         title="First call of value + gradient (JAX: tracing + compilation)",
-        xlabel="N (samples)",
+        ns=ok["n"],
         ylabel="time [s]",
     )
 
@@ -254,7 +291,7 @@ def fig_memory(ok: pd.DataFrame, stem: Path) -> Path | None:
         plot,
         stem,
         title="Peak memory of value + gradient (host RSS rise or device peak)",
-        xlabel="N (samples)",
+        ns=mem["n"],
         ylabel="memory [MiB]",
     )
 
@@ -263,12 +300,9 @@ def fig_precision(ok: pd.DataFrame, stem: Path) -> Path | None:
     f32 = ok[ok.dtype == "float32"]
     if f32.empty:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), dpi=130, layout="constrained", sharey=True)
+    fig, axes = _pyplot().subplots(
+        1, 2, figsize=(10, 4.2), dpi=130, layout="constrained", sharey=True
+    )
     for ax, col, what in zip(
         axes, ["value_rel_error", "grad_rel_error"], ["value E(Z)", "gradient dE/dZ"], strict=True
     ):
@@ -291,17 +325,12 @@ def fig_precision(ok: pd.DataFrame, stem: Path) -> Path | None:
             linestyle=":",
             label="float32 machine epsilon",
         )
-        ax.set(
-            xscale="log", yscale="log", xlabel="N (samples)", title=f"float32 error of the {what}"
-        )
+        ax.set(yscale="log", xlabel="N (samples)", title=f"float32 error of the {what}")
+        _n_axis(ax, f32["n"])
         ax.grid(True, alpha=0.4)
     axes[0].set_ylabel("relative error against float64 NumPy")
-    axes[1].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    for fmt in FORMATS:
-        fig.savefig(stem.with_suffix(f".{fmt}"))
-    plt.close(fig)
-    return stem.with_suffix(".png")
+    _legend_outside(axes[1])
+    return _save(fig, stem)
 
 
 def fig_fit(ok: pd.DataFrame, stem: Path) -> Path | None:
@@ -316,12 +345,7 @@ def fig_fit(ok: pd.DataFrame, stem: Path) -> Path | None:
     )
     if fits.empty:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(
+    fig, axes = _pyplot().subplots(
         1,
         len(opts),
         figsize=(4 * len(opts) + 2, 4.2),
@@ -339,16 +363,13 @@ def fig_fit(ok: pd.DataFrame, stem: Path) -> Path | None:
             if iters.min() != iters.max()
             else f"{int(iters.max())}"
         )
-        ax.set(xscale="log", yscale="log", xlabel="N (samples)", title=f"{opt}: {done} iterations")
+        ax.set(yscale="log", xlabel="N (samples)", title=f"{opt}: {done} iterations")
+        _n_axis(ax, fits["n"])
         ax.grid(True, alpha=0.4)
     axes[0][0].set_ylabel("time to fit [s]")
-    axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    _legend_outside(axes[0][-1])
     fig.suptitle("Training cost: UKR(...).fit(X) per optimiser (median)", fontsize=11)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    for fmt in FORMATS:
-        fig.savefig(stem.with_suffix(f".{fmt}"))
-    plt.close(fig)
-    return stem.with_suffix(".png")
+    return _save(fig, stem)
 
 
 def fig_overlay(all_ok: pd.DataFrame, runs: list[str], stem: Path) -> Path:
@@ -368,7 +389,7 @@ def fig_overlay(all_ok: pd.DataFrame, runs: list[str], stem: Path) -> Path:
         plot,
         stem,
         title="Value + gradient across runs (line style: run)",
-        xlabel="N (samples)",
+        ns=all_ok["n"],
         ylabel="time per call [s]",
     )
 
@@ -502,6 +523,11 @@ FIGURES = (
         fig_memory,
         "memory",
         "Peak memory of one value + gradient call (rise of the process's peak RSS on the host; allocator caches hide small N).",
+    ),
+    (
+        fig_fit,
+        "fit",
+        "Time to fit: a fixed number of iterations of each optimiser from the same random start (the training cost next to the per-gradient cost).",
     ),
     (
         fig_precision,
