@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import ukr_bench
-from tests.conftest import BACKENDS
+from conftest import BACKENDS
 from ukr_bench import UKR, NotFittedError, get_backend, relative_error
 
 NOISE = 0.05
@@ -154,6 +154,15 @@ def test_every_optimizer_decreases_objective(
         assert np.abs(model.embedding_).max() <= 1.0
     else:
         np.testing.assert_allclose(model.embedding_.mean(axis=0), 0.0, atol=1e-9)
+
+
+def test_lbfgs_leaves_the_stationary_point_near_zero() -> None:
+    # Z = 0 is stationary; from a small random start at large N the gradient is below scipy's
+    # absolute gtol (1e-5) at once, and L-BFGS used to stop after 0 iterations.
+    X, _ = ukr_bench.make_dataset("saddle", 1000, noise=0.05, random_state=0)
+    model = UKR(sigma=0.5, optimizer="lbfgs", init="random", max_iter=10, random_state=0).fit(X)
+    assert model.n_iter_ == 10
+    assert model.history_[-1] < 0.1 * model.history_[0]
 
 
 def test_prior_shrinks_latents(saddle: np.ndarray) -> None:
