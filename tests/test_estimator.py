@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import BACKENDS
 from hypothesis import given
 from hypothesis import strategies as st
 
 import ukr_bench
-from conftest import BACKENDS
 from ukr_bench import UKR, NotFittedError, get_backend, relative_error
 
 NOISE = 0.05
