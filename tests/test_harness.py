@@ -139,21 +139,28 @@ def test_estimated_memory_over_the_limit_is_skipped(tmp_path: Path) -> None:
     assert rows[1_000_000]["reason"].startswith(f"estimated {need:.1f} GiB > limit")
 
 
-def test_a_worker_that_dies_is_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None:
-    # The worker for N=16 is killed by SIGKILL, as the kernel's OOM killer would.
-    def dying_worker(run_dir: Path, backend: str) -> list[str]:
+def faulty_worker(fault: str):
+    """A worker command whose process runs ``fault`` when it reaches the configuration N=16."""
+
+    def command(run_dir: Path, backend: str) -> list[str]:
         script = (
-            f"import sys, os, signal; sys.path[:0] = {sys.path!r}\n"
+            f"import os, signal, sys, time; sys.path[:0] = {sys.path!r}\n"
             "from ukr_bench import harness\n"
             "real = harness.measure_case\n"
             "def fake(case, cfg, ref):\n"
-            "    if case.n == 16: os.kill(os.getpid(), signal.SIGKILL)\n"
+            f"    if case.n == 16: {fault}\n"
             "    return real(case, cfg, ref)\n"
             "harness.measure_case = fake\n"
             f"harness.run_worker({str(run_dir)!r}, {backend!r})\n"
         )
         return [sys.executable, "-c", script]
 
+    return command
+
+
+def test_a_worker_that_dies_is_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None:
+    # The worker is killed by SIGKILL at N=16, as the kernel's OOM killer would.
+    dying_worker = faulty_worker("os.kill(os.getpid(), signal.SIGKILL)")
     cfg = SweepConfig(backends=["numpy"], dtypes=["float64"], **(TINY | {"ns": [8, 16, 32]}))
     run_dir = run_sweep(cfg, tmp_path / "run", progress=False, worker_cmd=dying_worker)
     rows = {r["n"]: r for r in read_rows(run_dir)}
@@ -164,19 +171,7 @@ def test_a_worker_that_dies_is_recorded_and_the_sweep_goes_on(tmp_path: Path) ->
 
 
 def test_timeout_kills_the_worker_and_skips_larger_n(tmp_path: Path) -> None:
-    def slow_worker(run_dir: Path, backend: str) -> list[str]:
-        script = (
-            f"import sys, time; sys.path[:0] = {sys.path!r}\n"
-            "from ukr_bench import harness\n"
-            "real = harness.measure_case\n"
-            "def fake(case, cfg, ref):\n"
-            "    if case.n == 16: time.sleep(60)\n"
-            "    return real(case, cfg, ref)\n"
-            "harness.measure_case = fake\n"
-            f"harness.run_worker({str(run_dir)!r}, {backend!r})\n"
-        )
-        return [sys.executable, "-c", script]
-
+    slow_worker = faulty_worker("time.sleep(60)")
     cfg = SweepConfig(
         backends=["numpy"], dtypes=["float64"], timeout=3.0, **(TINY | {"ns": [8, 16, 32]})
     )
