@@ -291,3 +291,29 @@ def test_load_results_rejects_a_directory_without_metadata(tmp_path: Path) -> No
     (tmp_path / "meta.json").write_text("{not json")
     with pytest.raises(ValueError, match="is not valid JSON"):
         load_results(tmp_path)
+
+
+def test_interrupting_the_sweep_leaves_no_worker_behind(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    cfg = SweepConfig(
+        backends=["numpy"],
+        dtypes=["float64"],
+        **(TINY | {"ns": [200, 400, 800, 1600, 3200], "min_time": 0.5}),
+    )
+    code = (
+        "from ukr_bench.harness import SweepConfig, run_sweep; "
+        f"run_sweep(SweepConfig(**{cfg.__dict__!r}), {str(run_dir)!r}, progress=False)"
+    )
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (run_dir / "inflight.json").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    pid = json.loads((run_dir / "inflight.json").read_text())["pid"]
+    proc.send_signal(signal.SIGINT)  # Ctrl-C reaches the parent only, e.g. under nohup or nox
+    proc.wait(timeout=60)
+    time.sleep(0.5)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # the worker is gone too
+    run_sweep(out=run_dir, resume=True, progress=False)
+    assert sorted(r["n"] for r in read_rows(run_dir)) == [200, 400, 800, 1600, 3200]

@@ -758,21 +758,29 @@ def _run_backend(
             worker_cmd(run_dir, backend), stdout=log, stderr=subprocess.STDOUT, env=env
         )
         timed_out = None
-        while proc.poll() is None:
-            inflight = _inflight(run_dir)
-            update(
-                len(read_rows(run_dir)),
-                f"{backend} {inflight['device']} {inflight['dtype']} N={inflight['n']}"
-                if inflight
-                else backend,
-            )
-            if inflight and time.time() - inflight["started"] > cfg.timeout:
-                timed_out = inflight
-                proc.kill()
-                proc.wait()
-                break
-            time.sleep(0.2)
-        log.close()
+        try:
+            while proc.poll() is None:
+                inflight = _inflight(run_dir)
+                update(
+                    len(read_rows(run_dir)),
+                    f"{backend} {inflight['device']} {inflight['dtype']} N={inflight['n']}"
+                    if inflight
+                    else backend,
+                )
+                if inflight and time.time() - inflight["started"] > cfg.timeout:
+                    timed_out = inflight
+                    proc.kill()
+                    proc.wait()
+                    break
+                time.sleep(0.2)
+        except BaseException:
+            # Interrupted (Ctrl-C) or failing here: never leave a worker running on its own.
+            # Its configuration in flight is not recorded, so --resume measures it again.
+            proc.kill()
+            proc.wait()
+            raise
+        finally:
+            log.close()
         inflight = _inflight(run_dir)
         if timed_out is not None:
             _record_failure(
