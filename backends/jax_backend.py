@@ -27,11 +27,19 @@ from ukr_bench.problem import Params
 _enable_x64 = jax.enable_x64 if hasattr(jax, "enable_x64") else jax.experimental.enable_x64
 
 
+def _sqdist(A: jax.Array, B: jax.Array) -> jax.Array:
+    """||a_i - b_j||^2 (M x N) from differences, one latent dimension at a time.
+
+    The same formulation as the NumPy backend: the (M x N x L) broadcast it replaces made the
+    backward pass 1.8-2.9x slower at N = 2000-4000 in float64 (XLA on the CPU).
+    """
+    return sum((A[:, l, None] - B[None, :, l]) ** 2 for l in range(A.shape[1]))
+
+
 def objective(Z: jax.Array, X: jax.Array, sigma: float, lam: float, loo: bool) -> jax.Array:
     """E(Z) as defined in :mod:`ukr_bench.problem`."""
     N = Z.shape[0]
-    diff = Z[:, None, :] - Z[None, :, :]  # fused by XLA; not materialised
-    logits = -jnp.sum(diff * diff, axis=-1) / (2.0 * sigma**2)
+    logits = -_sqdist(Z, Z) / (2.0 * sigma**2)
     if loo:
         logits = jnp.where(jnp.eye(N, dtype=bool), -jnp.inf, logits)
     R = jax.nn.softmax(logits, axis=1)
@@ -41,8 +49,7 @@ def objective(Z: jax.Array, X: jax.Array, sigma: float, lam: float, loo: bool) -
 
 def predict(Zq: jax.Array, Z: jax.Array, X: jax.Array, sigma: float) -> jax.Array:
     """f(Zq) (M x D), the Nadaraya-Watson map of :mod:`ukr_bench.problem`, no leave-one-out."""
-    diff = Zq[:, None, :] - Z[None, :, :]
-    R = jax.nn.softmax(-jnp.sum(diff * diff, axis=-1) / (2.0 * sigma**2), axis=1)
+    R = jax.nn.softmax(-_sqdist(Zq, Z) / (2.0 * sigma**2), axis=1)
     return jnp.matmul(R, X, precision="highest")
 
 

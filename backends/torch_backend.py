@@ -15,13 +15,21 @@ import torch
 from ukr_bench.interface import Backend, DeviceUnavailableError
 
 
+def _sqdist(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+    """||a_i - b_j||^2 (M x N) from differences, one latent dimension at a time.
+
+    The same formulation as the NumPy backend: the (M x N x L) broadcast it replaces made
+    value + gradient 1.3-2.4x slower at N = 2000-4000 (and kept N x N x L alive for backward).
+    """
+    return sum((A[:, l, None] - B[None, :, l]) ** 2 for l in range(A.shape[1]))
+
+
 def objective(
     Z: torch.Tensor, X: torch.Tensor, sigma: float, lam: float, loo: bool
 ) -> torch.Tensor:
     """E(Z) as defined in :mod:`ukr_bench.problem`."""
     N = Z.shape[0]
-    diff = Z[:, None, :] - Z[None, :, :]
-    logits = (diff * diff).sum(dim=-1) / (-2.0 * sigma**2)
+    logits = _sqdist(Z, Z) / (-2.0 * sigma**2)
     if loo:
         eye = torch.eye(N, dtype=torch.bool, device=Z.device)
         logits = logits.masked_fill(eye, float("-inf"))
@@ -32,8 +40,7 @@ def objective(
 
 def predict(Zq: torch.Tensor, Z: torch.Tensor, X: torch.Tensor, sigma: float) -> torch.Tensor:
     """f(Zq) (M x D), the Nadaraya-Watson map of :mod:`ukr_bench.problem`, no leave-one-out."""
-    diff = Zq[:, None, :] - Z[None, :, :]
-    R = torch.softmax((diff * diff).sum(dim=-1) / (-2.0 * sigma**2), dim=1)
+    R = torch.softmax(_sqdist(Zq, Z) / (-2.0 * sigma**2), dim=1)
     return R @ X
 
 
