@@ -32,7 +32,7 @@ def _cmd_agreement(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     X, _ = make_dataset(args.data, args.n, noise=args.noise, random_state=args.seed)
-    # Latent points spread like the data's own scale, as after training.
+    # Latent points spread over about one bandwidth: the regime UKR trains in.
     Z = args.sigma * np.random.default_rng(args.seed + 1).normal(size=(args.n, args.latent_dim))
     kw = {"sigma": args.sigma, "lam": args.lam, "loo": not args.no_loo}
     ref_v, ref_g = value_and_grad(Z, X, backend="numpy", dtype="float64", **kw)

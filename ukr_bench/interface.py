@@ -185,7 +185,7 @@ REGISTRY: dict[str, BackendSpec] = {
             "JaxBackend",
             "jax",
             "pip install 'ukr-bench[jax]'",
-            n2_base=9.5,  # float64 at N = 8000 peaked at 10 N^2 (float32: 9 N^2)
+            n2_base=4.0,  # float64 at N = 8000 peaked at 4.4 N^2 (float32: 3.2 N^2)
             n2_per_latent=0.5,
         ),
         BackendSpec(
@@ -202,8 +202,8 @@ REGISTRY: dict[str, BackendSpec] = {
             "TorchBackend",
             "torch",
             "pip install 'ukr-bench[torch]' (or the torch build for your CUDA from pytorch.org)",
-            n2_base=4.0,
-            n2_per_latent=2.0,
+            n2_base=4.5,  # 6 N^2 at N = 8000
+            n2_per_latent=1.0,
         ),
     )
 }
