@@ -113,8 +113,12 @@ def _pyplot():
 def _save(fig, stem: Path) -> Path:
     """Save PNG (for the Markdown) and SVG (for papers); returns the PNG's path."""
     stem.parent.mkdir(parents=True, exist_ok=True)
-    for fmt in FORMATS:
-        fig.savefig(stem.with_suffix(f".{fmt}"))
+    # No dates, fixed ids: regenerating a report leaves committed figures unchanged.
+    with _pyplot().rc_context({"svg.hashsalt": "ukr-bench"}):
+        for fmt in FORMATS:
+            fig.savefig(
+                stem.with_suffix(f".{fmt}"), metadata={"Date": None} if fmt == "svg" else None
+            )
     _pyplot().close(fig)
     return stem.with_suffix(".png")
 
@@ -236,32 +240,38 @@ def fig_speedup(ok: pd.DataFrame, stem: Path) -> Path | None:
     )
 
 
-def fig_grad_ratio(ok: pd.DataFrame, stem: Path) -> Path:
+def _column_figure(
+    ok: pd.DataFrame, stem: Path, column: str, *, hline: float | None = None, **kw: Any
+) -> Path:
+    """One line per backend x dtype x device of ``column`` against N."""
+
     def plot(ax) -> None:
         for key, g in _series(ok):
-            _line(ax, g, key, "grad_ratio")
-        ax.axhline(1.0, color="black", linewidth=0.8)
+            _line(ax, g, key, column)
+        if hline is not None:
+            ax.axhline(hline, color="black", linewidth=0.8)
 
-    return _figure(
-        plot,
+    return _figure(plot, stem, ns=ok["n"], **kw)
+
+
+def fig_grad_ratio(ok: pd.DataFrame, stem: Path) -> Path:
+    return _column_figure(
+        ok,
         stem,
+        "grad_ratio",
+        hline=1.0,
         title="Cost of the gradient: (value + gradient) time / value time",
-        ns=ok["n"],
         ylabel="time ratio",
         logy=False,
     )
 
 
 def fig_first_call(ok: pd.DataFrame, stem: Path) -> Path:
-    def plot(ax) -> None:
-        for key, g in _series(ok):
-            _line(ax, g, key, "value_and_grad_first_s")
-
-    return _figure(
-        plot,
+    return _column_figure(
+        ok,
         stem,
+        "value_and_grad_first_s",
         title="First call of value + gradient (JAX: tracing + compilation)",
-        ns=ok["n"],
         ylabel="time [s]",
     )
 
