@@ -401,13 +401,13 @@ def thread_env(threads: int) -> dict[str, str]:
     return env
 
 
-def _framework_settings(backend: Backend, threads: int) -> dict[str, Any]:
+def _framework_settings(backend: str, threads: int) -> dict[str, Any]:
     """Pin the process to ``threads`` CPUs, apply framework settings, and record them."""
     settings: dict[str, Any] = {"threads": threads}
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, _cpus()[:threads])
         settings["cpu_affinity"] = _cpus()
-    if backend.name == "torch":
+    if backend == "torch":
         import torch
 
         torch.set_num_threads(threads)
@@ -521,10 +521,7 @@ def measure_case(
 
     params = Params(sigma=cfg.sigma, lam=cfg.lam, loo=cfg.loo)
     backend = get_backend(case.backend, dtype=case.dtype, device=case.device)
-    row: dict[str, Any] = {
-        "settings": _framework_settings(backend, cfg.threads),
-        "info": backend.info(),
-    }
+    row: dict[str, Any] = {"info": backend.info()}
     Z, X = problem_inputs(cfg, case.n)
     Zd, Xd = backend.asarray(Z), backend.asarray(X)
     backend.sync((Zd, Xd))
@@ -623,13 +620,14 @@ def run_worker(run_dir: Path | str, backend: str) -> None:
             )
         return references[n]
 
+    settings = _framework_settings(backend, cfg.threads)  # once: the whole process shares them
     for case in cfg.plan():
         if case.backend != backend:
             continue
         rows = read_rows(run_dir)
         if case.key in {_row_key(r) for r in rows}:
             continue
-        row = _base_row(case, cfg)
+        row = _base_row(case, cfg) | {"settings": settings}
         failed = [
             r
             for r in rows
@@ -758,11 +756,16 @@ def _run_backend(
             worker_cmd(run_dir, backend), stdout=log, stderr=subprocess.STDOUT, env=env
         )
         timed_out = None
+        results, seen_size, done_count = run_dir / RESULTS_FILE, -1, 0
         try:
             while proc.poll() is None:
+                # Parse the results only when they grew: the worker is timing on these CPUs.
+                size = results.stat().st_size if results.exists() else 0
+                if size != seen_size:
+                    seen_size, done_count = size, len(read_rows(run_dir))
                 inflight = _inflight(run_dir)
                 update(
-                    len(read_rows(run_dir)),
+                    done_count,
                     f"{backend} {inflight['device']} {inflight['dtype']} N={inflight['n']}"
                     if inflight
                     else backend,
