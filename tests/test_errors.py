@@ -11,7 +11,7 @@ import pytest
 
 import ukr_bench
 from ukr_bench import BackendNotInstalledError, DeviceUnavailableError, get_backend, value_and_grad
-from ukr_bench.interface import REGISTRY
+from ukr_bench.backends import REGISTRY
 
 Z = np.zeros((5, 2))
 X = np.ones((5, 3))

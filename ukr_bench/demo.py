@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ukr_bench.data import make_dataset
+from ukr_bench.data import DIGITS_SIZE, make_dataset
 from ukr_bench.estimator import UKR
 from ukr_bench.interface import available_backends
 
@@ -122,7 +122,7 @@ def _saddle_figure(
     ax.legend(loc="upper left")
 
     ax = fig.add_subplot(1, 3, 2)
-    sc = ax.scatter(*Z.T, c=X[:, 2], s=10, cmap="viridis")
+    sc = ax.scatter(Z[:, 0], Z[:, 1], c=X[:, 2], s=10, cmap="viridis")
     fig.colorbar(sc, ax=ax, label="$x_3 = x_1^2 - x_2^2$ (+ noise)")
     ax.set(xlabel="$z_1$", ylabel="$z_2$", title=f"Latent map ({model.backend}), coloured by $x_3$")
     ax.set_aspect("equal", adjustable="datalim")
@@ -148,7 +148,7 @@ def _saddle_figure(
 def _digits_figure(path: Path, random_state: int) -> Path:
     import matplotlib.pyplot as plt
 
-    X, y = make_dataset("digits", 1797, random_state=random_state)
+    X, y = make_dataset("digits", DIGITS_SIZE, random_state=random_state)
     backend = "jax" if "jax" in available_backends() else "numpy"
     model, seconds = _timed_fit(UKR(2, sigma=1.0, max_iter=150, backend=backend), X)
     print(
@@ -156,7 +156,9 @@ def _digits_figure(path: Path, random_state: int) -> Path:
         f"{seconds:.1f} s, E = {model.history_[-1]:.3f} (PCA start {model.history_[0]:.3f})"
     )
     fig, ax = plt.subplots(figsize=(7.5, 6.5))
-    sc = ax.scatter(*model.embedding_.T, c=y, cmap="tab10", s=6, vmin=-0.5, vmax=9.5)
+    sc = ax.scatter(
+        model.embedding_[:, 0], model.embedding_[:, 1], c=y, cmap="tab10", s=6, vmin=-0.5, vmax=9.5
+    )
     fig.colorbar(sc, ax=ax, ticks=range(10), label="digit class")
     ax.set(
         xlabel="$z_1$",

@@ -48,7 +48,7 @@ import math
 import numbers
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -119,7 +119,7 @@ def check_dtype(dtype: object) -> DType:
     if dtype is None or name not in DTYPES:
         msg = f"dtype must be one of {list(DTYPES)}, got {dtype!r}"
         raise ValueError(msg)
-    return name  # type: ignore[return-value]
+    return cast(DType, name)
 
 
 def parse_device(device: object) -> tuple[str, int]:
