@@ -491,3 +491,26 @@ def test_provenance_is_this_package_and_holds_no_absolute_path(tmp_path: Path) -
     assert prov == provenance()
     assert str(tmp_path) not in out.stdout
     assert "/" not in "".join(str(v) for v in prov.values() if v is not None)
+
+
+def test_a_reference_run_refuses_a_dirty_tree(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ukr_bench.bench import sweep
+
+    dirty = {"version": "0", "commit": "abc", "dirty": True, "source": "git checkout"}
+    monkeypatch.setattr(sweep, "provenance", lambda: dirty)
+    argv = ["bench", "--no-progress", "--no-report", "--backends", "numpy", "--n", "8"]
+    assert cli_main([*argv, "--reference", "--out", str(tmp_path / "a")]) == 2
+    assert "a reference run must come from a clean tree" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()
+    fast = ["--dtypes", "float64", "--fit-iters", "0", "--min-time", "0", "--repeats", "1"]
+    assert (
+        cli_main([*argv, *fast, "--reference", "--allow-dirty", "--out", str(tmp_path / "b")]) == 0
+    )
+    meta = read_meta(tmp_path / "b")
+    assert meta.reference
+    assert meta.provenance["dirty"] is True
+    from ukr_bench.report import write_report
+
+    assert "uncommitted changes" in write_report([tmp_path / "b"]).read_text()

@@ -10,7 +10,7 @@ from typing import Any
 
 from ukr_bench.backends import REGISTRY
 from ukr_bench.bench.config import PRESETS
-from ukr_bench.bench.sweep import RunLockedError
+from ukr_bench.bench.sweep import DirtyTreeError, RunLockedError
 from ukr_bench.data import DATASETS, problem_inputs
 from ukr_bench.interface import DeviceUnavailableError, available_backends, value_and_grad
 from ukr_bench.problem import DTYPES, relative_error
@@ -71,9 +71,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     }
     try:
         if args.resume:
-            if chosen or args.preset or args.out:
-                flags = [_flag(name) for name in chosen] + (["--quick"] if args.preset else [])
-                flags += ["--out"] if args.out else []
+            extra = {"--quick": args.preset, "--out": args.out, "--reference": args.reference,
+                     "--allow-dirty": args.allow_dirty}  # fmt: skip
+            if chosen or any(extra.values()):
+                flags = [_flag(name) for name in chosen] + [f for f, v in extra.items() if v]
                 msg = (
                     f"--resume repeats the run's own stored configuration; it cannot be combined "
                     f"with {', '.join(flags)}: drop them, or start a new run with --out"
@@ -83,7 +84,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         else:
             cfg = preset(args.preset, **chosen)
             _check_gpus(cfg.devices)
-            run_dir = run_sweep(cfg, args.out, progress=not args.no_progress, command=command)
+            run_dir = run_sweep(
+                cfg, args.out, progress=not args.no_progress, command=command,
+                reference=args.reference, allow_dirty=args.allow_dirty,
+            )  # fmt: skip
     except KeyboardInterrupt:
         where = args.resume or args.out or "results/<run>"
         print(f"\ninterrupted: finished rows are saved; finish with ukr-bench bench --resume {where}",
@@ -162,6 +166,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--resume", metavar="RUN_DIR", help="finish an interrupted run, as it was configured"
     )
+    p.add_argument(
+        "--reference", action="store_true",
+        help="a run to commit as a reference: refused if the checkout has uncommitted changes",
+    )  # fmt: skip
+    p.add_argument(
+        "--allow-dirty", action="store_true",
+        help="with --reference: run anyway on uncommitted changes (the report says so)",
+    )  # fmt: skip
     p.add_argument("--no-report", action="store_true", help="do not write the report")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_bench)
@@ -224,7 +236,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv_rest = list(sys.argv[2:] if argv is None else argv[1:])
     try:
         return args.func(args)
-    except (ValueError, ImportError, OSError, DeviceUnavailableError, RunLockedError) as exc:
+    except (
+        ValueError, ImportError, OSError, DeviceUnavailableError, RunLockedError, DirtyTreeError
+    ) as exc:  # fmt: skip
         print(f"ukr-bench {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -261,6 +261,7 @@ class RunMeta:
     thread_env: dict[str, dict[str, str]] = field(default_factory=dict)  # per backend
     resumed: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # e.g. why some values were removed
+    reference: bool = False  # made as a reference run (refused on a dirty tree unless allowed)
     schema_version: int = SCHEMA_VERSION
 
     @classmethod

@@ -102,10 +102,31 @@ def run_lock(run_dir: Path) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
+class DirtyTreeError(RuntimeError):
+    """A reference run asked of a checkout with uncommitted changes."""
+
+
 def new_run(
-    cfg: SweepConfig, out: Path | str | None = None, *, command: list[str] | None = None
+    cfg: SweepConfig,
+    out: Path | str | None = None,
+    *,
+    command: list[str] | None = None,
+    reference: bool = False,
+    allow_dirty: bool = False,
 ) -> Path:
-    """Create a run directory with its ``meta.json``; refuses a non-empty one."""
+    """Create a run directory with its ``meta.json``; refuses a non-empty one.
+
+    ``reference``: the run is meant to be committed as a reference, so it must be reproducible
+    from a commit: a checkout with uncommitted changes is refused unless ``allow_dirty`` (the
+    report then says so).
+    """
+    prov = provenance()
+    if reference and prov.get("dirty") and not allow_dirty:
+        msg = (
+            "a reference run must come from a clean tree, and this checkout has uncommitted "
+            "changes: commit them (or pass --allow-dirty, which the report will state)"
+        )
+        raise DirtyTreeError(msg)
     run_dir = Path(out) if out is not None else default_run_dir(cfg)
     if run_dir.exists() and any(run_dir.iterdir()):
         msg = f"{run_dir} exists and is not empty: choose another --out, or --resume it"
@@ -121,9 +142,10 @@ def new_run(
         config=cfg.to_dict(),
         command=command or list(sys.argv),
         date=datetime.now(timezone.utc).isoformat(),
-        provenance=provenance(),
+        provenance=prov,
         machine=machine_metadata(),
         thread_env={b: REGISTRY[b].process_env(cfg.threads) for b in cfg.backends},
+        reference=reference,
     )
     write_meta(run_dir, meta)
     return run_dir
@@ -136,9 +158,16 @@ def run_sweep(
     progress: bool = True,
     command: list[str] | None = None,
     worker_cmd: WorkerCommand = worker_command,
+    reference: bool = False,
+    allow_dirty: bool = False,
 ) -> Path:
-    """Run a new sweep of ``cfg`` (default: the defaults) into ``out``; returns the directory."""
-    run_dir = new_run(cfg or SweepConfig(), out, command=command)
+    """Run a new sweep of ``cfg`` (default: the defaults) into ``out``; returns the directory.
+
+    ``reference`` and ``allow_dirty``: see :func:`new_run`.
+    """
+    run_dir = new_run(
+        cfg or SweepConfig(), out, command=command, reference=reference, allow_dirty=allow_dirty
+    )
     return _sweep(run_dir, progress=progress, worker_cmd=worker_cmd)
 
 

@@ -220,11 +220,19 @@ def fig_first_call(ok: pd.DataFrame, stem: Path) -> Path:
     )
 
 
+def peak_memory(ok: pd.DataFrame) -> pd.DataFrame:
+    """``ok`` with ``peak`` (MiB): the device's peak for a device configuration, the rise of the
+    host's peak RSS for a host one; NaN where not measured (never the other kind's number: the
+    host RSS of a GPU run measures the framework's start-up, not the computation)."""
+    on_host = ok["device"].map(style.device_kind) == "cpu"
+    host = ok["host_peak_bytes"] if "host_peak_bytes" in ok.columns else np.nan
+    device = ok["device_peak_bytes"] if "device_peak_bytes" in ok.columns else np.nan
+    peak = pd.Series(np.where(on_host, host, device), index=ok.index, dtype=float)
+    return ok.assign(peak=peak / 2**20)
+
+
 def fig_memory(ok: pd.DataFrame, stem: Path) -> Path | None:
-    cols = [c for c in ("host_peak_bytes", "device_peak_bytes") if c in ok.columns]
-    if not cols:
-        return None
-    mem = ok.assign(peak=ok[cols].max(axis=1, skipna=True) / 2**20)
+    mem = peak_memory(ok)
     mem = mem[mem.peak > 0]
     if mem.empty:
         return None
@@ -239,7 +247,7 @@ def fig_memory(ok: pd.DataFrame, stem: Path) -> Path | None:
     return figure(
         plot,
         stem,
-        title="Peak memory of value + gradient (host RSS rise or device peak)",
+        title="Peak memory of value + gradient (device peak on a GPU, host RSS rise on the CPU)",
         ns=mem["n"],
         ylabel="memory [MiB]",
     )
@@ -357,7 +365,7 @@ FIGURES: tuple[tuple[Callable[[pd.DataFrame, Path], Path | None], str, str], ...
     (
         fig_memory,
         "memory",
-        "Peak memory of one value + gradient call (rise of the process's peak RSS on the host; allocator caches hide small N).",
+        "Peak memory of one value + gradient call: on a GPU the device's peak (each row records how: torch's max_memory_allocated, reset per configuration; JAX's compiled memory_analysis()), on the host the rise of the worker's peak RSS (allocator caches hide small N). Missing values are gaps.",
     ),
     (
         fig_fit,

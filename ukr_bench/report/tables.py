@@ -92,6 +92,8 @@ def machine_table(meta: RunMeta) -> pd.DataFrame:
     commit = prov.get("commit") or prov.get("source", "unknown")
     if prov.get("dirty"):
         commit = f"{commit} (uncommitted changes: no commit reproduces this run exactly)"
+    if meta.reference:
+        commit += "; made as a reference run"
     rows: dict[str, Any] = {
         "date": meta.date,
         "command": " ".join(meta.command),
