@@ -34,11 +34,13 @@ def ok_row(backend: str, dtype: str, n: int, t: float) -> Row:
         key=key, data="saddle", latent_dim=2, sigma=0.5, lam=0.0, loo=True, threads=2,
         timings={"value_and_grad": timing(t), "value": timing(t / 2)}, grad_ratio=2.0,
         host_peak_bytes=3 * 8 * n**2,
+        memory_estimate_bytes=int(3.5 * 8 * n**2),
         value_rel_error=1e-7 if dtype == "float32" else 1e-16,
         # the gradient error grows with N, so median and max over N differ
         grad_rel_error=(n / 100) * 1e-7 if dtype == "float32" else 1e-15,
         fits={"gd": FitTiming(100 * t, 20, 5 * t)},
-        samples={"value_and_grad": [t, t]},
+        # 10 samples spread +-2 % around t: enough for a significant 2x lead, not for a 1 % one
+        samples={"value_and_grad": list(t * (1 + np.linspace(-0.02, 0.02, 10)))},
     )  # fmt: skip
 
 
@@ -103,6 +105,7 @@ def test_single_run_report(tmp_path: Path) -> None:
     # the winner and its lead are the arithmetic: numpy is 2x jax at every N
     assert "| float64 | cpu | 100–800 | jax | 2.00x | 100 µs, 400 µs, 1.6 ms, 6.4 ms |" in md
     assert "| float32 | cpu | 100–800 | jax | 2.00x | 50 µs, 200 µs, 800 µs, 3.2 ms |" in md
+    assert "0 timings flagged as implausible" in md
     # every failure appears with its status and reason, never silently missing
     problems = md.split("## Skipped and failed configurations")[1].split("##")[0]
     for row in FAILED:
@@ -140,7 +143,10 @@ def test_precision_table_aggregates_over_n(tmp_path: Path) -> None:
 def test_single_n_run(tmp_path: Path) -> None:
     run = make_run(tmp_path / "one", ns=(500,))
     md = flat(write_report([run]).read_text())
-    assert "| float64 | cpu | 500 | jax | 2.00x | 2.5 ms |" in md
+    # one N: the lead with its bootstrap interval (the samples of both spread by +-2 %)
+    assert re.search(
+        r"\| float64 \| cpu \| 500 \| jax \| 2\.00x \[1\.9\d–2\.0\d\] \| 2\.5 ms \|", md
+    )
     assert (run / "figures" / "time.png").exists()
 
 
@@ -156,7 +162,101 @@ def test_scaling_exponent_and_winners() -> None:
     ok = pd.DataFrame([r("jax", 1, 1.0), r("numpy", 1, 2.0), r("jax", 2, 3.0), r("numpy", 2, 1.5)])
     w = winners(ok)
     assert list(w["fastest"]) == ["jax", "numpy"]
-    assert list(w["lead over the next backend"]) == ["2.00x", "2.00x"]
+    assert [s.split(" ")[0] for s in w["lead over the next backend"]] == ["2.00x", "2.00x"]
+
+
+def test_a_lead_inside_the_noise_is_a_tie() -> None:
+    """Medians 3 % apart with samples spread +-20 %: not significant, so no winner is named."""
+    from ukr_bench.report.stats import compare
+
+    rng = np.random.default_rng(0)
+
+    def r(backend: str, t: float, spread: float) -> dict:
+        row = ok_row(backend, "float64", 1000, t).to_json()
+        samples = t * (1 + spread * rng.uniform(-1, 1, 30))
+        row["samples"] = {"value_and_grad": list(samples)}
+        row["value_and_grad_median_s"] = float(np.median(samples))
+        return row
+
+    noisy = pd.DataFrame([r("jax", 1.00, 0.2), r("numpy", 1.03, 0.2), r("torch", 2.0, 0.01)])
+    (verdict,) = winners(noisy).to_dict("records")
+    assert verdict["fastest"] == "tie: jax, numpy"
+    lead = verdict["lead over the next backend"]
+    low, high = (float(x) for x in re.findall(r"\[(.*)–(.*)\]", lead)[0])
+    assert low < 1.0 < high  # the interval of the ratio straddles 1
+    # the same medians with tight samples: significant, but a 3 % lead is under the 5 % threshold
+    tight = pd.DataFrame([r("jax", 1.00, 0.001), r("numpy", 1.03, 0.001)])
+    assert winners(tight)["fastest"].tolist() == ["tie: jax, numpy"]
+    c = compare([1.0] * 5 + [1.001] * 5, [1.03] * 5 + [1.031] * 5)
+    assert c.p_value < 0.01
+    assert not c.a_faster  # significant, yet within the stated threshold
+    # and a clear 2x lead is called
+    clear = pd.DataFrame([r("jax", 1.0, 0.01), r("numpy", 2.0, 0.01)])
+    assert winners(clear)["fastest"].tolist() == ["jax"]
+
+
+def test_implausible_rows_are_flagged_shown_and_kept_out_of_winners(tmp_path: Path) -> None:
+    from ukr_bench.report.stats import flag_rows
+
+    run = make_run(tmp_path / "r", ns=(100, 200, 400, 800))
+    lines = (run / "results.jsonl").read_text().splitlines()
+    rows = [json.loads(x) for x in lines]
+    for row in rows:
+        if row["backend"] == "jax" and row["dtype"] == "float64" and row["n"] == 400:
+            row["grad_ratio"] = 0.5  # value + gradient faster than the value alone
+        if row["backend"] == "jax" and row["dtype"] == "float32" and row["n"] == 800:
+            row["value_and_grad_median_s"] = 1e-6  # faster than at N = 400
+        if row["backend"] == "torch" and row["dtype"] == "float64" and row["n"] == 100:
+            row["value_and_grad_iqr_s"] = row["value_and_grad_median_s"]  # IQR 100 % of median
+        if row["backend"] == "numpy" and row["dtype"] == "float64" and row["n"] == 800:
+            row["host_peak_bytes"] = 0  # the allocator's cache
+    (run / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    df, _ = load_run(run)
+    flags = flag_rows(df)
+    flagged = {(r.backend, r.dtype, r.n) for r in df[flags != ""].itertuples()}
+    assert ("jax", "float64", 400) in flagged
+    assert ("jax", "float32", 800) in flagged
+    assert ("torch", "float64", 100) in flagged
+    memory = flag_rows(df, memory=True)
+    assert {(r.backend, r.n) for r in df[memory != ""].itertuples()} == {("numpy", 800)}
+    md = flat(write_report([run]).read_text())
+    # 3 planted, and the other 3 rows of jax float32, whose fitted exponent the fall made absurd
+    assert "6 timings flagged as implausible" in md
+    assert "series' fitted exponent" in md
+    assert "1 memory readings flagged" in md
+    table = md.split("## Plausibility flags")[1].split("##")[0]
+    assert "value + gradient faster than the value alone (0.50)" in table
+    assert "faster than at N=400" in table
+    assert "IQR 100% of the median" in table
+    assert "host memory reading of 0" in table
+    # the flagged jax float64 N=400 is not a winner: numpy is the fastest plausible one there
+    assert "| float64 | cpu | 400 | numpy |" in md
+
+
+def test_memory_readings_of_zero_are_gaps(tmp_path: Path) -> None:
+    from ukr_bench.report.figures import peak_memory
+
+    df, _ = load_run(make_run(tmp_path / "r", ns=(100, 200)))
+    df.loc[0, "host_peak_bytes"] = 0
+    df.loc[1, "device"] = "cuda:0"  # a device row: its host RSS is never used for it
+    peak = peak_memory(df)["peak"]
+    assert peak.iloc[0] == 0  # fig_memory draws it as a gap (NaN), never at 0 on a log axis
+    assert np.isnan(peak.iloc[1])
+    assert peak.iloc[2] == pytest.approx(3 * 8 * df.loc[2, "n"] ** 2 / 2**20)
+
+
+def test_runs_that_disagree_tie_in_the_comparison(tmp_path: Path) -> None:
+    a = make_run(tmp_path / "a", ns=(100, 200), backends=("jax", "numpy"))
+    b = make_run(tmp_path / "b", ns=(100, 200), backends=("jax", "numpy"))
+    rows = [json.loads(x) for x in (b / "results.jsonl").read_text().splitlines()]
+    for row in rows:  # in run b, numpy wins at N = 200 float64 (jax 10x slower there)
+        if row["backend"] == "jax" and row["n"] == 200 and row["dtype"] == "float64":
+            row["value_and_grad_median_s"] *= 10
+            row["samples"]["value_and_grad"] = [10 * s for s in row["samples"]["value_and_grad"]]
+    (b / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    md = flat(write_report([a, b], tmp_path / "cmp").read_text())
+    assert "| float64 | cpu | 100 | jax |" in md
+    assert "| float64 | cpu | 200 | tie (runs disagree: jax, numpy) |" in md
 
 
 def test_duplicate_rows_are_reported_and_counted_once(tmp_path: Path) -> None:
@@ -169,7 +269,9 @@ def test_duplicate_rows_are_reported_and_counted_once(tmp_path: Path) -> None:
     assert "## Duplicate rows" in md
     assert "jax dense autodiff float64 cpu N=100" in md
     # the last row appended is the one kept: numpy (2e-4 s) now wins at N = 100
-    assert "| float64 | cpu | 100 | numpy |" in flat(md)
+    assert "| float64 | cpu | 100–200 | numpy |" in flat(
+        md
+    )  # jax at N=200 is flagged: faster than at 100
 
 
 def test_comparison_with_mismatched_configurations(tmp_path: Path) -> None:

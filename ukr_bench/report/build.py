@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ukr_bench.report import figures, tables
+from ukr_bench.report import figures, stats, tables
 from ukr_bench.report.render import Block, render_html, render_markdown
 from ukr_bench.schema import ConfigKey, RunMeta, Status, load_results
 
@@ -46,12 +46,31 @@ def load_run(run_dir: Path | str) -> tuple[pd.DataFrame, RunMeta]:
 def single_run_blocks(
     df: pd.DataFrame, meta: RunMeta, fig_dir: Path, *, prefix: str = "", draw: bool = True
 ) -> list[Block]:
-    ok = df[df.status == OK]
+    ok = df[df.status == OK].copy()
     blocks: list[Block] = []
     if not ok.empty:
+        ok["flag"] = stats.flag_rows(ok)
+        memory_flags = stats.flag_rows(ok, memory=True)
+        clean = ok[ok.flag == ""]
+        n_flagged = int((ok.flag != "").sum())
+        n_memory = int((memory_flags != "").sum())
         blocks += [
             Block("h2", "Summary"),
-            Block("table", tables.winners(ok), "Fastest backend for value + gradient, by N range"),
+            Block(
+                "text",
+                f"{len(ok)} configurations measured; {n_flagged} timings flagged as "
+                "implausible (listed below, drawn with a red cross, and left out of this table "
+                f"and of the fitted exponents), {n_memory} memory readings flagged (gaps in the "
+                "memory figure). A backend is called faster only where its lead is "
+                f"significant (Mann-Whitney U, p < {stats.ALPHA}) and its 95 % interval lies "
+                f"beyond {stats.THRESHOLD:.2f}x; otherwise the backends tie.",
+            ),
+            Block(
+                "table",
+                tables.winners(clean),
+                "Fastest backend for value + gradient, by N range (lead: ratio of medians "
+                "[95 % bootstrap interval])",
+            ),
         ]
         if draw:
             drawn = [(f(ok, fig_dir / f"{prefix}{name}"), cap) for f, name, cap in figures.FIGURES]
@@ -66,6 +85,13 @@ def single_run_blocks(
             blocks += [
                 Block("table", prec, "float32 relative error against float64 NumPy, over all N")
             ]
+        blocks += [Block("h2", "Plausibility flags")]
+        both = (ok.flag + "; " + memory_flags).str.strip("; ")
+        blocks += (
+            [Block("table", tables.flags_table(ok, both), "")]
+            if n_flagged or n_memory
+            else [Block("text", "None: every measurement passed the plausibility checks.")]
+        )
     if df.attrs.get("duplicates"):
         blocks += [
             Block("h2", "Duplicate rows"),
@@ -105,6 +131,12 @@ def comparison_blocks(frames: list[pd.DataFrame], fig_dir: Path) -> list[Block]:
     for run in runs[1:]:
         ratio = (table[run] / table[base]).to_numpy()
         shown[f"{run} / {base}"] = [f"{r:.2f}" if np.isfinite(r) else "–" for r in ratio]
+    per_run = []
+    for f in frames:
+        ok = f[f.status == OK].copy()
+        ok = ok[stats.flag_rows(ok) == ""] if not ok.empty else ok
+        per_run.append(tables.winners_per_n(ok)[["dtype", "device", "N", "fastest"]])
+    agreed = stats.consensus(per_run, ["dtype", "device", "N"], "fastest")
     absent = (table[[f"{r} status" for r in runs]] == "absent").any(axis=1)
     mismatched = table[absent].reset_index()[KEY]
     all_ok = pd.concat([f[f.status == OK] for f in frames])
@@ -115,6 +147,12 @@ def comparison_blocks(frames: list[pd.DataFrame], fig_dir: Path) -> list[Block]:
             "figure",
             figures.fig_overlay(all_ok, runs, fig_dir / "compare_time"),
             "Value + gradient time of every run, overlaid.",
+        ),
+        Block(
+            "table",
+            agreed,
+            "Fastest backend at each N in every run (a tie where the runs disagree, or where "
+            "any run found no significant lead)",
         ),
         Block(
             "table",

@@ -22,17 +22,27 @@ VG_MEDIAN = timing_column("value_and_grad", "median")
 Series = tuple[str, str, str, str, str]
 
 
-def series(ok: pd.DataFrame) -> list[tuple[Series, pd.DataFrame]]:
-    """Rows grouped into lines against N, sorted by N."""
-    return [
-        (cast(Series, key), g.sort_values("n"))
-        for key, g in ok.groupby(list(style.SERIES), sort=True)
-    ]
+def series(ok: pd.DataFrame, *, gaps: bool = False) -> list[tuple[Series, pd.DataFrame]]:
+    """Rows grouped into lines against N, sorted by N.
+
+    ``gaps``: every line gets a row (all NaN) at each N of ``ok`` it lacks, so that matplotlib
+    breaks the line there instead of drawing straight across a missing measurement.
+    """
+    all_n = sorted(ok["n"].unique())
+    out = []
+    for key, group in ok.groupby(list(style.SERIES), sort=True):
+        g = group.sort_values("n")
+        if gaps:
+            g = g.set_index("n").reindex(all_n).rename_axis("n").reset_index()
+        out.append((cast(Series, key), g))
+    return out
 
 
 def scaling_exponent(n: Iterable[float], t: Iterable[float]) -> float | None:
     """Slope of log t against log N over the upper half of the N range (the asymptotic regime)."""
     n, t = np.asarray(n, dtype=float), np.asarray(t, dtype=float)
+    if len(n) < 2:
+        return None
     keep = n >= np.median(n)
     if keep.sum() < 2 or len(np.unique(n[keep])) < 2:
         return None
@@ -135,13 +145,17 @@ def fig_time(ok: pd.DataFrame, stem: Path) -> Path:
     q1, q3 = timing_column("value_and_grad", "q1"), timing_column("value_and_grad", "q3")
 
     def plot(ax: Any) -> None:
-        for key, g in series(ok):
-            slope = scaling_exponent(g["n"], g[VG_MEDIAN])
+        for key, g in series(ok, gaps=True):
+            clean = g[g["flag"] == ""] if "flag" in g.columns else g.dropna(subset=[VG_MEDIAN])
+            slope = scaling_exponent(clean["n"], clean[VG_MEDIAN])
             exponent = f" (∝ N^{slope:.2f})" if slope is not None else ""
             line(ax, g, key, VG_MEDIAN, label=style.label(key) + exponent)
             ax.fill_between(
                 g["n"], g[q1], g[q3], color=style.color(key[0]), alpha=0.15, linewidth=0
             )
+            if "flag" in g.columns and (g["flag"].fillna("") != "").any():
+                bad = g[g["flag"].fillna("") != ""]
+                ax.plot(bad["n"], bad[VG_MEDIAN], "x", color="red", markersize=9, zorder=5)
 
     return figure(
         plot,
@@ -190,7 +204,7 @@ def column_figure(
     """One line per series of ``column`` against N."""
 
     def plot(ax: Any) -> None:
-        for key, g in series(ok):
+        for key, g in series(ok, gaps=True):
             line(ax, g, key, column)
         if hline is not None:
             ax.axhline(hline, color="black", linewidth=0.8)
@@ -233,12 +247,14 @@ def peak_memory(ok: pd.DataFrame) -> pd.DataFrame:
 
 def fig_memory(ok: pd.DataFrame, stem: Path) -> Path | None:
     mem = peak_memory(ok)
-    mem = mem[mem.peak > 0]
-    if mem.empty:
+    # A reading of 0 is the allocator reusing cached memory, not a computation that needs none:
+    # drawn as a gap, never as a point on a log axis.
+    mem.loc[~(mem.peak > 0), "peak"] = np.nan
+    if mem.peak.isna().all():
         return None
 
     def plot(ax: Any) -> None:
-        for key, g in series(mem):
+        for key, g in series(mem, gaps=True):
             line(ax, g, key, "peak")
         n = np.array(sorted(mem["n"].unique()), dtype=float)
         ax.plot(n, n**2 * 8 / 2**20, color="black", linewidth=0.8, linestyle=":",

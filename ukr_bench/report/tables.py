@@ -7,7 +7,7 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
-from ukr_bench.report import style
+from ukr_bench.report import stats, style
 from ukr_bench.schema import ConfigKey, RunMeta, Status, timing_column
 
 VG_MEDIAN = timing_column("value_and_grad", "median")
@@ -28,36 +28,75 @@ def _span(values: list[float]) -> str:
     return f"{lo}x" if lo == hi else f"{lo}–{hi}x"
 
 
-def winners(ok: pd.DataFrame) -> pd.DataFrame:
-    """Fastest series for value + gradient per dtype/device, consecutive N with the same winner
-    merged; the lead is the next-fastest's median over the winner's."""
+def winners_per_n(ok: pd.DataFrame) -> pd.DataFrame:
+    """The fastest series for value + gradient per dtype, device and N, or a tie.
+
+    The fastest by median is compared with every other series by :func:`stats.compare` on the raw
+    samples; those it does not beat significantly tie with it. Columns: dtype, device, N,
+    fastest (a name, or ``tie: a, b``), lead (over the runner-up, with its 95 % interval), time.
+    """
     out = []
-    for (dtype, device), g in ok.groupby(["dtype", "device"], sort=True):
-        per_n = []
-        for n, gn in g.groupby("n", sort=True):
-            names = [style.label(s).removesuffix(f" {dtype} {device}") for s in
-                     gn[list(style.SERIES)].itertuples(index=False)]  # fmt: skip
-            times = pd.Series(gn[VG_MEDIAN].to_numpy(), index=names).sort_values()
-            margin = times.iloc[1] / times.iloc[0] if len(times) > 1 else np.nan
-            per_n.append((int(cast(int, n)), str(times.index[0]), margin, float(times.iloc[0])))
+    for (dtype, device, n), group in ok.groupby(["dtype", "device", "n"], sort=True):
+        g = group.sort_values(VG_MEDIAN)
+        names = [style.label(s).removesuffix(f" {dtype} {device}") for s in
+                 g[list(style.SERIES)].itertuples(index=False)]  # fmt: skip
+        first = g.iloc[0]
+        tied, lead = [names[0]], None
+        for name, (_, other) in zip(names[1:], g.iloc[1:].iterrows(), strict=True):
+            c = stats.compare(stats.samples_of(first), stats.samples_of(other))
+            lead = lead or c
+            if not c.a_faster:
+                tied.append(name)
+        out.append(
+            {
+                "dtype": dtype,
+                "device": device,
+                "N": int(cast(int, n)),
+                "fastest": names[0] if len(tied) == 1 else "tie: " + ", ".join(sorted(tied)),
+                "lead": "only backend" if lead is None else str(lead),
+                "ratio": np.nan if lead is None else lead.ratio,
+                "time": float(first[VG_MEDIAN]),
+            }
+        )
+    return pd.DataFrame(out)
+
+
+def winners(ok: pd.DataFrame) -> pd.DataFrame:
+    """:func:`winners_per_n`, consecutive N with the same verdict merged into one line."""
+    per_n = winners_per_n(ok)
+    out = []
+    for (dtype, device), g in per_n.groupby(["dtype", "device"], sort=True):
+        rows = cast(list[dict[str, Any]], g.to_dict("records"))
         start = 0
-        for i in range(1, len(per_n) + 1):
-            if i == len(per_n) or per_n[i][1] != per_n[start][1]:
-                chunk = per_n[start:i]
-                lo, hi = chunk[0][0], chunk[-1][0]
-                margins = [c[2] for c in chunk if np.isfinite(c[2])]
+        for i in range(1, len(rows) + 1):
+            if i == len(rows) or rows[i]["fastest"] != rows[start]["fastest"]:
+                chunk = rows[start:i]
+                lo, hi = chunk[0]["N"], chunk[-1]["N"]
+                ratios = [c["ratio"] for c in chunk if np.isfinite(c["ratio"])]
+                tie = str(chunk[0]["fastest"]).startswith("tie")
+                lead = (
+                    chunk[0]["lead"]
+                    if len(chunk) == 1
+                    else ("–" if tie or not ratios else _span(ratios))
+                )
                 out.append(
                     {
                         "dtype": dtype,
                         "device": device,
                         "N": f"{lo}" if lo == hi else f"{lo}–{hi}",
-                        "fastest": chunk[0][1],
-                        "lead over the next backend": _span(margins) if margins else "only backend",
-                        "its time": ", ".join(fmt_time(c[3]) for c in chunk),
+                        "fastest": chunk[0]["fastest"],
+                        "lead over the next backend": lead,
+                        "its time": ", ".join(fmt_time(c["time"]) for c in chunk),
                     }
                 )
                 start = i
     return pd.DataFrame(out)
+
+
+def flags_table(ok: pd.DataFrame, flags: pd.Series) -> pd.DataFrame:
+    """The flagged configurations with their reasons."""
+    bad = ok.assign(flag=flags)[flags != ""]
+    return bad[[*KEY, "flag"]].sort_values(KEY).reset_index(drop=True)
 
 
 def median_table(ok: pd.DataFrame) -> pd.DataFrame:
