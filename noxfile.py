@@ -61,6 +61,6 @@ def report(session: nox.Session) -> None:
 
 @nox.session
 def demo(session: nox.Session) -> None:
-    """The tutorial's result: UKR on the noisy saddle per backend, figures in results/figures."""
+    """UKR on the noisy saddle per backend (figures in results/figures); -- --tutorial: the tutorial."""
     install(session, "jax", "torch", "data")
     session.run("ukr-bench", "demo", *session.posargs)

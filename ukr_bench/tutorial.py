@@ -269,6 +269,8 @@ def _scatter_data(ax: Any, X: NDArray[np.floating], **kw: Any) -> None:
     style = {"s": 5, "c": "k", "alpha": 0.6} | kw
     ax.scatter(*X.T, depthshade=False, label="data", **style)
     ax.set(xlabel="$x_1$", ylabel="$x_2$", zlabel="$x_3$", xlim=(-1, 1), ylim=(-1, 1), zlim=(-1, 1))
+    ticks = [-1, -0.5, 0, 0.5, 1]
+    ax.set(xticks=ticks, yticks=ticks, zticks=ticks)
     ax.view_init(elev=25, azim=-60)
 
 
@@ -310,6 +312,8 @@ def _tutorial_figure(
         diff = np.abs(run.E - base) / base
         ax.semilogy(np.maximum(diff, 1e-17), ls=styles[dtype], lw=widths.get(backend, 1.5) / 2)
     ax.set(xlabel="epoch", ylabel="|E - E(numpy f64)| / E", ylim=(1e-17, 1e-3))
+    ax.text(0.01, 0.93, "float32 runs", transform=ax.transAxes, va="top", fontsize=8)
+    ax.text(0.01, 0.38, "float64 runs", transform=ax.transAxes, va="top", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -387,6 +391,7 @@ def _learning_gif(path: Path, X: NDArray[np.floating], run: TutorialRun) -> Path
         _latent_panel(ax_z, run.Z[e], X)
         ax_z.set_title(f"latent points, epoch {e}", fontsize=9)
         _surface_panel(ax_x, X, run.Z[e], n_grid=35)
+        ax_x.set_box_aspect(None, zoom=0.95)  # room for the axis labels in the small frame
         ax_x.set_title(f"f(z), E = {E[e]:.3g}", fontsize=9)
 
     anim = FuncAnimation(fig, draw, frames=frames)
