@@ -12,7 +12,7 @@ E, and :data:`EPOCHS` epochs:
   prediction the data mean), and Z grows out of it geometrically from 1e-5, along the data's two
   leading principal directions; in float32 E is even exactly constant there (the kernels round
   to 1), while the gradient, linear in Z, is not 0.
-* Then the latent points unfold the saddle within ~15 epochs (E drops from 0.83 to 0.02), and
+* Then the latent points unfold the saddle between epochs ~15 and ~25 (E from 0.79 to 0.05), and
   afterwards keep spreading slowly: without leave-one-out E -> 0 as the latents fly apart, so
   the epoch count is the tutorial's (implicit) regulariser.
 * E decreases monotonically at this step on every backend and dtype (in float32 it is constant
