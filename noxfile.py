@@ -74,7 +74,7 @@ def report(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def demo(session: nox.Session) -> None:
-    """The tutorial's result: UKR on the noisy saddle per backend, figures in results/figures."""
+    """UKR on the noisy saddle per backend (figures in results/figures); -- --tutorial: the tutorial."""
     install(session, "jax", "torch", "data")
     session.run("ukr-bench", "demo", *session.posargs)
 

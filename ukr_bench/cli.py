@@ -121,6 +121,17 @@ def _check_gpus(devices: list[str]) -> None:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     """Fit the noisy saddle on each backend, print fit times and errors, draw the figures."""
+    if args.tutorial:
+        from ukr_bench.tutorial import run_tutorial
+
+        run_tutorial(
+            args.out,
+            backends=args.backends,
+            epochs=args.epochs,
+            eta_tutorial=args.eta,
+            gif=not args.no_gif,
+        )
+        return 0
     from ukr_bench.demo import run_demo
 
     run_demo(args.out, backends=args.backends, n_samples=args.n, digits=not args.no_digits)
@@ -193,6 +204,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results/figures", help="figure folder")
     p.add_argument("--backends", nargs="+", choices=sorted(REGISTRY))
     p.add_argument("--no-digits", action="store_true", help="skip the digits figure")
+    p.add_argument(
+        "--tutorial",
+        action="store_true",
+        help="instead: the lab tutorial's setting (N = 200 noiseless saddle points, sigma = 1, "
+        "no leave-one-out, plain gradient descent from 1e-5-scale latents), every backend in "
+        "float32 and float64",
+    )
+    p.add_argument("--epochs", type=int, default=300, help="--tutorial: epochs (default 300)")
+    p.add_argument(
+        "--eta",
+        type=float,
+        default=1.0,
+        help="--tutorial: step on the tutorial's sum E_tut = N x E (default 1.0, i.e. N on E)",
+    )
+    p.add_argument("--no-gif", action="store_true", help="--tutorial: skip the animated GIF")
     p.set_defaults(func=_cmd_demo)
     return parser
 

@@ -22,6 +22,7 @@ from ukr_bench.problem import (
     DTYPES,
     Params,
     check_dtype,
+    check_int,
     check_nonnegative_float,
     check_positive_float,
     parse_device,
@@ -137,7 +138,7 @@ class SweepConfig:
                 msg = f"fit_optimizers: unknown optimizer {opt!r}; known: {list(OPTIMIZERS)}"
                 raise ValueError(msg)
         for name in ("latent_dim", "min_rounds", "max_rounds", "threads", "fit_rounds"):
-            _check_int(name, getattr(self, name), 1, "a positive integer")
+            check_int(name, getattr(self, name), 1)
         if self.max_rounds < self.min_rounds:
             msg = f"max_rounds ({self.max_rounds}) must be >= min_rounds ({self.min_rounds})"
             raise ValueError(msg)
@@ -145,7 +146,7 @@ class SweepConfig:
             msg = f"threads must be <= the {len(usable_cpus())} CPUs this process may use, got {self.threads}"
             raise ValueError(msg)
         for name in ("warmup", "fit_iters", "fit_max_n", "seed"):
-            _check_int(name, getattr(self, name), 0, "an integer >= 0")
+            check_int(name, getattr(self, name), 0)
         check_nonnegative_float("min_time", self.min_time)
         check_positive_float("timeout", self.timeout)
         if not 0 < check_positive_float("memory_fraction", self.memory_fraction) <= 1:
@@ -203,9 +204,3 @@ def _check_nonempty_unique(name: str, values: Sequence[Any], *, allow_empty: boo
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _check_int(name: str, value: object, minimum: int, what: str) -> None:
-    if not _is_int(value) or value < minimum:  # type: ignore[operator]
-        msg = f"{name} must be {what}, got {value!r}"
-        raise ValueError(msg)
