@@ -515,3 +515,18 @@ def test_a_reference_run_refuses_a_dirty_tree(
     from ukr_bench.report import write_report
 
     assert "uncommitted changes" in write_report([tmp_path / "b"]).read_text()
+
+
+def test_repeat_runs_writes_each_run_and_their_comparison(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["bench", "--no-progress", "--backends", "numpy", "--dtypes", "float64", "--n", "8",
+            "16", "--fit-iters", "0", "--min-time", "0", "--repeats", "3"]  # fmt: skip
+    assert cli_main([*argv, "--repeat-runs", "2", "--out", str(tmp_path / "rep")]) == 0
+    for k in (1, 2):
+        assert len(read_rows(tmp_path / "rep" / f"run{k}")) == 2
+    md = (tmp_path / "rep" / "comparison" / "report.md").read_text()
+    assert "## Run-to-run variation" in md
+    assert "Fastest backend at each N in every run" in md
+    assert cli_main([*argv, "--repeat-runs", "0", "--out", str(tmp_path / "x")]) == 2
+    assert "--repeat-runs must be an integer >= 1, got 0" in capsys.readouterr().err

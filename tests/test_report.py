@@ -279,6 +279,8 @@ def test_comparison_with_mismatched_configurations(tmp_path: Path) -> None:
     slower = make_run(tmp_path / "after", ns=(200, 400, 800), backends=("jax", "numpy"), slow=2.0)
     md = flat(write_report([base, slower], tmp_path / "cmp").read_text())
     assert "after / before" in md
+    variation = md.split("## Run-to-run variation")[1].split("##")[0]
+    assert "| jax | dense | autodiff | float64 | cpu | 2.00x | 2.00x |" in variation
     assert "| jax | dense | autodiff | float64 | cpu | 200 | 400 µs | 800 µs | 2.00 |" in md
     assert "| torch | dense | autodiff | float64 | cpu | 200 | 1.6 ms | absent | – |" in md
     # present in one run only: listed, with where they are

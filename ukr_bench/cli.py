@@ -64,15 +64,19 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ukr_bench.bench import preset, resume_sweep, run_sweep
+    from ukr_bench.bench.sweep import default_run_dir
+    from ukr_bench.report import write_report
 
     command = ["ukr-bench", "bench", *args.argv_rest]
+    current: Path | None = Path(args.resume) if args.resume else None
     chosen = {
         name: getattr(args, name) for name in _sweep_fields() if getattr(args, name) is not None
     }
     try:
         if args.resume:
             extra = {"--quick": args.preset, "--out": args.out, "--reference": args.reference,
-                     "--allow-dirty": args.allow_dirty}  # fmt: skip
+                     "--allow-dirty": args.allow_dirty,
+                     "--repeat-runs": args.repeat_runs != 1}  # fmt: skip
             if chosen or any(extra.values()):
                 flags = [_flag(name) for name in chosen] + [f for f, v in extra.items() if v]
                 msg = (
@@ -80,24 +84,36 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                     f"with {', '.join(flags)}: drop them, or start a new run with --out"
                 )
                 raise ValueError(msg)
-            run_dir = resume_sweep(args.resume, progress=not args.no_progress, command=command)
+            runs = [resume_sweep(args.resume, progress=not args.no_progress, command=command)]
         else:
+            if args.repeat_runs < 1:
+                msg = f"--repeat-runs must be an integer >= 1, got {args.repeat_runs}"
+                raise ValueError(msg)
             cfg = preset(args.preset, **chosen)
             _check_gpus(cfg.devices)
-            run_dir = run_sweep(
-                cfg, args.out, progress=not args.no_progress, command=command,
-                reference=args.reference, allow_dirty=args.allow_dirty,
-            )  # fmt: skip
+            base = Path(args.out) if args.out else default_run_dir(cfg)
+            # K runs, each in fresh worker processes, one after the other on the same machine.
+            targets = [base] if args.repeat_runs == 1 else [
+                base / f"run{k + 1}" for k in range(args.repeat_runs)
+            ]  # fmt: skip
+            runs = []
+            for target in targets:
+                current = target
+                runs.append(run_sweep(
+                    cfg, target, progress=not args.no_progress, command=command,
+                    reference=args.reference, allow_dirty=args.allow_dirty,
+                ))  # fmt: skip
     except KeyboardInterrupt:
-        where = args.resume or args.out or "results/<run>"
+        where = current or "<the run directory>"
         print(f"\ninterrupted: finished rows are saved; finish with ukr-bench bench --resume {where}",
               file=sys.stderr)  # fmt: skip
         return 130
-    print(f"results: {run_dir}")
-    if not args.no_report:
-        from ukr_bench.report import write_report
-
-        print(f"report: {write_report([Path(run_dir)])}")
+    for run_dir in runs:
+        print(f"results: {run_dir}")
+        if not args.no_report:
+            print(f"report: {write_report([run_dir])}")
+    if len(runs) > 1 and not args.no_report:
+        print(f"run-to-run comparison: {write_report(runs, Path(runs[0]).parent / 'comparison')}")
     return 0
 
 
@@ -184,6 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--allow-dirty", action="store_true",
         help="with --reference: run anyway on uncommitted changes (the report says so)",
+    )  # fmt: skip
+    p.add_argument(
+        "--repeat-runs", type=int, default=1, metavar="K",
+        help="run the whole sweep K times (OUT/run1 ... OUT/runK, fresh processes each) and "
+        "compare them: winners only where all runs agree (default: 1)",
     )  # fmt: skip
     p.add_argument("--no-report", action="store_true", help="do not write the report")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ukr_bench.report import figures, stats, tables
+from ukr_bench.report import figures, stats, style, tables
 from ukr_bench.report.render import Block, render_html, render_markdown
 from ukr_bench.schema import ConfigKey, RunMeta, Status, load_results
 
@@ -140,6 +140,16 @@ def comparison_blocks(frames: list[pd.DataFrame], fig_dir: Path) -> list[Block]:
     absent = (table[[f"{r} status" for r in runs]] == "absent").any(axis=1)
     mismatched = table[absent].reset_index()[KEY]
     all_ok = pd.concat([f[f.status == OK] for f in frames])
+    medians = table[runs]
+    spread = (medians.max(axis=1) / medians.min(axis=1)).where(medians.notna().all(axis=1))
+    variation = (
+        spread.dropna()
+        .groupby(level=list(style.SERIES))
+        .agg(["median", "max"])
+        .map(lambda x: f"{x:.2f}x")
+        .rename(columns={"median": "median over N", "max": "largest"})
+        .reset_index()
+    )
     blocks = [
         Block("h2", "Runs compared"),
         Block("text", f"Baseline: `{base}`. Ratios above 1 mean slower than the baseline."),
@@ -159,6 +169,16 @@ def comparison_blocks(frames: list[pd.DataFrame], fig_dir: Path) -> list[Block]:
             shown,
             "Median value + gradient time per configuration, and the ratio to the baseline",
         ),
+        Block("h2", "Run-to-run variation"),
+        Block(
+            "text",
+            "The slowest run's median over the fastest run's, per configuration present in "
+            "every run: how far one run's numbers can be trusted to repeat (1.00x: identical). "
+            "Leads smaller than this are not conclusions.",
+        ),
+        Block("table", variation, "Spread of the median across runs, per series")
+        if not variation.empty
+        else Block("text", "No configuration is present in every run."),
         Block("h2", "Mismatched configurations"),
     ]
     if mismatched.empty:
