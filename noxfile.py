@@ -27,9 +27,10 @@ TORCH = os.environ.get("UKR_BENCH_TORCH", "torch==2.13.0")
 
 def install(session: nox.Session, *extras: str) -> None:
     """Install the project with ``extras``, torch first so the pin above wins."""
+    # silent=False: the multi-GB install takes minutes; show pip's progress instead of nothing.
     if "torch" in extras and TORCH:
-        session.install(*TORCH.split())
-    session.install("-e", f".[{','.join(extras)}]" if extras else ".")
+        session.install(*TORCH.split(), silent=False)
+    session.install("-e", f".[{','.join(extras)}]" if extras else ".", silent=False)
 
 
 @nox.session
