@@ -36,7 +36,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     """The test suite, every backend exercised (gradient agreement, errors, harness)."""
-    install(session, "jax", "torch", "data", "test")
+    install(session, "jax", "torch", "data", "sklearn", "test")
     session.run("pytest", *session.posargs)
 
 
@@ -46,7 +46,7 @@ def bench(session: nox.Session) -> None:
 
     Options after ``--`` go to ``ukr-bench bench`` (``nox -s bench -- --help`` lists them).
     """
-    install(session, "jax", "torch")
+    install(session, "jax", "torch", "sklearn")  # the time-to-fit rows use ukr_bench.UKR
     session.run("ukr-bench", "bench", *session.posargs)
 
 
@@ -62,5 +62,5 @@ def report(session: nox.Session) -> None:
 @nox.session
 def demo(session: nox.Session) -> None:
     """The tutorial's result: UKR on the noisy saddle per backend, figures in results/figures."""
-    install(session, "jax", "torch", "data")
+    install(session, "jax", "torch", "data", "sklearn")
     session.run("ukr-bench", "demo", *session.posargs)

@@ -147,8 +147,42 @@ def test_package_works_without_jax_and_torch() -> None:
     assert "pip install 'ukr-bench[jax]'" in out.stdout
 
 
+def test_package_works_without_scikit_learn() -> None:
+    # Only ukr_bench.UKR needs scikit-learn; the objective, every backend and the training
+    # engine (which the benchmark harness times) work in an interpreter that cannot import it.
+    code = textwrap.dedent(
+        """
+        import sys
+        sys.modules["sklearn"] = None
+        import numpy as np
+        import ukr_bench
+        from ukr_bench import training
+        X, _ = ukr_bench.make_dataset("saddle", 30, random_state=0)
+        Z = 0.1 * np.random.default_rng(0).normal(size=(30, 2))
+        ref = ukr_bench.value_and_grad(Z, X)[1]
+        for backend in ukr_bench.available_backends():
+            g = ukr_bench.value_and_grad(Z, X, backend=backend)[1]
+            assert ukr_bench.relative_error(g, ref) < 1e-10, backend
+        for optimizer in training.OPTIMIZERS:
+            r = training.fit(X, optimizer=optimizer, max_iter=5)
+            assert r.history[-1] < r.history[0], optimizer
+        assert training.project(X[:3] + 0.1, r.embedding, X, sigma=1.0).shape == (3, 2)
+        assert "sklearn" not in sys.modules or sys.modules["sklearn"] is None
+        try:
+            ukr_bench.UKR
+        except ImportError as e:
+            print(e)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    assert "ukr_bench.UKR needs scikit-learn" in out.stdout
+    assert "pip install 'ukr-bench[sklearn]'" in out.stdout
+
+
 def test_importing_the_package_imports_no_framework() -> None:
-    code = "import sys, ukr_bench; ukr_bench.available_backends(); print(sorted({'jax', 'torch'} & set(sys.modules)))"
+    # Nor scikit-learn: ukr_bench.UKR loads it on first use.
+    code = "import sys, ukr_bench; ukr_bench.available_backends(); print(sorted({'jax', 'torch', 'sklearn'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
