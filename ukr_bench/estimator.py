@@ -31,8 +31,8 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by th
 
 from ukr_bench import training
 from ukr_bench.interface import get_backend
-from ukr_bench.problem import DTYPES, check_dtype
 from ukr_bench.problem import check_array as check_float_array
+from ukr_bench.problem import check_dtype
 from ukr_bench.training import CONSTRAINTS, INITS, OPTIMIZERS
 
 __all__ = ["CONSTRAINTS", "INITS", "OPTIMIZERS", "UKR", "NotFittedError"]
@@ -134,7 +134,10 @@ class UKR(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     def __sklearn_tags__(self) -> Tags:
         """An unsupervised transformer whose output dtype is ``dtype``, whatever the input's."""
         tags = super().__sklearn_tags__()
-        tags.transformer_tags.preserves_dtype = [self.dtype] if self.dtype in DTYPES else []
+        try:  # tags are read before fit validates the parameters
+            tags.transformer_tags.preserves_dtype = [check_dtype(self.dtype)]
+        except ValueError:
+            tags.transformer_tags.preserves_dtype = []
         return tags
 
     @property
