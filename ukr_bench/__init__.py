@@ -5,7 +5,7 @@ any installed backend. ``UKR`` and ``NotFittedError`` (scikit-learn's) are loade
 the estimator needs scikit-learn, nothing else here does.
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ukr_bench.data import DATASETS, make_dataset
 from ukr_bench.interface import (
@@ -17,6 +17,9 @@ from ukr_bench.interface import (
     value_and_grad,
 )
 from ukr_bench.problem import Params, relative_error
+
+if TYPE_CHECKING:  # for type checkers; at run time __getattr__ below loads them on first use
+    from ukr_bench.estimator import UKR, NotFittedError
 
 __all__ = [
     "DATASETS",
