@@ -1,4 +1,12 @@
-"""Nox sessions: ``nox`` runs lint and tests; ``nox -s bench`` the benchmark (see README)."""
+#!/usr/bin/env -S uv run --script
+# /// script
+# dependencies = ["nox>=2024.4"]
+# ///
+"""Nox sessions: ``nox`` runs lint and tests (type check included); ``nox -s bench`` the benchmark.
+
+The heavy environment (jax + torch) is built once per session that needs it and reused across
+runs (``reuse_existing_virtualenvs``); ``lint`` needs only ruff.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +16,6 @@ import nox
 
 nox.needs_version = ">=2024.4"
 nox.options.default_venv_backend = "venv"
-nox.options.sessions = ["lint", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 
 # CI pins the CPU wheel of torch (on this project's machines it lies on disk; an unpinned torch
@@ -35,12 +42,18 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The test suite, every backend exercised (gradient agreement, errors, harness)."""
+    """The type check (mypy), then the test suite with every backend exercised.
+
+    mypy runs here, in the environment that has every framework installed (their types are
+    part of the check), rather than in a second multi-GB environment of its own.
+    """
     install(session, "jax", "torch", "data", "sklearn", "test")
+    session.install("mypy>=1.10", "pandas-stubs")
+    session.run("mypy")
     session.run("pytest", *session.posargs)
 
 
-@nox.session
+@nox.session(default=False)
 def bench(session: nox.Session) -> None:
     """The benchmark sweep, then its report: ``nox -s bench -- --quick`` for a smoke run.
 
@@ -50,7 +63,7 @@ def bench(session: nox.Session) -> None:
     session.run("ukr-bench", "bench", *session.posargs)
 
 
-@nox.session
+@nox.session(default=False)
 def report(session: nox.Session) -> None:
     """Report from results directories: ``nox -s report -- results/RUN [results/OTHER ...]``."""
     if not session.posargs:
@@ -59,8 +72,12 @@ def report(session: nox.Session) -> None:
     session.run("ukr-bench", "report", *session.posargs)
 
 
-@nox.session
+@nox.session(default=False)
 def demo(session: nox.Session) -> None:
-    """The tutorial's result: UKR on the noisy saddle per backend, figures in results/figures."""
+    """UKR on the noisy saddle per backend (figures in results/figures); -- --tutorial: the tutorial."""
     install(session, "jax", "torch", "data", "sklearn")
     session.run("ukr-bench", "demo", *session.posargs)
+
+
+if __name__ == "__main__":
+    nox.main()

@@ -1,5 +1,128 @@
-"""One module per framework, each a :class:`ukr_bench.interface.Backend` subclass.
+"""One module per framework, each a :class:`ukr_bench.interface.Backend` subclass, and their registry.
 
-The modules import their framework at the top; :mod:`ukr_bench.interface` imports a module
-only when its backend is asked for, so importing this package costs nothing.
+Everything the rest of the suite needs to know about a framework *without importing it* is
+declared here, once per backend, in a :class:`BackendSpec`: where its class lives, which package
+it needs and how to install it, the environment its worker process must start with (thread
+pools are sized at import time), whether it has devices other than the host, how many N x N
+buffers its value + gradient keeps alive (so the harness skips configurations that cannot fit),
+and how reports draw it. The harness and the report read these fields and name no framework.
+
+The backend modules import their framework at the top; :mod:`ukr_bench.interface` imports a
+module only when its backend is asked for, so importing this package costs nothing.
+
+Installed, this folder is the subpackage ``ukr_bench.backends`` (``ukr_bench/backends`` is a
+link to it), so the wheel puts nothing generic into site-packages.
+
+Adding a backend: write ``backends/<name>_backend.py`` with a ``Backend`` subclass and add one
+``BackendSpec`` to :data:`REGISTRY` below.
 """
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+GradientKind = Literal["autodiff", "manual"]
+
+
+def _blas_threads(threads: int) -> dict[str, str]:
+    """OpenMP/OpenBLAS/MKL pools: sized when the library loads, so set in the environment."""
+    return {k: str(threads) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+
+
+def _xla_env(threads: int) -> dict[str, str]:
+    """XLA's CPU client has no thread-count flag; one thread turns its pool off.
+
+    ``XLA_PYTHON_CLIENT_PREALLOCATE=false`` makes JAX allocate GPU memory on demand instead of
+    grabbing 75 % of it at start-up, so device memory readings mean what the computation needs.
+    """
+    env = _blas_threads(threads)
+    xla = os.environ.get("XLA_FLAGS", "")
+    if threads == 1:
+        xla = f"{xla} --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1".strip()
+    env["XLA_FLAGS"] = xla
+    env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
+    return env
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """Where a backend lives, what it needs, and how the harness and the report treat it."""
+
+    name: str
+    module: str  # relative to this package
+    cls: str
+    requires: str | None  # the importable framework; None for NumPy (always present)
+    install: str
+    #: How the gradient is obtained by default ("manual": derived by hand, "autodiff").
+    gradient: GradientKind = "autodiff"
+    #: The host is the only device (no ``cuda``): the harness plans no GPU configurations.
+    host_only: bool = False
+    #: Environment of the worker process, from the number of CPU threads to use.
+    process_env: Callable[[int], dict[str, str]] = _blas_threads
+    #: N x N arrays alive at value_and_grad's peak (dense layout), as base + per_latent * L,
+    #: from peak RSS at N = 4000 and 8000, L = 2, CPU: the harness skips what cannot fit.
+    n2_base: float = 8.0
+    n2_per_latent: float = 0.0
+    #: The reference the report's speed-up figure divides by (the hand-derived baseline).
+    baseline: bool = False
+    #: Report style: colour and marker of this backend in every figure.
+    color: str = "#2ca02c"
+    marker: str = "D"
+
+    def n2_buffers(self, latent_dim: int) -> float:
+        return self.n2_base + self.n2_per_latent * latent_dim
+
+    def installed(self) -> bool:
+        if self.requires is None:
+            return True
+        if self.requires in sys.modules:  # a module blocked with sys.modules[name] = None
+            return sys.modules[self.requires] is not None
+        return importlib.util.find_spec(self.requires) is not None
+
+
+REGISTRY: dict[str, BackendSpec] = {
+    spec.name: spec
+    for spec in (
+        BackendSpec(
+            "jax",
+            "jax_backend",
+            "JaxBackend",
+            "jax",
+            "pip install 'ukr-bench[jax]'",
+            process_env=_xla_env,
+            n2_base=4.0,  # float64 at N = 8000 peaked at 4.4 N^2 (float32: 3.2 N^2)
+            n2_per_latent=0.5,
+            color="#1f77b4",
+            marker="o",
+        ),
+        BackendSpec(
+            "numpy",
+            "numpy_backend",
+            "NumpyBackend",
+            None,
+            "pip install ukr-bench",
+            gradient="manual",
+            host_only=True,
+            n2_base=3.5,
+            baseline=True,
+            color="#444444",
+            marker="s",
+        ),
+        BackendSpec(
+            "torch",
+            "torch_backend",
+            "TorchBackend",
+            "torch",
+            "pip install 'ukr-bench[torch]' (or the torch build for your CUDA from pytorch.org)",
+            n2_base=4.5,  # 6 N^2 at N = 8000
+            n2_per_latent=1.0,
+            color="#ff7f0e",
+            marker="^",
+        ),
+    )
+}

@@ -38,6 +38,8 @@ N x N x L or N x N x D array is ever formed.
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -72,7 +74,7 @@ class NumpyBackend(Backend):
 
     name = "numpy"
     gradient = "hand-derived"
-    xp = np
+    xp: ClassVar[Any] = np
 
     def asarray(self, a: Arr) -> Arr:
         return np.ascontiguousarray(a, dtype=self.dtype)
@@ -88,7 +90,7 @@ class NumpyBackend(Backend):
 
     def value_and_grad(
         self, Z: Arr, X: Arr, sigma: float, lam: float, loo: bool
-    ) -> tuple[Arr, Arr]:
+    ) -> tuple[Any, Arr]:
         N = Z.shape[0]
         R = _responsibilities(Z, sigma, loo)
         Y = R @ X
@@ -111,7 +113,7 @@ class NumpyBackend(Backend):
 
     def project_value_and_grad(
         self, Zq: Arr, Xq: Arr, Z: Arr, X: Arr, sigma: float
-    ) -> tuple[Arr, Arr]:
+    ) -> tuple[Any, Arr]:
         R = _responsibilities(Z, sigma, False, Zq)
         Y = R @ X
         res = Y - Xq

@@ -24,7 +24,7 @@ from ukr_bench import (
     relative_error,
     value_and_grad,
 )
-from ukr_bench.interface import REGISTRY
+from ukr_bench.backends import REGISTRY
 
 Z = np.zeros((5, 2))
 X = np.ones((5, 3))

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
+from typing import Any
 
-import numpy as np
-
-from ukr_bench.data import DATASETS, make_dataset
-from ukr_bench.interface import REGISTRY, DeviceUnavailableError, available_backends, value_and_grad
+from ukr_bench.backends import REGISTRY
+from ukr_bench.bench.config import PRESETS
+from ukr_bench.bench.sweep import DirtyTreeError, RunLockedError
+from ukr_bench.data import DATASETS, problem_inputs
+from ukr_bench.interface import DeviceUnavailableError, available_backends, value_and_grad
 from ukr_bench.problem import DTYPES, relative_error
 
 
@@ -31,9 +34,7 @@ def _cmd_agreement(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    X, _ = make_dataset(args.data, args.n, noise=args.noise, random_state=args.seed)
-    # Latent points spread over about one bandwidth: the regime UKR trains in.
-    Z = args.sigma * np.random.default_rng(args.seed + 1).normal(size=(args.n, args.latent_dim))
+    Z, X = problem_inputs(args.data, args.n, args.latent_dim, noise=args.noise, seed=args.seed)
     kw = {"sigma": args.sigma, "lam": args.lam, "loo": not args.no_loo}
     ref_v, ref_g = value_and_grad(Z, X, backend="numpy", dtype="float64", **kw)
     table = Table(
@@ -62,41 +63,57 @@ def _cmd_agreement(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ukr_bench.harness import SweepConfig, run_sweep
+    from ukr_bench.bench import preset, resume_sweep, run_sweep
+    from ukr_bench.bench.sweep import default_run_dir
+    from ukr_bench.report import write_report
 
-    command = ["ukr-bench", *sys.argv[1:]] if args.argv is None else ["ukr-bench", *args.argv]
-    if args.resume:
-        run_dir = run_sweep(
-            out=args.resume, resume=True, progress=not args.no_progress, command=command
-        )
-    else:
-        chosen = {
-            "backends": args.backends,
-            "dtypes": args.dtypes,
-            "devices": args.devices,
-            "ns": args.n,
-            "data": args.data,
-            "noise": args.noise,
-            "latent_dim": args.latent_dim,
-            "sigma": args.sigma,
-            "lam": args.lam,
-            "loo": not args.no_loo,
-            "seed": args.seed,
-            "min_rounds": args.repeats,
-            "min_time": args.min_time,
-            "warmup": args.warmup,
-            "timeout": args.timeout,
-            "threads": args.threads,
-        }
-        chosen = {k: v for k, v in chosen.items() if v is not None}
-        cfg = SweepConfig.quick(**chosen) if args.quick else SweepConfig(**chosen)
-        _check_gpus(cfg.devices)
-        run_dir = run_sweep(cfg, args.out, progress=not args.no_progress, command=command)
-    print(f"results: {run_dir}")
-    if not args.no_report:
-        from ukr_bench.report import write_report
-
-        print(f"report: {write_report([Path(run_dir)])}")
+    command = ["ukr-bench", "bench", *args.argv_rest]
+    current: Path | None = Path(args.resume) if args.resume else None
+    chosen = {
+        name: getattr(args, name) for name in _sweep_fields() if getattr(args, name) is not None
+    }
+    try:
+        if args.resume:
+            extra = {"--quick": args.preset, "--out": args.out, "--reference": args.reference,
+                     "--allow-dirty": args.allow_dirty,
+                     "--repeat-runs": args.repeat_runs != 1}  # fmt: skip
+            if chosen or any(extra.values()):
+                flags = [_flag(name) for name in chosen] + [f for f, v in extra.items() if v]
+                msg = (
+                    f"--resume repeats the run's own stored configuration; it cannot be combined "
+                    f"with {', '.join(flags)}: drop them, or start a new run with --out"
+                )
+                raise ValueError(msg)
+            runs = [resume_sweep(args.resume, progress=not args.no_progress, command=command)]
+        else:
+            if args.repeat_runs < 1:
+                msg = f"--repeat-runs must be an integer >= 1, got {args.repeat_runs}"
+                raise ValueError(msg)
+            cfg = preset(args.preset, **chosen)
+            _check_gpus(cfg.devices)
+            base = Path(args.out) if args.out else default_run_dir(cfg)
+            # K runs, each in fresh worker processes, one after the other on the same machine.
+            targets = [base] if args.repeat_runs == 1 else [
+                base / f"run{k + 1}" for k in range(args.repeat_runs)
+            ]  # fmt: skip
+            runs = []
+            for target in targets:
+                current = target
+                runs.append(run_sweep(
+                    cfg, target, progress=not args.no_progress, command=command,
+                    reference=args.reference, allow_dirty=args.allow_dirty,
+                ))  # fmt: skip
+    except KeyboardInterrupt:
+        where = current or "<the run directory>"
+        print(f"\ninterrupted: finished rows are saved; finish with ukr-bench bench --resume {where}",
+              file=sys.stderr)  # fmt: skip
+        return 130
+    for run_dir in runs:
+        print(f"results: {run_dir}")
+        if not args.no_report:
+            print(f"report: {write_report([run_dir])}")
+    if len(runs) > 1 and not args.no_report:
+        print(f"run-to-run comparison: {write_report(runs, Path(runs[0]).parent / 'comparison')}")
     return 0
 
 
@@ -109,9 +126,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def _check_gpus(devices: list[str]) -> None:
     """Fail before starting when a cuda device is asked for on a machine with no NVIDIA GPU."""
-    from ukr_bench.harness import _gpus
+    from ukr_bench.bench.machine import gpus
 
-    if any(d.startswith("cuda") for d in devices) and not _gpus():
+    if any(d.startswith("cuda") for d in devices) and not gpus():
         msg = (
             f"devices: {devices} asks for cuda, but nvidia-smi lists no NVIDIA GPU on this machine"
         )
@@ -120,6 +137,17 @@ def _check_gpus(devices: list[str]) -> None:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     """Fit the noisy saddle on each backend, print fit times and errors, draw the figures."""
+    if args.tutorial:
+        from ukr_bench.tutorial import run_tutorial
+
+        run_tutorial(
+            args.out,
+            backends=args.backends,
+            epochs=args.epochs,
+            eta_tutorial=args.eta,
+            gif=not args.no_gif,
+        )
+        return 0
     from ukr_bench.demo import run_demo
 
     run_demo(args.out, backends=args.backends, n_samples=args.n, digits=not args.no_digits)
@@ -153,28 +181,31 @@ def build_parser() -> argparse.ArgumentParser:
         "bench",
         help="benchmark speed, memory and precision over N (writes a results directory)",
         description="Sweep backend x device x dtype x N; rows are saved as each configuration "
-        "finishes. Defaults: every installed backend, float32 and float64, cpu, "
-        "N = 125 ... 8000, the saddle data set, L = 2, sigma = 0.5, lam = 0, loo.",
+        "finishes, and --resume finishes an interrupted run.",
     )
-    p.add_argument("--backends", nargs="+", help="default: every installed backend")
-    p.add_argument("--dtypes", nargs="+", help="float32 and/or float64 (default both)")
-    p.add_argument("--devices", nargs="+", help="cpu, cuda, cuda:<i> (default cpu)")
-    p.add_argument("--n", nargs="+", type=int, help="the N grid (default 125 250 ... 8000)")
-    p.add_argument("--data", help=f"data set: {', '.join(sorted(DATASETS))} (default saddle)")
-    p.add_argument("--noise", type=float)
-    p.add_argument("--latent-dim", type=int, help="L (default 2)")
-    p.add_argument("--sigma", type=float, help="kernel bandwidth (default 0.5)")
-    p.add_argument("--lam", type=float, help="prior weight (default 0)")
-    p.add_argument("--no-loo", action="store_true", help="turn leave-one-out off")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--repeats", type=int, help="minimum timed rounds per function (default 5)")
-    p.add_argument("--min-time", type=float, help="seconds of timing per function (default 1)")
-    p.add_argument("--warmup", type=int, help="untimed calls before timing (default 2)")
-    p.add_argument("--timeout", type=float, help="seconds per configuration (default 600)")
-    p.add_argument("--threads", type=int, help="CPU threads for every backend (default: all)")
-    p.add_argument("--quick", action="store_true", help="smoke test: N = 64 128 256, few rounds")
-    p.add_argument("--out", help="results directory (default results/<date>_<host>_<devices>)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="finish an interrupted run")
+    _add_sweep_options(p)
+    p.add_argument(
+        "--quick", dest="preset", action="store_const", const="quick",
+        help="smoke test: " + ", ".join(f"{_flag(k)} {_show(v)}" for k, v in PRESETS["quick"].items())
+        + " (options given override it)",
+    )  # fmt: skip
+    p.add_argument("--out", help="results directory (default: results/<UTC time>_<host>_<devices>)")
+    p.add_argument(
+        "--resume", metavar="RUN_DIR", help="finish an interrupted run, as it was configured"
+    )
+    p.add_argument(
+        "--reference", action="store_true",
+        help="a run to commit as a reference: refused if the checkout has uncommitted changes",
+    )  # fmt: skip
+    p.add_argument(
+        "--allow-dirty", action="store_true",
+        help="with --reference: run anyway on uncommitted changes (the report says so)",
+    )  # fmt: skip
+    p.add_argument(
+        "--repeat-runs", type=int, default=1, metavar="K",
+        help="run the whole sweep K times (OUT/run1 ... OUT/runK, fresh processes each) and "
+        "compare them: winners only where all runs agree (default: 1)",
+    )  # fmt: skip
     p.add_argument("--no-report", action="store_true", help="do not write the report")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_bench)
@@ -194,16 +225,67 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results/figures", help="figure folder")
     p.add_argument("--backends", nargs="+", choices=sorted(REGISTRY))
     p.add_argument("--no-digits", action="store_true", help="skip the digits figure")
+    p.add_argument(
+        "--tutorial",
+        action="store_true",
+        help="instead: the lab tutorial's setting (N = 200 noiseless saddle points, sigma = 1, "
+        "no leave-one-out, plain gradient descent from 1e-5-scale latents), every backend in "
+        "float32 and float64",
+    )
+    p.add_argument("--epochs", type=int, default=300, help="--tutorial: epochs (default 300)")
+    p.add_argument(
+        "--eta",
+        type=float,
+        default=1.0,
+        help="--tutorial: step on the tutorial's sum E_tut = N x E (default 1.0, i.e. N on E)",
+    )
+    p.add_argument("--no-gif", action="store_true", help="--tutorial: skip the animated GIF")
     p.set_defaults(func=_cmd_demo)
     return parser
 
 
+def _sweep_fields() -> dict[str, Any]:
+    from ukr_bench.bench.config import SweepConfig
+
+    return {f.name: f for f in dataclasses.fields(SweepConfig)}
+
+
+def _flag(name: str) -> str:
+    return _sweep_fields()[name].metadata.get("flag", "--" + name.replace("_", "-"))
+
+
+def _show(value: Any) -> str:
+    return " ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def _add_sweep_options(p: argparse.ArgumentParser) -> None:
+    """One option per SweepConfig field: its flag, type and help (with the default) from the field."""
+    from ukr_bench.bench.config import SweepConfig
+
+    defaults = SweepConfig(backends=["numpy"])  # the defaults, without asking what is installed
+    for name, f in _sweep_fields().items():
+        default = getattr(defaults, name)
+        help_text = f.metadata["help"]
+        if name != "backends" and "default" not in help_text:
+            help_text += f" (default: {_show(default)})"
+        kw: dict[str, Any] = {"dest": name, "default": None, "help": help_text}
+        if isinstance(default, bool):
+            kw["action"] = argparse.BooleanOptionalAction
+        elif isinstance(default, list):
+            kw |= {"nargs": "+", "type": type(default[0]) if default else str}
+        else:
+            kw["type"] = type(default)
+        p.add_argument(_flag(name), **kw)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    args.argv = None if argv is None else list(argv)
+    args.argv_rest = list(sys.argv[2:] if argv is None else argv[1:])
     try:
         return args.func(args)
-    except (ValueError, TypeError, ImportError, OSError, DeviceUnavailableError) as exc:
+    except (
+        ValueError, ImportError, OSError, DeviceUnavailableError, RunLockedError, DirtyTreeError
+    ) as exc:  # fmt: skip
         print(f"ukr-bench {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

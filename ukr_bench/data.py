@@ -49,7 +49,7 @@ def _spiral(n: int, rng: np.random.Generator) -> tuple[NDArray[np.float64], NDAr
     return np.column_stack([radius * np.cos(angle), radius * np.sin(angle)]), t[:, None]
 
 
-_DIGITS_SIZE = 1797
+DIGITS_SIZE = 1797  # samples in scikit-learn's bundled digits
 
 
 def _digits(n: int, rng: np.random.Generator) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
@@ -59,8 +59,8 @@ def _digits(n: int, rng: np.random.Generator) -> tuple[NDArray[np.float64], NDAr
         msg = "data set 'digits' needs scikit-learn: pip install 'ukr-bench[data]'"
         raise ImportError(msg) from exc
     X, y = load_digits(return_X_y=True)
-    if n > len(X):
-        msg = f"n_samples must be <= {len(X)} for data set 'digits', got {n}"
+    if n > DIGITS_SIZE:
+        msg = f"n_samples must be <= {DIGITS_SIZE} for data set 'digits', got {n}"
         raise ValueError(msg)
     idx = np.sort(rng.choice(len(X), size=n, replace=False)) if n < len(X) else np.arange(len(X))
     return X[idx] / 16.0, y[idx].astype(np.float64)  # pixel intensities 0..16 -> [0, 1]
@@ -114,3 +114,15 @@ def make_dataset(
     if noise:
         X = X + rng.normal(scale=noise, size=X.shape)
     return X, t
+
+
+def problem_inputs(
+    data: str, n: int, latent_dim: int, *, noise: float = 0.0, seed: int = 0
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """The benchmark's problem: latent points ``Z ~ N(0, I_L)`` (n x L) and data set ``data``'s
+    first ``n`` points ``X`` (n x D), both float64 and seeded (``X`` by ``seed``, ``Z`` by
+    ``seed + 1``), so every backend, worker and command sees the very same inputs.
+    """
+    X, _ = make_dataset(data, n, noise=noise, random_state=seed)
+    Z = np.random.default_rng(seed + 1).normal(size=(n, latent_dim))
+    return Z, X

@@ -31,9 +31,10 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by th
 
 from ukr_bench import training
 from ukr_bench.interface import get_backend
+from ukr_bench.optim import OPTIMIZERS
 from ukr_bench.problem import check_array as check_float_array
 from ukr_bench.problem import check_dtype
-from ukr_bench.training import CONSTRAINTS, INITS, OPTIMIZERS
+from ukr_bench.training import CONSTRAINTS, INITS
 
 __all__ = ["CONSTRAINTS", "INITS", "OPTIMIZERS", "UKR", "NotFittedError"]
 
@@ -41,7 +42,8 @@ __all__ = ["CONSTRAINTS", "INITS", "OPTIMIZERS", "UKR", "NotFittedError"]
 _NOT_FITTED = "This %(name)s instance is not fitted yet: call fit(X) before using it."
 
 
-class UKR(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+# scikit-learn ships no type information (pyproject.toml), so its bases are Any to mypy.
+class UKR(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):  # type: ignore[misc]
     """Unsupervised Kernel Regression (Meinicke, Klanke, Memisevic & Ritter, 2005).
 
     Parameters

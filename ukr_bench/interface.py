@@ -16,16 +16,14 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import importlib.util
-import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ukr_bench.backends import REGISTRY, BackendSpec
 from ukr_bench.problem import DType, Params, check_dtype, check_inputs, parse_device
 
 Array = Any  # a framework's array type: numpy.ndarray, jax.Array or torch.Tensor
@@ -52,7 +50,8 @@ class Backend(ABC):
     """
 
     name: ClassVar[str]
-    gradient: ClassVar[str]  # how the gradient is obtained, for reports
+    #: How the gradient is obtained, in words (recorded with every benchmark row).
+    gradient: ClassVar[str]
 
     def __init__(self, dtype: DType | str = "float64", device: str = "cpu") -> None:
         self.dtype: DType = check_dtype(dtype)
@@ -141,72 +140,31 @@ class Backend(ABC):
         """Start a new device-memory peak measurement, where the framework can."""
         return
 
+    #: How :meth:`device_peak` measures, in words (recorded with every benchmark row).
+    device_peak_method: ClassVar[str | None] = None
+
     def device_peak(self) -> int | None:
         """Peak bytes allocated on the device (None on the host: the harness measures RSS)."""
         return None
 
+    @classmethod
+    def configure_process(cls, threads: int) -> dict[str, Any]:
+        """Apply this framework's process-wide settings for a benchmark worker; return them.
+
+        Called once per worker process, before any measurement (thread pools the environment
+        cannot size, float32 matmul precision). The default has nothing to set.
+        """
+        del threads
+        return {}
+
     def info(self) -> dict[str, Any]:
         """Versions and settings that affect results, recorded with benchmarks."""
-        return {"backend": self.name, "dtype": self.dtype, "device": self.device}
-
-
-@dataclass(frozen=True)
-class BackendSpec:
-    """Where a backend lives and what it needs installed."""
-
-    name: str
-    module: str
-    cls: str
-    requires: str | None  # the importable framework; None for NumPy (always present)
-    install: str
-    # N x N arrays alive at value_and_grad's peak, as base + per_latent * L (from peak RSS at
-    # N = 4000 and 8000, L = 2, CPU), so that configurations that cannot fit are skipped untried
-    n2_base: float = 8.0
-    n2_per_latent: float = 0.0
-
-    def n2_buffers(self, latent_dim: int) -> float:
-        return self.n2_base + self.n2_per_latent * latent_dim
-
-    def installed(self) -> bool:
-        if self.requires is None:
-            return True
-        if self.requires in sys.modules:  # a module blocked with sys.modules[name] = None
-            return sys.modules[self.requires] is not None
-        return importlib.util.find_spec(self.requires) is not None
-
-
-# Adding a backend: write backends/<name>_backend.py with a Backend subclass, add it here.
-REGISTRY: dict[str, BackendSpec] = {
-    spec.name: spec
-    for spec in (
-        BackendSpec(
-            "jax",
-            "backends.jax_backend",
-            "JaxBackend",
-            "jax",
-            "pip install 'ukr-bench[jax]'",
-            n2_base=4.0,  # float64 at N = 8000 peaked at 4.4 N^2 (float32: 3.2 N^2)
-            n2_per_latent=0.5,
-        ),
-        BackendSpec(
-            "numpy",
-            "backends.numpy_backend",
-            "NumpyBackend",
-            None,
-            "pip install ukr-bench",
-            n2_base=3.5,
-        ),
-        BackendSpec(
-            "torch",
-            "backends.torch_backend",
-            "TorchBackend",
-            "torch",
-            "pip install 'ukr-bench[torch]' (or the torch build for your CUDA from pytorch.org)",
-            n2_base=4.5,  # 6 N^2 at N = 8000
-            n2_per_latent=1.0,
-        ),
-    )
-}
+        return {
+            "backend": self.name,
+            "dtype": self.dtype,
+            "device": self.device,
+            "gradient": self.gradient,
+        }
 
 
 def available_backends() -> list[str]:
@@ -228,7 +186,7 @@ def backend_class(backend: str) -> type[Backend]:
         msg = f"backend {backend!r} needs the {spec.requires!r} package, which is not installed: {spec.install}"
         raise BackendNotInstalledError(msg)
     try:
-        module = importlib.import_module(spec.module)
+        module = importlib.import_module(f"ukr_bench.backends.{spec.module}")
     except ImportError as exc:
         msg = f"backend {backend!r} could not import {spec.requires!r} ({exc}); reinstall it: {spec.install}"
         raise BackendNotInstalledError(msg) from exc

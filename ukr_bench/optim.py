@@ -17,9 +17,13 @@ L-BFGS runs in :mod:`scipy.optimize` on the host; see :meth:`ukr_bench.estimator
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 Array = Any  # numpy.ndarray, jax.Array or torch.Tensor
+
+#: Every optimiser the estimator offers (L-BFGS is scipy's).
+OPTIMIZERS = ("gd", "rprop", "lbfgs")
 
 
 class GradientDescent:
@@ -66,16 +70,17 @@ class IRprop:
         self.backtrack = backtrack
         self.eta_plus, self.eta_minus = eta_plus, eta_minus
         self.step_min, self.step_max = step_min, step_max
-        self._state: tuple[Array, Array, Array, Array] | None = None
+        self._state: _IRpropState | None = None
 
     def step(self, Z: Array, value: Array, grad: Array) -> Array:
         """The next iterate from ``Z`` (N x L), E(Z) (0-d) and dE/dZ (N x L)."""
         xp = self.xp
         if self._state is None:
             zero = grad * 0
-            self._state = (zero, zero + self.initial_step, zero, value)
-        grad_prev, steps, move_prev, value_prev = self._state
-        prod = grad_prev * grad
+            self._state = _IRpropState(zero, zero + self.initial_step, zero, value)
+        prev = self._state
+        steps = prev.steps
+        prod = prev.grad * grad
         grow, flip = prod > 0, prod < 0
         steps = xp.where(
             grow,
@@ -85,6 +90,17 @@ class IRprop:
         grad = xp.where(flip, 0.0, grad)
         move = -xp.sign(grad) * steps  # 0 where the sign flipped
         if self.backtrack:
-            move = move - xp.where(flip & (value > value_prev), move_prev, 0.0)
-        self._state = (grad, steps, move, value)
+            move = move - xp.where(flip & (value > prev.value), prev.move, 0.0)
+        self._state = _IRpropState(grad, steps, move, value)
         return Z + move
+
+
+@dataclass(frozen=True)
+class _IRpropState:
+    """What iRprop keeps between steps, all on the device: the previous step's gradient (0 where
+    its sign flipped), the per-coordinate step sizes, the previous move and E before it."""
+
+    grad: Array
+    steps: Array
+    move: Array
+    value: Array

@@ -48,7 +48,7 @@ import math
 import numbers
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -110,6 +110,22 @@ def check_nonnegative_float(name: str, value: object) -> float:
     return value
 
 
+def check_int(name: str, value: object, minimum: int) -> int:
+    """Return ``value`` as an int, or raise naming ``name`` unless it is an integer >= ``minimum``.
+
+    Booleans are rejected (``True`` is an ``int`` to Python, never a count to a user).
+    """
+    as_int = (
+        int(value)
+        if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+        else None
+    )
+    if as_int is None or as_int < minimum:
+        msg = f"{name} must be an integer >= {minimum}, got {value!r}"
+        raise ValueError(msg)
+    return as_int
+
+
 def check_dtype(dtype: object) -> DType:
     """Normalise ``dtype`` ("float32"/"float64", or the numpy type) to its name."""
     try:
@@ -119,7 +135,7 @@ def check_dtype(dtype: object) -> DType:
     if dtype is None or name not in DTYPES:
         msg = f"dtype must be one of {list(DTYPES)}, got {dtype!r}"
         raise ValueError(msg)
-    return name  # type: ignore[return-value]
+    return cast(DType, name)
 
 
 def parse_device(device: object) -> tuple[str, int]:

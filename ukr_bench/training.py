@@ -20,10 +20,9 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ukr_bench.interface import Backend, get_backend
-from ukr_bench.optim import GradientDescent, IRprop
+from ukr_bench.optim import OPTIMIZERS, GradientDescent, IRprop
 from ukr_bench.problem import Params, check_array, check_dtype, check_positive_float
 
-OPTIMIZERS = ("gd", "rprop", "lbfgs")
 INITS = ("pca", "random")
 CONSTRAINTS = ("none", "box")
 

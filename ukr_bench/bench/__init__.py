@@ -1,0 +1,30 @@
+"""The benchmark harness: speed, memory and float32/float64 precision of each backend over N.
+
+Split along its seams, one job per module:
+
+* :mod:`~ukr_bench.bench.config`: what a sweep measures (:class:`SweepConfig`, presets, plan);
+* :mod:`~ukr_bench.bench.machine`: the machine and the code's provenance;
+* :mod:`~ukr_bench.bench.worker`: the timing protocol and the per-backend worker process;
+* :mod:`~ukr_bench.bench.sweep`: the parent that runs, supervises and resumes workers;
+* :mod:`ukr_bench.schema`: what is written (rows, metadata, files).
+
+Why not pytest-benchmark's fixture: it writes its JSON only when the pytest session ends (a
+killed sweep would lose everything) and has no notion of per-process backends, resuming or
+skipping. The harness uses its pieces instead: :class:`pytest_benchmark.stats.Stats` for the
+statistics (same field names as its JSON) and its machine-info collector.
+"""
+
+from ukr_bench.bench.config import PRESETS, SweepConfig, preset
+from ukr_bench.bench.sweep import RunLockedError, resume_sweep, run_sweep
+from ukr_bench.bench.worker import measure_case, run_worker
+
+__all__ = [
+    "PRESETS",
+    "RunLockedError",
+    "SweepConfig",
+    "measure_case",
+    "preset",
+    "resume_sweep",
+    "run_sweep",
+    "run_worker",
+]

@@ -1,0 +1,206 @@
+"""What a sweep measures: :class:`SweepConfig`, its validation, presets and its plan.
+
+A sweep is the product backend x dtype x device x N on one data set, with the problem
+(L, sigma, lam, loo) fixed. The configuration is stored in the run's ``meta.json``, so that
+``--resume`` repeats exactly it. Each field's ``metadata["help"]`` is the one description of the
+option: the command line's ``ukr-bench bench`` options and their help are generated from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ukr_bench.backends import REGISTRY
+from ukr_bench.data import DATASETS
+from ukr_bench.interface import available_backends
+from ukr_bench.optim import OPTIMIZERS
+from ukr_bench.problem import (
+    DTYPES,
+    Params,
+    check_dtype,
+    check_int,
+    check_nonnegative_float,
+    check_positive_float,
+    parse_device,
+)
+from ukr_bench.schema import ConfigKey
+
+DEFAULT_NS = (125, 250, 500, 1000, 2000, 4000, 8000)
+
+
+def usable_cpus() -> list[int]:
+    """The CPUs this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
+def _help(text: str, **extra: Any) -> dict[str, Any]:
+    """A field's metadata: its command-line help (``flag`` overrides ``--field-name``)."""
+    return {"help": text, **extra}
+
+
+@dataclass
+class SweepConfig:
+    """What one benchmark run measures. Every field is validated on construction."""
+
+    backends: list[str] = field(
+        default_factory=available_backends,
+        metadata=_help("backends to run (default: every installed one)"),
+    )
+    dtypes: list[str] = field(default_factory=lambda: list(DTYPES), metadata=_help("precisions"))
+    devices: list[str] = field(
+        default_factory=lambda: ["cpu"], metadata=_help("devices: cpu, cuda, cuda:<i>")
+    )
+    ns: list[int] = field(
+        default_factory=lambda: list(DEFAULT_NS), metadata=_help("the N grid (samples)", flag="--n")
+    )
+    data: str = field(default="saddle", metadata=_help(f"data set: {', '.join(sorted(DATASETS))}"))
+    noise: float = field(default=0.0, metadata=_help("noise std added to the data"))
+    latent_dim: int = field(default=2, metadata=_help("latent dimension L"))
+    sigma: float = field(default=0.5, metadata=_help("kernel bandwidth"))
+    lam: float = field(default=0.0, metadata=_help("prior weight"))
+    loo: bool = field(default=True, metadata=_help("leave-one-out"))
+    seed: int = field(default=0, metadata=_help("seed of the data and of Z ~ N(0, I)"))
+    min_rounds: int = field(
+        default=5, metadata=_help("minimum timed rounds per function", flag="--repeats")
+    )
+    max_rounds: int = field(default=200, metadata=_help("maximum timed rounds per function"))
+    min_time: float = field(
+        default=1.0, metadata=_help("seconds of timed samples per function, rounds permitting")
+    )
+    warmup: int = field(default=2, metadata=_help("untimed calls before timing"))
+    timeout: float = field(
+        default=600.0, metadata=_help("seconds per configuration before its worker is killed")
+    )
+    memory_fraction: float = field(
+        default=0.8, metadata=_help("share of the available memory a configuration may use")
+    )
+    fit_optimizers: list[str] = field(
+        default_factory=lambda: list(OPTIMIZERS), metadata=_help("optimisers timed in UKR.fit")
+    )
+    fit_iters: int = field(
+        default=20, metadata=_help("iterations per timed fit (0: no time-to-fit)")
+    )
+    fit_rounds: int = field(default=3, metadata=_help("timed fits per optimiser"))
+    fit_max_n: int = field(default=2000, metadata=_help("largest N whose time-to-fit is measured"))
+    threads: int = field(
+        default_factory=lambda: len(usable_cpus()),
+        metadata=_help("CPU threads for every backend (default: all)"),
+    )
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> SweepConfig:
+        """From ``meta.json``'s ``config``; fields unknown to this version are an error."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            msg = f"unknown sweep configuration field(s) {unknown}; known: {sorted(names)}"
+            raise ValueError(msg)
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> None:
+        """Raise a ValueError naming the option for anything a sweep could not run."""
+        _check_nonempty_unique("backends", self.backends)
+        for b in self.backends:
+            if b not in REGISTRY:
+                msg = f"backends: unknown backend {b!r}; known: {sorted(REGISTRY)}"
+                raise ValueError(msg)
+        _check_nonempty_unique("dtypes", self.dtypes)
+        self.dtypes = [check_dtype(d) for d in self.dtypes]
+        _check_nonempty_unique("devices", self.devices)
+        for d in self.devices:
+            parse_device(d)
+        _check_nonempty_unique("ns", self.ns)
+        for n in self.ns:
+            if not _is_int(n) or n < (2 if self.loo else 1):
+                msg = f"ns: every N must be an integer >= {2 if self.loo else 1} (loo={self.loo}), got {n!r}"
+                raise ValueError(msg)
+        self.ns = sorted(self.ns)
+        if self.data not in DATASETS:
+            msg = f"data must be one of {sorted(DATASETS)}, got {self.data!r}"
+            raise ValueError(msg)
+        Params(sigma=self.sigma, lam=self.lam, loo=self.loo)
+        check_nonnegative_float("noise", self.noise)
+        _check_nonempty_unique("fit_optimizers", self.fit_optimizers, allow_empty=True)
+        for opt in self.fit_optimizers:
+            if opt not in OPTIMIZERS:
+                msg = f"fit_optimizers: unknown optimizer {opt!r}; known: {list(OPTIMIZERS)}"
+                raise ValueError(msg)
+        for name in ("latent_dim", "min_rounds", "max_rounds", "threads", "fit_rounds"):
+            check_int(name, getattr(self, name), 1)
+        if self.max_rounds < self.min_rounds:
+            msg = f"max_rounds ({self.max_rounds}) must be >= min_rounds ({self.min_rounds})"
+            raise ValueError(msg)
+        if self.threads > len(usable_cpus()):
+            msg = f"threads must be <= the {len(usable_cpus())} CPUs this process may use, got {self.threads}"
+            raise ValueError(msg)
+        for name in ("warmup", "fit_iters", "fit_max_n", "seed"):
+            check_int(name, getattr(self, name), 0)
+        check_nonnegative_float("min_time", self.min_time)
+        check_positive_float("timeout", self.timeout)
+        if not 0 < check_positive_float("memory_fraction", self.memory_fraction) <= 1:
+            msg = f"memory_fraction must be in (0, 1], got {self.memory_fraction!r}"
+            raise ValueError(msg)
+
+    def problem(self) -> Params:
+        return Params(sigma=self.sigma, lam=self.lam, loo=self.loo)
+
+    def plan(self) -> list[ConfigKey]:
+        """Every configuration, grouped by backend (one worker each), N ascending within a series.
+
+        Host-only backends get no GPU configurations.
+        """
+        return [
+            ConfigKey(b, "dense", REGISTRY[b].gradient, dt, dev, n)
+            for b in self.backends
+            for dev in self.devices
+            if not (REGISTRY[b].host_only and parse_device(dev)[0] != "cpu")
+            for dt in self.dtypes
+            for n in self.ns
+        ]
+
+
+#: Presets: named sets of overrides, applied under the options the user gives.
+PRESETS: dict[str, dict[str, Any]] = {
+    # The smoke test (CI): three small N, few rounds, well under two minutes.
+    "quick": {
+        "ns": [64, 128, 256],
+        "min_rounds": 3,
+        "min_time": 0.05,
+        "warmup": 1,
+        "fit_iters": 5,
+        "fit_rounds": 1,
+    },
+}
+
+
+def preset(name: str | None, **overrides: Any) -> SweepConfig:
+    """A configuration from a preset (or the defaults) with ``overrides`` on top."""
+    if name is not None and name not in PRESETS:
+        msg = f"preset must be one of {sorted(PRESETS)}, got {name!r}"
+        raise ValueError(msg)
+    return SweepConfig(**((PRESETS[name] if name else {}) | overrides))
+
+
+def _check_nonempty_unique(name: str, values: Sequence[Any], *, allow_empty: bool = False) -> None:
+    if not isinstance(values, list) or (not values and not allow_empty):
+        msg = f"{name} must be a non-empty list, got {values!r}"
+        raise ValueError(msg)
+    if len(set(values)) != len(values):
+        msg = f"{name} has duplicates: {values!r}"
+        raise ValueError(msg)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

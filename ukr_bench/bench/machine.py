@@ -1,0 +1,131 @@
+"""What a result was measured on and with: the machine, and the code's provenance.
+
+Nothing here imports a framework (the parent process of a sweep never does). Nothing recorded is
+an absolute path of this machine, so committed results do not leak one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import ukr_bench
+from ukr_bench.bench.config import usable_cpus
+
+#: Environment variables that change what a framework does; recorded with every run.
+RECORDED_ENV = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "XLA_FLAGS",
+    "OPENBLAS_CORETYPE",
+    "CUDA_VISIBLE_DEVICES",
+    "XLA_PYTHON_CLIENT_PREALLOCATE",
+)
+#: Distributions whose versions are recorded (whichever are installed).
+RECORDED_PACKAGES = (
+    "ukr-bench",
+    "numpy",
+    "scipy",
+    "jax",
+    "jaxlib",
+    "torch",
+    "pykeops",
+    "pandas",
+    "matplotlib",
+    "scikit-learn",
+    "pytest-benchmark",
+)
+
+
+def meminfo(field: str) -> int | None:
+    """A /proc/meminfo field in bytes, or None off Linux."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    return None
+
+
+def gpus() -> list[dict[str, str]]:
+    """NVIDIA GPUs as nvidia-smi reports them (name, driver, memory); [] where there is none."""
+    query = "name,driver_version,memory.total"
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", f"--query-gpu={query}", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [
+        dict(zip(query.split(","), (p.strip() for p in line.split(",")), strict=False))
+        for line in out.splitlines()
+        if line.strip()
+    ]
+
+
+def versions() -> dict[str, str | None]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for pkg in RECORDED_PACKAGES:
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def machine_metadata() -> dict[str, Any]:
+    """CPU, memory, GPUs, OS, Python and library versions (no framework is imported)."""
+    from pytest_benchmark.plugin import pytest_benchmark_generate_machine_info
+
+    machine = pytest_benchmark_generate_machine_info()
+    machine.get("cpu", {}).pop("flags", None)  # hundreds of entries nobody reads
+    return {
+        "machine": machine,
+        "cpu_model": machine.get("cpu", {}).get("brand_raw") or platform.processor(),
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": len(usable_cpus()),
+        "memory_total_bytes": meminfo("MemTotal"),
+        "memory_available_bytes": meminfo("MemAvailable"),
+        "gpus": gpus(),
+        "os": platform.platform(),
+        "versions": versions(),
+        "env": {k: os.environ.get(k) for k in RECORDED_ENV},
+    }
+
+
+def _git(source: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(source), *args], capture_output=True, text=True, timeout=30, check=True
+    ).stdout.strip()
+
+
+def provenance() -> dict[str, Any]:
+    """The version and commit of the ``ukr_bench`` that is running (not of the working directory).
+
+    ``commit`` is that of the git checkout the package was imported from, or None with
+    ``source: "not a git checkout"`` for an installed wheel. ``dirty`` counts modified tracked
+    files only: untracked result directories do not change the code that ran.
+    """
+    source = Path(ukr_bench.__file__).resolve().parent.parent
+    out: dict[str, Any] = {"version": ukr_bench.__version__, "commit": None, "dirty": None}
+    try:
+        top = Path(_git(source, "rev-parse", "--show-toplevel")).resolve()
+        if top != source or not (top / "ukr_bench").is_dir():
+            raise subprocess.CalledProcessError(1, "git")  # an enclosing, unrelated repository
+        out["commit"] = _git(source, "rev-parse", "HEAD")
+        changed = _git(source, "status", "--porcelain", "--untracked-files=no")
+        out["dirty"] = bool(changed)
+        out["source"] = "git checkout"
+    except (OSError, subprocess.SubprocessError):
+        out["source"] = "not a git checkout"
+    return out

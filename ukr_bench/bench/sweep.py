@@ -1,0 +1,348 @@
+"""The sweep: the parent process that starts one worker per backend and supervises it.
+
+The parent imports no framework. For each backend it starts a worker process
+(:mod:`ukr_bench.bench.worker`) in the backend's own environment (thread pools are sized at
+import), watches the configuration in flight, and
+
+* past the sweep's ``timeout`` kills the worker and records a time-out;
+* records a worker that dies (e.g. killed by the kernel for memory) as ``crashed``;
+* then starts a new worker for the rest of that backend's configurations.
+
+One writer per run directory: a sweep holds an exclusive OS lock (``flock``) on the directory's
+``.lock`` for its whole life, released by the kernel however the sweep ends; a second sweep on
+the same directory is refused with the holder's pid and command. Workers never outlive their
+sweep: on Linux the kernel kills them when the parent dies (``PR_SET_PDEATHSIG``), elsewhere
+they exit when the pipe from the parent closes. So no configuration is ever measured by two
+processes, and ``--resume`` after any kill measures only what is missing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO
+
+from ukr_bench.backends import REGISTRY
+from ukr_bench.bench.config import SweepConfig
+from ukr_bench.bench.machine import machine_metadata, provenance
+from ukr_bench.bench.worker import PARENT_ENV, base_row
+from ukr_bench.interface import available_backends
+from ukr_bench.schema import (
+    INFLIGHT_FILE,
+    RESULTS_FILE,
+    ConfigKey,
+    Row,
+    RunMeta,
+    Status,
+    append_row,
+    done_keys,
+    read_meta,
+    upgrade_row,
+    write_meta,
+    write_table,
+)
+
+LOCK_FILE = ".lock"
+
+WorkerCommand = Callable[[Path, str], list[str]]
+Progress = Callable[[int, str], None]
+
+
+class RunLockedError(RuntimeError):
+    """Another sweep is writing this run directory."""
+
+
+def worker_command(run_dir: Path, backend: str) -> list[str]:
+    return [sys.executable, "-m", "ukr_bench.bench", str(run_dir), backend]
+
+
+def default_run_dir(cfg: SweepConfig) -> Path:
+    """``results/<UTC date-time>_<host>_<device kinds>``."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%SZ")
+    devices = "-".join(sorted({d.split(":")[0] for d in cfg.devices}))
+    return Path("results") / f"{stamp}_{platform.node() or 'host'}_{devices}"
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold the run directory's exclusive lock, or raise :class:`RunLockedError` at once."""
+    path = run_dir / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        msg = f"cannot write to the run directory {run_dir}: {exc.strerror}"
+        raise OSError(exc.errno, msg) from exc
+    try:
+        try:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except ImportError:  # not POSIX: no OS lock; the worker pipe still prevents orphans
+            pass
+        except OSError:
+            holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "unknown"
+            msg = (
+                f"{run_dir} is being written by another sweep ({holder}); wait for it to "
+                f"finish, or stop it (kill <pid>) and run --resume {run_dir}"
+            )
+            raise RunLockedError(msg) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()}: {' '.join(sys.argv)}".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+class DirtyTreeError(RuntimeError):
+    """A reference run asked of a checkout with uncommitted changes."""
+
+
+def new_run(
+    cfg: SweepConfig,
+    out: Path | str | None = None,
+    *,
+    command: list[str] | None = None,
+    reference: bool = False,
+    allow_dirty: bool = False,
+) -> Path:
+    """Create a run directory with its ``meta.json``; refuses a non-empty one.
+
+    ``reference``: the run is meant to be committed as a reference, so it must be reproducible
+    from a commit: a checkout with uncommitted changes is refused unless ``allow_dirty`` (the
+    report then says so).
+    """
+    prov = provenance()
+    if reference and prov.get("dirty") and not allow_dirty:
+        msg = (
+            "a reference run must come from a clean tree, and this checkout has uncommitted "
+            "changes: commit them (or pass --allow-dirty, which the report will state)"
+        )
+        raise DirtyTreeError(msg)
+    run_dir = Path(out) if out is not None else default_run_dir(cfg)
+    if run_dir.exists() and any(run_dir.iterdir()):
+        msg = f"{run_dir} exists and is not empty: choose another --out, or --resume it"
+        raise FileExistsError(msg)
+    missing = [b for b in cfg.backends if b not in available_backends()]
+    if missing:
+        msg = f"backends not installed: {missing}; " + "; ".join(
+            REGISTRY[b].install for b in missing
+        )
+        raise ValueError(msg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    meta = RunMeta(
+        config=cfg.to_dict(),
+        command=command or list(sys.argv),
+        date=datetime.now(timezone.utc).isoformat(),
+        provenance=prov,
+        machine=machine_metadata(),
+        thread_env={b: REGISTRY[b].process_env(cfg.threads) for b in cfg.backends},
+        reference=reference,
+    )
+    write_meta(run_dir, meta)
+    return run_dir
+
+
+def run_sweep(
+    cfg: SweepConfig | None = None,
+    out: Path | str | None = None,
+    *,
+    progress: bool = True,
+    command: list[str] | None = None,
+    worker_cmd: WorkerCommand = worker_command,
+    reference: bool = False,
+    allow_dirty: bool = False,
+) -> Path:
+    """Run a new sweep of ``cfg`` (default: the defaults) into ``out``; returns the directory.
+
+    ``reference`` and ``allow_dirty``: see :func:`new_run`.
+    """
+    run_dir = new_run(
+        cfg or SweepConfig(), out, command=command, reference=reference, allow_dirty=allow_dirty
+    )
+    return _sweep(run_dir, progress=progress, worker_cmd=worker_cmd)
+
+
+def resume_sweep(
+    run_dir: Path | str,
+    *,
+    progress: bool = True,
+    command: list[str] | None = None,
+    worker_cmd: WorkerCommand = worker_command,
+) -> Path:
+    """Finish an interrupted run with its own stored configuration; finished rows stay as they are."""
+    run_dir = Path(run_dir)
+    meta = read_meta(run_dir)  # names the file if it is missing or damaged
+    meta.resumed.append(
+        {"date": datetime.now(timezone.utc).isoformat(), "command": command or list(sys.argv)}
+    )
+    with run_lock(run_dir):  # refuse before touching meta.json if another sweep writes here
+        write_meta(run_dir, meta)
+    return _sweep(run_dir, progress=progress, worker_cmd=worker_cmd)
+
+
+def _sweep(run_dir: Path, *, progress: bool, worker_cmd: WorkerCommand) -> Path:
+    with run_lock(run_dir):
+        cfg = SweepConfig.from_dict(read_meta(run_dir).config)
+        plan = cfg.plan()
+        with _progress(progress, len(plan)) as update:
+            for backend in cfg.backends:
+                _run_backend(run_dir, backend, cfg, plan, worker_cmd, update)
+            update(len(done_keys(run_dir) & set(plan)), "done")
+        write_table(run_dir)
+    return run_dir
+
+
+def _run_backend(
+    run_dir: Path,
+    backend: str,
+    cfg: SweepConfig,
+    plan: list[ConfigKey],
+    worker_cmd: WorkerCommand,
+    update: Progress,
+) -> None:
+    mine = [k for k in plan if k.backend == backend]
+    env = os.environ | REGISTRY[backend].process_env(cfg.threads) | {PARENT_ENV: str(os.getpid())}
+    log_path = run_dir / f"worker-{backend}.log"
+    while True:
+        todo = [k for k in mine if k not in done_keys(run_dir)]
+        if not todo:
+            return
+        (run_dir / INFLIGHT_FILE).unlink(missing_ok=True)
+        with log_path.open("a") as log:
+            returncode, timed_out = _supervise(run_dir, worker_cmd(run_dir, backend), env, log,
+                                               cfg.timeout, set(plan), backend, update)  # fmt: skip
+        write_table(run_dir)
+        inflight = _inflight(run_dir)
+        if timed_out is not None:
+            _record_failure(
+                timed_out, Status.TIMEOUT, f"no result within {cfg.timeout:g} s; worker killed",
+                run_dir,
+            )  # fmt: skip
+        elif returncode != 0:
+            reason = _exit_reason(returncode)
+            if inflight is None:
+                # Died outside any configuration (e.g. the framework failed to import).
+                tail = _log_tail(log_path)
+                for k in [k for k in todo if k not in done_keys(run_dir)]:
+                    _record_failure(
+                        base_row(k, cfg), Status.ERROR, f"worker failed: {reason}; {tail}", run_dir
+                    )
+                return
+            _record_failure(
+                inflight, Status.CRASHED, f"worker {reason} during this configuration", run_dir
+            )
+        elif not done_keys(run_dir) & set(todo):
+            msg = f"worker for {backend} exited cleanly without finishing any configuration"
+            raise RuntimeError(msg)
+
+
+def _supervise(
+    run_dir: Path,
+    command: list[str],
+    env: dict[str, str],
+    log: IO[str],
+    timeout: float,
+    plan: set[ConfigKey],
+    backend: str,
+    update: Progress,
+) -> tuple[int, Row | None]:
+    """Run one worker to its end; returns its exit status and the row it timed out on, if any."""
+    # stdin is a pipe that only this process holds open: the worker exits when it closes.
+    with subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, env=env
+    ) as proc:
+        results, seen_size, done = run_dir / RESULTS_FILE, -1, 0
+        try:
+            while proc.poll() is None:
+                # Parse the results only when they grew: the worker is timing on these CPUs.
+                size = results.stat().st_size if results.exists() else 0
+                if size != seen_size:
+                    seen_size, done = size, len(done_keys(run_dir) & plan)
+                inflight = _inflight(run_dir)
+                update(done, str(inflight.key) if inflight else backend)
+                if inflight is not None and time.time() - _started(run_dir) > timeout:
+                    proc.kill()
+                    proc.wait()
+                    return proc.returncode, inflight
+                time.sleep(0.2)
+        except BaseException:
+            # Interrupted (Ctrl-C) or failing here: never leave a worker running on its own.
+            # Its configuration in flight is not recorded, so --resume measures it again.
+            proc.kill()
+            proc.wait()
+            raise
+    return proc.returncode, None
+
+
+def _started(run_dir: Path) -> float:
+    try:
+        return float(json.loads((run_dir / INFLIGHT_FILE).read_text()).get("started", 0.0))
+    except (OSError, json.JSONDecodeError):
+        return time.time()
+
+
+def _inflight(run_dir: Path) -> Row | None:
+    try:
+        raw = json.loads((run_dir / INFLIGHT_FILE).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return Row.from_json(upgrade_row({k: v for k, v in raw.items() if k not in ("started", "pid")}))
+
+
+def _record_failure(row: Row, status: Status, reason: str, run_dir: Path) -> None:
+    row.status, row.reason = status, reason
+    row.finished = datetime.now(timezone.utc).isoformat()
+    append_row(run_dir, row)
+    (run_dir / INFLIGHT_FILE).unlink(missing_ok=True)
+
+
+def _exit_reason(code: int) -> str:
+    if code < 0:
+        name = signal.Signals(-code).name
+        hint = " (the kernel's out-of-memory killer sends this)" if -code == signal.SIGKILL else ""
+        return f"was killed by {name}{hint}"
+    return f"exited with status {code}"
+
+
+def _log_tail(path: Path, lines: int = 5) -> str:
+    with contextlib.suppress(OSError):
+        return " | ".join(path.read_text().strip().splitlines()[-lines:])
+    return ""
+
+
+@contextlib.contextmanager
+def _progress(enabled: bool, total: int) -> Iterator[Progress]:
+    """A rich progress bar (done/total, elapsed, time left), or nothing."""
+    if not enabled:
+        yield lambda done, what: None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (
+        TextColumn("[bold]{task.description:<40}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("elapsed"),
+        TimeElapsedColumn(),
+        TextColumn("left"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, transient=False) as bar:
+        task = bar.add_task("starting", total=total)
+        yield lambda done, what: bar.update(task, completed=done, description=what)

@@ -1,0 +1,227 @@
+"""Assembling reports: one run's sections, the comparison of several runs, and writing files."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ukr_bench.report import figures, stats, style, tables
+from ukr_bench.report.render import Block, render_html, render_markdown
+from ukr_bench.schema import ConfigKey, RunMeta, Status, load_results
+
+KEY = list(ConfigKey.FIELDS)
+OK = Status.OK.value
+
+
+def load_run(run_dir: Path | str) -> tuple[pd.DataFrame, RunMeta]:
+    """A run's rows and metadata, checked for the columns a report needs."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        msg = f"results directory {run_dir} does not exist"
+        raise FileNotFoundError(msg)
+    df, meta = load_results(run_dir)
+    if df.empty:
+        msg = f"{run_dir} has no results yet (results.jsonl is missing or empty)"
+        raise ValueError(msg)
+    missing = [c for c in [*KEY, "status"] if c not in df.columns]
+    if missing:
+        msg = f"{run_dir}/results.jsonl is malformed: rows lack the column(s) {missing}"
+        raise ValueError(msg)
+    if "reason" not in df.columns:
+        df["reason"] = ""
+    df["reason"] = df["reason"].fillna("")
+    # Two rows for one configuration (a run written by two processes before runs were locked):
+    # keep the last one appended, and say which configurations had more than one.
+    dup = df.duplicated(KEY, keep="last")
+    duplicates = sorted({str(ConfigKey.from_mapping(r)) for _, r in df[dup].iterrows()})
+    df = df[~dup].reset_index(drop=True)
+    df.attrs["duplicates"] = duplicates
+    df["run"] = run_dir.name
+    return df, meta
+
+
+def single_run_blocks(
+    df: pd.DataFrame, meta: RunMeta, fig_dir: Path, *, prefix: str = "", draw: bool = True
+) -> list[Block]:
+    ok = df[df.status == OK].copy()
+    blocks: list[Block] = []
+    if not ok.empty:
+        ok["flag"] = stats.flag_rows(ok)
+        memory_flags = stats.flag_rows(ok, memory=True)
+        clean = ok[ok.flag == ""]
+        n_flagged = int((ok.flag != "").sum())
+        n_memory = int((memory_flags != "").sum())
+        blocks += [
+            Block("h2", "Summary"),
+            Block(
+                "text",
+                f"{len(ok)} configurations measured; {n_flagged} timings flagged as "
+                "implausible (listed below, drawn with a red cross, and left out of this table "
+                f"and of the fitted exponents), {n_memory} memory readings flagged (gaps in the "
+                "memory figure). A backend is called faster only where its lead is "
+                f"significant (Mann-Whitney U, p < {stats.ALPHA}) and its 95 % interval lies "
+                f"beyond {stats.THRESHOLD:.2f}x; otherwise the backends tie.",
+            ),
+            Block(
+                "table",
+                tables.winners(clean),
+                "Fastest backend for value + gradient, by N range (lead: ratio of medians "
+                "[95 % bootstrap interval])",
+            ),
+        ]
+        if draw:
+            drawn = [(f(ok, fig_dir / f"{prefix}{name}"), cap) for f, name, cap in figures.FIGURES]
+            blocks += [Block("h2", "Figures")]
+            blocks += [Block("figure", path, cap) for path, cap in drawn if path is not None]
+        blocks += [
+            Block("h2", "Steady-state medians"),
+            Block("table", tables.median_table(ok), "Median time of one value + gradient call"),
+        ]
+        prec = tables.precision_table(ok)
+        if not prec.empty:
+            blocks += [
+                Block("table", prec, "float32 relative error against float64 NumPy, over all N")
+            ]
+        blocks += [Block("h2", "Plausibility flags")]
+        both = (ok.flag + "; " + memory_flags).str.strip("; ")
+        blocks += (
+            [Block("table", tables.flags_table(ok, both), "")]
+            if n_flagged or n_memory
+            else [Block("text", "None: every measurement passed the plausibility checks.")]
+        )
+    if df.attrs.get("duplicates"):
+        blocks += [
+            Block("h2", "Duplicate rows"),
+            Block(
+                "text",
+                "These configurations have more than one row; the last one appended is shown: "
+                + "; ".join(df.attrs["duplicates"]),
+            ),
+        ]
+    problems = tables.problems_table(df)
+    blocks += [Block("h2", "Skipped and failed configurations")]
+    blocks += (
+        [Block("table", problems, "")]
+        if not problems.empty
+        else [Block("text", "None: every configuration ran.")]
+    )
+    blocks += [Block("h2", "Machine and settings"), Block("table", tables.machine_table(meta), "")]
+    return blocks
+
+
+def comparison_blocks(frames: list[pd.DataFrame], fig_dir: Path) -> list[Block]:
+    runs = [str(f["run"].iloc[0]) for f in frames]
+    if len(set(runs)) != len(runs):
+        msg = f"runs to compare must have distinct directory names, got {runs}"
+        raise ValueError(msg)
+    keyed = [f.set_index(KEY) for f in frames]
+    all_keys = sorted(set().union(*(k.index for k in keyed)))
+    table = pd.DataFrame(index=pd.MultiIndex.from_tuples(all_keys, names=KEY))
+    base = runs[0]
+    for run, k in zip(runs, keyed, strict=True):
+        table[run] = k[k.status == OK][figures.VG_MEDIAN].reindex(table.index)
+        table[f"{run} status"] = k["status"].reindex(table.index).fillna("absent")
+    shown = table.reset_index()[KEY].copy()
+    for run in runs:
+        status = table[f"{run} status"].to_numpy()
+        shown[run] = np.where(status == OK, table[run].map(tables.fmt_time).to_numpy(), status)
+    for run in runs[1:]:
+        ratio = (table[run] / table[base]).to_numpy()
+        shown[f"{run} / {base}"] = [f"{r:.2f}" if np.isfinite(r) else "–" for r in ratio]
+    per_run = []
+    for f in frames:
+        ok = f[f.status == OK].copy()
+        ok = ok[stats.flag_rows(ok) == ""] if not ok.empty else ok
+        per_run.append(tables.winners_per_n(ok)[["dtype", "device", "N", "fastest"]])
+    agreed = stats.consensus(per_run, ["dtype", "device", "N"], "fastest")
+    absent = (table[[f"{r} status" for r in runs]] == "absent").any(axis=1)
+    mismatched = table[absent].reset_index()[KEY]
+    all_ok = pd.concat([f[f.status == OK] for f in frames])
+    medians = table[runs]
+    spread = (medians.max(axis=1) / medians.min(axis=1)).where(medians.notna().all(axis=1))
+    variation = (
+        spread.dropna()
+        .groupby(level=list(style.SERIES))
+        .agg(["median", "max"])
+        .map(lambda x: f"{x:.2f}x")
+        .rename(columns={"median": "median over N", "max": "largest"})
+        .reset_index()
+    )
+    blocks = [
+        Block("h2", "Runs compared"),
+        Block("text", f"Baseline: `{base}`. Ratios above 1 mean slower than the baseline."),
+        Block(
+            "figure",
+            figures.fig_overlay(all_ok, runs, fig_dir / "compare_time"),
+            "Value + gradient time of every run, overlaid.",
+        ),
+        Block(
+            "table",
+            agreed,
+            "Fastest backend at each N in every run (a tie where the runs disagree, or where "
+            "any run found no significant lead)",
+        ),
+        Block(
+            "table",
+            shown,
+            "Median value + gradient time per configuration, and the ratio to the baseline",
+        ),
+        Block("h2", "Run-to-run variation"),
+        Block(
+            "text",
+            "The slowest run's median over the fastest run's, per configuration present in "
+            "every run: how far one run's numbers can be trusted to repeat (1.00x: identical). "
+            "Leads smaller than this are not conclusions.",
+        ),
+        Block("table", variation, "Spread of the median across runs, per series")
+        if not variation.empty
+        else Block("text", "No configuration is present in every run."),
+        Block("h2", "Mismatched configurations"),
+    ]
+    if mismatched.empty:
+        blocks.append(Block("text", "None: every configuration is present in every run."))
+    else:
+        present = {run: set(k.index) for run, k in zip(runs, keyed, strict=True)}
+        mismatched["present in"] = [
+            ", ".join(r for r in runs if tuple(row) in present[r])
+            for row in mismatched[KEY].itertuples(index=False)
+        ]
+        blocks.append(Block("table", mismatched, "Configurations that not every run has"))
+    return blocks
+
+
+def write_report(run_dirs: Sequence[Path | str], out: Path | str | None = None) -> Path:
+    """Write ``report.md`` and ``report.html`` (and figures) for one or more runs; returns the .md path.
+
+    One run: the report goes into the run's directory unless ``out`` is given. Several runs: a
+    per-run section each plus the comparison, into ``out`` (default: ``comparison/`` beside the
+    first run).
+    """
+    if not run_dirs:
+        msg = "run_dirs must name at least one results directory"
+        raise ValueError(msg)
+    loaded = [load_run(d) for d in run_dirs]
+    first = Path(run_dirs[0])
+    if out is not None:
+        out_dir = Path(out)
+    else:
+        out_dir = first if len(run_dirs) == 1 else first.parent / "comparison"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fig_dir = out_dir / "figures"
+    if len(loaded) == 1:
+        ((df, meta),) = loaded
+        title = f"UKR benchmark: {first.name}"
+        blocks = single_run_blocks(df, meta, fig_dir)
+    else:
+        title = "UKR benchmark comparison: " + " vs ".join(Path(d).name for d in run_dirs)
+        blocks = comparison_blocks([df for df, _ in loaded], fig_dir)
+        for df, meta in loaded:
+            blocks.append(Block("h2", f"Run `{df['run'].iloc[0]}`"))
+            blocks += single_run_blocks(df, meta, fig_dir, draw=False)
+    md_path = out_dir / "report.md"
+    md_path.write_text(render_markdown(title, blocks, out_dir))
+    (out_dir / "report.html").write_text(render_html(title, blocks, out_dir))
+    return md_path

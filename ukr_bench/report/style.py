@@ -1,0 +1,49 @@
+"""How every figure draws a series: colour per backend (declared by the backend), line style per
+dtype, marker per device kind; and how series are named."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+
+from ukr_bench.backends import REGISTRY
+
+#: Colours for backends the registry does not know (e.g. a run made by a newer version).
+EXTRA_COLORS = ("#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
+LINESTYLES = {"float64": "-", "float32": "--"}
+DEVICE_MARKERS = {"cpu": "o", "cuda": "s"}
+RUN_LINESTYLES = ("-", "--", ":", "-.")
+#: Columns naming a series (everything in the configuration key but N).
+SERIES = ("backend", "layout", "gradient", "dtype", "device")
+
+
+def color(backend: str) -> str:
+    if backend in REGISTRY:
+        return REGISTRY[backend].color
+    # A stable hash (Python's hash() of a str is salted per process): the same colour each time.
+    return EXTRA_COLORS[zlib.crc32(backend.encode()) % len(EXTRA_COLORS)]
+
+
+def backend_marker(backend: str) -> str:
+    return REGISTRY[backend].marker if backend in REGISTRY else "D"
+
+
+def device_kind(device: str) -> str:
+    return device.split(":", maxsplit=1)[0]
+
+
+def label(series: Sequence[str]) -> str:
+    """``jax float32 cpu``; the layout and gradient source are named where not the default
+    (dense; the backend's own way of obtaining its gradient)."""
+    backend, layout, gradient, dtype, device = series
+    parts = [backend]
+    if layout != "dense":
+        parts.append(layout)
+    if backend not in REGISTRY or gradient != REGISTRY[backend].gradient:
+        parts.append(f"{gradient} gradient")
+    return " ".join([*parts, dtype, device])
+
+
+def baseline_backend() -> str | None:
+    """The backend the speed-up figure divides by: the registry's declared baseline."""
+    return next((name for name, spec in REGISTRY.items() if spec.baseline), None)

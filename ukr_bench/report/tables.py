@@ -1,0 +1,156 @@
+"""The report's tables, each a pandas DataFrame ready to render."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import numpy as np
+import pandas as pd
+
+from ukr_bench.report import stats, style
+from ukr_bench.schema import ConfigKey, RunMeta, Status, timing_column
+
+VG_MEDIAN = timing_column("value_and_grad", "median")
+KEY = list(ConfigKey.FIELDS)
+
+
+def fmt_time(t: float) -> str:
+    if not np.isfinite(t):
+        return "–"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if t >= scale:
+            return f"{t / scale:.3g} {unit}"
+    return f"{t / 1e-9:.3g} ns"
+
+
+def _span(values: list[float]) -> str:
+    lo, hi = f"{min(values):.2f}", f"{max(values):.2f}"
+    return f"{lo}x" if lo == hi else f"{lo}–{hi}x"
+
+
+def winners_per_n(ok: pd.DataFrame) -> pd.DataFrame:
+    """The fastest series for value + gradient per dtype, device and N, or a tie.
+
+    The fastest by median is compared with every other series by :func:`stats.compare` on the raw
+    samples; those it does not beat significantly tie with it. Columns: dtype, device, N,
+    fastest (a name, or ``tie: a, b``), lead (over the runner-up, with its 95 % interval), time.
+    """
+    out = []
+    for (dtype, device, n), group in ok.groupby(["dtype", "device", "n"], sort=True):
+        g = group.sort_values(VG_MEDIAN)
+        names = [style.label(s).removesuffix(f" {dtype} {device}") for s in
+                 g[list(style.SERIES)].itertuples(index=False)]  # fmt: skip
+        first = g.iloc[0]
+        tied, lead = [names[0]], None
+        for name, (_, other) in zip(names[1:], g.iloc[1:].iterrows(), strict=True):
+            c = stats.compare(stats.samples_of(first), stats.samples_of(other))
+            lead = lead or c
+            if not c.a_faster:
+                tied.append(name)
+        out.append(
+            {
+                "dtype": dtype,
+                "device": device,
+                "N": int(cast(int, n)),
+                "fastest": names[0] if len(tied) == 1 else "tie: " + ", ".join(sorted(tied)),
+                "lead": "only backend" if lead is None else str(lead),
+                "ratio": np.nan if lead is None else lead.ratio,
+                "time": float(first[VG_MEDIAN]),
+            }
+        )
+    return pd.DataFrame(out)
+
+
+def winners(ok: pd.DataFrame) -> pd.DataFrame:
+    """:func:`winners_per_n`, consecutive N with the same verdict merged into one line."""
+    per_n = winners_per_n(ok)
+    out = []
+    for (dtype, device), g in per_n.groupby(["dtype", "device"], sort=True):
+        rows = cast(list[dict[str, Any]], g.to_dict("records"))
+        start = 0
+        for i in range(1, len(rows) + 1):
+            if i == len(rows) or rows[i]["fastest"] != rows[start]["fastest"]:
+                chunk = rows[start:i]
+                lo, hi = chunk[0]["N"], chunk[-1]["N"]
+                ratios = [c["ratio"] for c in chunk if np.isfinite(c["ratio"])]
+                tie = str(chunk[0]["fastest"]).startswith("tie")
+                lead = (
+                    chunk[0]["lead"]
+                    if len(chunk) == 1
+                    else ("–" if tie or not ratios else _span(ratios))
+                )
+                out.append(
+                    {
+                        "dtype": dtype,
+                        "device": device,
+                        "N": f"{lo}" if lo == hi else f"{lo}–{hi}",
+                        "fastest": chunk[0]["fastest"],
+                        "lead over the next backend": lead,
+                        "its time": ", ".join(fmt_time(c["time"]) for c in chunk),
+                    }
+                )
+                start = i
+    return pd.DataFrame(out)
+
+
+def flags_table(ok: pd.DataFrame, flags: pd.Series) -> pd.DataFrame:
+    """The flagged configurations with their reasons."""
+    bad = ok.assign(flag=flags)[flags != ""]
+    return bad[[*KEY, "flag"]].sort_values(KEY).reset_index(drop=True)
+
+
+def median_table(ok: pd.DataFrame) -> pd.DataFrame:
+    """N x series: median value + gradient time."""
+    t = ok.pivot_table(index="n", columns=list(style.SERIES), values=VG_MEDIAN)
+    t.columns = [style.label(c) for c in t.columns]
+    return t.map(fmt_time).rename_axis("N").reset_index()
+
+
+def precision_table(ok: pd.DataFrame) -> pd.DataFrame:
+    """float32 errors per series over all N: max of the value's, median and max of the gradient's."""
+    f32 = ok[ok.dtype == "float32"]
+    if f32.empty:
+        return pd.DataFrame()
+    t = f32.groupby([c for c in style.SERIES if c != "dtype"]).agg(
+        value_error_max=("value_rel_error", "max"),
+        grad_error_median=("grad_rel_error", "median"),
+        grad_error_max=("grad_rel_error", "max"),
+    )
+    return t.map(lambda x: f"{x:.1e}").reset_index()
+
+
+def problems_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Every row whose status is not ok, with its reason."""
+    bad = df[df.status != Status.OK.value]
+    return bad[[*KEY, "status", "reason"]].sort_values(KEY).reset_index(drop=True)
+
+
+def machine_table(meta: RunMeta) -> pd.DataFrame:
+    m, cfg, prov = meta.machine, meta.config, meta.provenance
+    v = m.get("versions", {})
+    commit = prov.get("commit") or prov.get("source", "unknown")
+    if prov.get("dirty"):
+        commit = f"{commit} (uncommitted changes: no commit reproduces this run exactly)"
+    if meta.reference:
+        commit += "; made as a reference run"
+    rows: dict[str, Any] = {
+        "date": meta.date,
+        "command": " ".join(meta.command),
+        "ukr-bench": f"{prov.get('version', '?')}, commit {commit}",
+        "CPU": f"{m.get('cpu_model')} ({m.get('cpus_usable')} of {m.get('cpu_count')} CPUs used)",
+        "memory": f"{(m.get('memory_total_bytes') or 0) / 2**30:.1f} GiB",
+        "GPUs": "; ".join(
+            f"{g.get('name')} (driver {g.get('driver_version')}, {g.get('memory.total')})"
+            for g in m.get("gpus", [])
+        )
+        or "none",
+        "OS": m.get("os"),
+        "versions": ", ".join(f"{k} {val}" for k, val in v.items() if val),
+        "threads per backend": cfg.get("threads"),
+        "problem": f"{cfg.get('data')} data, L={cfg.get('latent_dim')}, sigma={cfg.get('sigma')}, "
+        f"lam={cfg.get('lam')}, loo={cfg.get('loo')}, Z ~ N(0, I)",
+        "timing": f"warm-up {cfg.get('warmup')} calls, then >= {cfg.get('min_rounds')} rounds "
+        f"and >= {cfg.get('min_time')} s per function",
+    }
+    rows |= {f"note {i + 1}": note for i, note in enumerate(meta.notes)}
+    return pd.DataFrame({"": list(rows), "value": [str(x) for x in rows.values()]})
