@@ -48,7 +48,7 @@ def tests(session: nox.Session) -> None:
     mypy runs here, in the environment that has every framework installed (their types are
     part of the check), rather than in a second multi-GB environment of its own.
     """
-    install(session, "jax", "torch", "data", "test")
+    install(session, "jax", "torch", "data", "sklearn", "test")
     session.install("mypy>=1.10", "pandas-stubs")
     session.run("mypy")
     session.run("pytest", *session.posargs)
@@ -60,7 +60,7 @@ def bench(session: nox.Session) -> None:
 
     Options after ``--`` go to ``ukr-bench bench`` (``nox -s bench -- --help`` lists them).
     """
-    install(session, "jax", "torch")
+    install(session, "jax", "torch", "sklearn")  # the time-to-fit rows use ukr_bench.UKR
     session.run("ukr-bench", "bench", *session.posargs)
 
 
@@ -76,7 +76,7 @@ def report(session: nox.Session) -> None:
 @nox.session(default=False)
 def demo(session: nox.Session) -> None:
     """UKR on the noisy saddle per backend (figures in results/figures); -- --tutorial: the tutorial."""
-    install(session, "jax", "torch", "data")
+    install(session, "jax", "torch", "data", "sklearn")
     session.run("ukr-bench", "demo", *session.posargs)
 
 

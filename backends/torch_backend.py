@@ -66,9 +66,9 @@ class TorchBackend(Backend):
         self._torch_dtype = {"float32": torch.float32, "float64": torch.float64}[self.dtype]
 
     def asarray(self, a: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(
-            np.asarray(a), dtype=self._torch_dtype, device=self._device
-        ).contiguous()
+        # Always a copy of the caller's array: as_tensor shared a float array's memory on the
+        # CPU, warned for a read-only one (a memmap, np.broadcast_to) and refused negative strides.
+        return torch.from_numpy(np.array(a, dtype=self.dtype, order="C")).to(self._device)
 
     def to_numpy(self, a: torch.Tensor) -> np.ndarray:
         return a.detach().cpu().numpy()

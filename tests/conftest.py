@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
@@ -40,3 +41,59 @@ def random_problem(
 def test_all_backends_installed() -> None:
     # The suite's promise is that every backend is exercised: fail loudly rather than skip.
     assert ukr_bench.available_backends() == BACKENDS
+
+
+# -- devices: the agreement tests also run on CUDA where jax or torch sees a device ----------
+
+DEVICES = ["cpu", "cuda"]
+
+
+def cuda_device_count(backend: str) -> int:
+    """How many CUDA devices ``backend``'s framework sees (numpy: 0), asked of the framework.
+
+    Not nvidia-smi: a GPU that the installed framework cannot use (a CPU-only jaxlib or torch
+    wheel, a driver too old for it) counts as none, as it does for ``get_backend``.
+    """
+    if backend == "jax":
+        import jax
+
+        try:
+            return len(jax.devices("cuda"))
+        except RuntimeError:  # "Unknown backend cuda" without a CUDA jaxlib
+            return 0
+    if backend == "torch":
+        import torch
+
+        return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return 0
+
+
+@functools.cache
+def cuda_device_counts() -> dict[str, int]:
+    """:func:`cuda_device_count` of every backend, asked once per test session."""
+    return {b: cuda_device_count(b) for b in BACKENDS}
+
+
+def device_backends(device: str, counts: dict[str, int] | None = None) -> list[str]:
+    """The backends that run on ``device``: all on "cpu"; on "cuda" those that see a device."""
+    if device == "cpu":
+        return list(BACKENDS)
+    counts = cuda_device_counts() if counts is None else counts
+    return [b for b in BACKENDS if counts.get(b, 0) > 0]
+
+
+def cuda_skip_reason(counts: dict[str, int]) -> str:
+    seen = ", ".join(f"{b}: {n}" for b, n in counts.items() if b != "numpy")
+    return f"no CUDA device visible to jax or torch (devices seen: {seen})"
+
+
+@pytest.fixture(scope="session", params=DEVICES)
+def device(request: pytest.FixtureRequest) -> str:
+    """ "cpu", and "cuda" where jax or torch sees a CUDA device (skipped, with why, elsewhere).
+
+    Session-scoped so that hypothesis tests can use it. A test that takes it runs its
+    backends from :func:`device_backends`.
+    """
+    if request.param == "cuda" and not device_backends("cuda"):
+        pytest.skip(cuda_skip_reason(cuda_device_counts()))
+    return request.param

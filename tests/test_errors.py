@@ -8,9 +8,22 @@ import textwrap
 
 import numpy as np
 import pytest
+from conftest import (
+    BACKENDS,
+    cuda_device_count,
+    cuda_device_counts,
+    cuda_skip_reason,
+    device_backends,
+)
 
 import ukr_bench
-from ukr_bench import BackendNotInstalledError, DeviceUnavailableError, get_backend, value_and_grad
+from ukr_bench import (
+    BackendNotInstalledError,
+    DeviceUnavailableError,
+    get_backend,
+    relative_error,
+    value_and_grad,
+)
 from ukr_bench.backends import REGISTRY
 
 Z = np.zeros((5, 2))
@@ -94,26 +107,91 @@ def test_n1_without_loo_is_defined() -> None:
 
 
 @pytest.mark.parametrize("backend", ["jax", "torch"])
-@pytest.mark.parametrize("device", ["cuda", "cuda:3"])
-def test_missing_gpu_fails_clearly(backend: str, device: str) -> None:
-    # This machine has no GPU; on one that has, cuda:3 may still be missing.
-    pytest.importorskip("torch")
+def test_missing_gpu_fails_clearly(backend: str) -> None:
+    # Right on both kinds of machine: with no CUDA device that the framework sees, "cuda"
+    # raises; with n of them, "cuda" works (next test) and "cuda:<n>" is the first index that
+    # does not exist. cuda:99 is missing everywhere.
+    n = cuda_device_count(backend)
+    for device in [*([] if n else ["cuda"]), f"cuda:{n}", "cuda:99"]:
+        with pytest.raises(
+            DeviceUnavailableError,
+            match=rf"device '{device}' is not available for backend '{backend}'",
+        ):
+            get_backend(backend, device=device)
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_visible_gpu_works(backend: str) -> None:
+    n = cuda_device_count(backend)
+    if not n:
+        pytest.skip(f"{backend} sees no CUDA device here")
+    Z, X = np.random.default_rng(0).normal(size=(2, 6, 3))
+    ref = value_and_grad(Z, X)
+    for device in ["cuda", f"cuda:{n - 1}"]:
+        assert get_backend(backend, device=device).device == device
+        v, g = value_and_grad(Z, X, backend=backend, device=device)
+        assert relative_error(v, ref[0]) < 1e-10
+        assert relative_error(g, ref[1]) < 1e-10
+
+
+class _FakeDevice:
+    platform = "gpu"
+
+
+def test_device_selection_with_a_fake_jax_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The code paths a GPU machine takes, exercised here: two fake CUDA devices, then none.
+    import jax
+
+    fakes = [_FakeDevice(), _FakeDevice()]
+    real = jax.devices
+
+    def devices(kind: str | None = None) -> list:
+        return fakes if kind == "cuda" else real(kind)
+
+    monkeypatch.setattr(jax, "devices", devices)
+    assert cuda_device_count("jax") == 2
+    assert get_backend("jax", device="cuda")._device is fakes[0]
+    assert get_backend("jax", device="cuda:1")._device is fakes[1]
+    with pytest.raises(DeviceUnavailableError, match=r"'cuda:2'.*it sees 2 cuda device\(s\)"):
+        get_backend("jax", device="cuda:2")
+
+    def no_cuda(kind: str | None = None) -> list:
+        msg = "Unknown backend cuda. Available backends are ['cpu']"
+        raise RuntimeError(msg)
+
+    monkeypatch.setattr(jax, "devices", no_cuda)
+    assert cuda_device_count("jax") == 0
+    with pytest.raises(DeviceUnavailableError, match=r"'cuda'.*Unknown backend cuda"):
+        get_backend("jax", device="cuda")
+
+
+def test_device_selection_with_a_fake_torch_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 
-    if backend == "torch" and torch.cuda.device_count() > 3:
-        pytest.skip("this machine has a cuda:3")
-    if backend == "jax":
-        import jax
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert cuda_device_count("torch") == 2
+    assert get_backend("torch", device="cuda")._device == torch.device("cuda", 0)
+    assert get_backend("torch", device="cuda:1")._device == torch.device("cuda", 1)
+    with pytest.raises(DeviceUnavailableError, match=r"'cuda:2'.*it sees 2 cuda device\(s\)"):
+        get_backend("torch", device="cuda:2")
+    # A GPU that the installed torch cannot use (a CPU wheel, an old driver) is no GPU.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert cuda_device_count("torch") == 0
+    with pytest.raises(DeviceUnavailableError, match=r"torch.cuda.is_available\(\) is False"):
+        get_backend("torch", device="cuda")
 
-        try:
-            if len(jax.devices("cuda")) > 3:
-                pytest.skip("this machine has a cuda:3")
-        except RuntimeError:
-            pass
-    with pytest.raises(
-        DeviceUnavailableError, match=rf"device '{device}' is not available for backend '{backend}'"
-    ):
-        get_backend(backend, device=device)
+
+def test_device_parametrisation_follows_what_the_frameworks_see() -> None:
+    # The "device" fixture's choice of backends and its skip reason, from given counts.
+    assert device_backends("cpu", {}) == BACKENDS
+    assert device_backends("cuda", {"jax": 0, "numpy": 0, "torch": 0}) == []
+    assert device_backends("cuda", {"jax": 1, "numpy": 0, "torch": 0}) == ["jax"]
+    assert device_backends("cuda", {"jax": 2, "numpy": 0, "torch": 1}) == ["jax", "torch"]
+    reason = cuda_skip_reason({"jax": 0, "numpy": 0, "torch": 0})
+    assert reason == "no CUDA device visible to jax or torch (devices seen: jax: 0, torch: 0)"
+    # and the counts it uses are the frameworks' own
+    assert cuda_device_counts() == {b: cuda_device_count(b) for b in BACKENDS}
 
 
 def test_uninstalled_backend_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -147,8 +225,42 @@ def test_package_works_without_jax_and_torch() -> None:
     assert "pip install 'ukr-bench[jax]'" in out.stdout
 
 
+def test_package_works_without_scikit_learn() -> None:
+    # Only ukr_bench.UKR needs scikit-learn; the objective, every backend and the training
+    # engine (which the benchmark harness times) work in an interpreter that cannot import it.
+    code = textwrap.dedent(
+        """
+        import sys
+        sys.modules["sklearn"] = None
+        import numpy as np
+        import ukr_bench
+        from ukr_bench import training
+        X, _ = ukr_bench.make_dataset("saddle", 30, random_state=0)
+        Z = 0.1 * np.random.default_rng(0).normal(size=(30, 2))
+        ref = ukr_bench.value_and_grad(Z, X)[1]
+        for backend in ukr_bench.available_backends():
+            g = ukr_bench.value_and_grad(Z, X, backend=backend)[1]
+            assert ukr_bench.relative_error(g, ref) < 1e-10, backend
+        for optimizer in training.OPTIMIZERS:
+            r = training.fit(X, optimizer=optimizer, max_iter=5)
+            assert r.history[-1] < r.history[0], optimizer
+        assert training.project(X[:3] + 0.1, r.embedding, X, sigma=1.0).shape == (3, 2)
+        assert "sklearn" not in sys.modules or sys.modules["sklearn"] is None
+        try:
+            ukr_bench.UKR
+        except ImportError as e:
+            print(e)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    assert "ukr_bench.UKR needs scikit-learn" in out.stdout
+    assert "pip install 'ukr-bench[sklearn]'" in out.stdout
+
+
 def test_importing_the_package_imports_no_framework() -> None:
-    code = "import sys, ukr_bench; ukr_bench.available_backends(); print(sorted({'jax', 'torch'} & set(sys.modules)))"
+    # Nor scikit-learn: ukr_bench.UKR loads it on first use.
+    code = "import sys, ukr_bench; ukr_bench.available_backends(); print(sorted({'jax', 'torch', 'sklearn'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

@@ -8,14 +8,16 @@ the saddle (D = 3, L = 2) is the noise variance itself, 0.05^2 = 0.0025.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
-from conftest import BACKENDS
+from conftest import BACKENDS, random_problem
 from hypothesis import given
 from hypothesis import strategies as st
 
 import ukr_bench
-from ukr_bench import UKR, NotFittedError, get_backend, relative_error
+from ukr_bench import UKR, NotFittedError, get_backend, relative_error, value_and_grad
 
 NOISE = 0.05
 
@@ -96,7 +98,8 @@ def test_get_set_params_round_trip() -> None:
     assert set(params) >= {"n_components", "lam", "loo", "backend", "optimizer", "init"}
     assert model.set_params(max_iter=3, lam=0.1) is model
     assert (model.max_iter, model.lam) == (3, 0.1)
-    with pytest.raises(ValueError, match=r"invalid parameter 'bogus' for UKR"):
+    # scikit-learn's BaseEstimator.set_params and its message
+    with pytest.raises(ValueError, match=r"Invalid parameter 'bogus' for estimator UKR"):
         model.set_params(bogus=1)
     assert repr(UKR(sigma=0.5)) == "UKR(sigma=0.5)"
 
@@ -231,23 +234,28 @@ def test_without_loo_latents_spread_and_training_error_vanishes(saddle: np.ndarr
 # -- transform, inverse_transform, score ------------------------------------------------------
 
 
-def test_transform_inverse_transform_round_trip(fitted: UKR, saddle: np.ndarray) -> None:
-    Z = fitted.transform(saddle)
-    assert Z.shape == (120, 2)
+def test_transform_inverse_transform_round_trip(fitted: UKR) -> None:
+    X_new, _ = ukr_bench.make_dataset("saddle", 60, noise=NOISE, random_state=7)
+    Z = fitted.transform(X_new)
+    assert Z.shape == (60, 2)
     lo, hi = fitted.embedding_.min(axis=0), fitted.embedding_.max(axis=0)
     assert np.all((lo <= Z) & (hi >= Z))
     # Projecting points on the learned surface gives them back.
     on_surface = fitted.inverse_transform(fitted.embedding_[:20] * 0.9)
     back = fitted.inverse_transform(fitted.transform(on_surface))
     assert np.mean(np.sum((back - on_surface) ** 2, axis=1)) < 1e-4
-    # Projection refines the nearest-neighbour start: error no larger than at the start.
-    start = fitted.inverse_transform(fitted.embedding_)
-    refined = fitted.inverse_transform(Z)
-    assert np.sum((saddle - refined) ** 2) <= np.sum((saddle - start) ** 2)
+    # Projection refines the nearest-neighbour start: error no larger than at the start, and
+    # smaller overall (it moved).
+    nearest = np.argmin(((X_new[:, None] - fitted.X_fit_[None]) ** 2).sum(-1), axis=1)
+    start = np.sum((X_new - fitted.inverse_transform(fitted.embedding_[nearest])) ** 2, axis=1)
+    refined = np.sum((X_new - fitted.inverse_transform(Z)) ** 2, axis=1)
+    assert np.all(refined <= start + 1e-12)
+    assert refined.sum() < 0.9 * start.sum()
 
 
-def test_transform_agrees_across_backends(fitted: UKR, saddle: np.ndarray) -> None:
-    ref = fitted.transform(saddle[:30])
+def test_transform_agrees_across_backends(fitted: UKR) -> None:
+    X_new, _ = ukr_bench.make_dataset("saddle", 30, noise=NOISE, random_state=7)
+    ref = fitted.transform(X_new)
     for backend in BACKENDS:
         other = UKR(**{**fitted.get_params(), "backend": backend})
         other.embedding_, other.X_fit_, other.n_features_in_ = (
@@ -255,7 +263,34 @@ def test_transform_agrees_across_backends(fitted: UKR, saddle: np.ndarray) -> No
             fitted.X_fit_,
             fitted.n_features_in_,
         )
-        assert relative_error(other.transform(saddle[:30]), ref) < 1e-8, backend
+        assert relative_error(other.transform(X_new), ref) < 1e-8, backend
+
+
+@pytest.mark.parametrize("optimizer", ["rprop", "lbfgs"])
+def test_transform_of_training_data_is_the_embedding(
+    saddle: np.ndarray, backend: str, optimizer: str
+) -> None:
+    # scikit-learn's fit_transform(X) == fit(X).transform(X): a training observation's latent
+    # point is its embedding (found jointly, with leave-one-out), not re-projected. The old
+    # projection moved it (55 of 60 coordinates beyond 0.01 in check_transformer_general).
+    model = UKR(sigma=0.3, max_iter=20, optimizer=optimizer, backend=backend)
+    Z = model.fit_transform(saddle)
+    np.testing.assert_array_equal(model.transform(saddle), Z)
+    np.testing.assert_array_equal(model.transform(saddle[::-1][:7]), Z[::-1][:7])
+    # A query off the training data is projected: it leaves the nearest latent point, which
+    # is not a minimiser of ||x - f(z)||^2, and lowers that error.
+    x = saddle[:5] + 0.01
+    moved = model.transform(x)
+    assert np.all(np.abs(moved - Z[:5]).max(axis=1) > 1e-6)
+    err = lambda z: np.sum((x - model.inverse_transform(z)) ** 2, axis=1)
+    assert np.all(err(moved) < err(Z[:5]))
+
+
+def test_transform_duplicates_take_the_first_latent() -> None:
+    X = np.random.default_rng(1).normal(size=(12, 3))
+    X[7] = X[2]
+    model = UKR(max_iter=20).fit(X)
+    np.testing.assert_array_equal(model.transform(X[[7]]), model.embedding_[[2]])
 
 
 def test_score_is_negative_reconstruction_error(fitted: UKR) -> None:
@@ -296,9 +331,21 @@ X5 = np.random.default_rng(0).normal(size=(5, 3))
 @pytest.mark.parametrize(
     ("params", "X", "error", "match"),
     [
-        ({}, np.ones(5), ValueError, r"X must be 2-D"),
-        ({}, np.full((5, 3), np.nan), ValueError, r"X has 15 non-finite"),
-        ({}, np.ones((5, 3), dtype=int), TypeError, r"X must be a real floating-point"),
+        # scikit-learn's validation and messages (validate_data)
+        ({}, np.ones(5), ValueError, r"Expected 2D array, got 1D array instead"),
+        ({}, np.full((5, 3), np.nan), ValueError, r"Input X contains NaN"),
+        ({}, np.full((5, 3), np.inf), ValueError, r"Input X contains infinity"),
+        ({}, np.ones((5, 3), dtype=complex), ValueError, r"Complex data not supported"),
+        ({}, np.array([["a", "b", "c"]] * 5, dtype=object), ValueError, r"could not convert"),
+        ({}, np.ones((0, 3)), ValueError, r"0 sample\(s\) \(shape=\(0, 3\)\)"),
+        ({}, np.ones((5, 0)), ValueError, r"0 feature\(s\) \(shape=\(5, 0\)\)"),
+        # a float64 value that float32 cannot hold is reported, not turned into inf
+        (
+            {"dtype": "float32"},
+            np.full((5, 3), 1e39),
+            ValueError,
+            r"X has 15 non-finite value\(s\) \(NaN or inf, in float32\)",
+        ),
         ({}, X5[:2], ValueError, r"X has 2 samples, too few: n_components=2 .* at least 3"),
         ({"n_components": 1}, X5[:1], ValueError, r"X has 1 samples, too few"),
         ({"n_components": 0}, X5, ValueError, r"n_components must be >= 1, got 0"),
@@ -333,9 +380,153 @@ def test_use_before_fit_raises_not_fitted(method: str) -> None:
 
 
 def test_query_shape_errors(fitted: UKR) -> None:
-    with pytest.raises(ValueError, match=r"X has 2 columns, but the model has 3 features"):
+    with pytest.raises(ValueError, match=r"X has 2 features, but UKR is expecting 3 features"):
         fitted.transform(np.ones((4, 2)))
     with pytest.raises(ValueError, match=r"Z has 3 columns, but the model has 2 latent"):
         fitted.inverse_transform(np.ones((4, 3)))
-    with pytest.raises(ValueError, match=r"X has 3 non-finite"):
+    with pytest.raises(ValueError, match=r"Input X contains NaN"):
         fitted.score(np.full((1, 3), np.nan))
+
+
+# -- read-only inputs: never written to, no warning (filterwarnings = error) -----------------
+
+READ_ONLY = ["writeable=False", "memmap-r", "broadcast_to"]
+
+
+def read_only(a: np.ndarray, how: str, path: Path) -> np.ndarray:
+    """``a``'s values in a read-only array of kind ``how``."""
+    if how == "writeable=False":
+        out = a.copy()
+        out.flags.writeable = False
+    elif how == "memmap-r":
+        a.tofile(path)
+        out = np.memmap(path, dtype=a.dtype, mode="r", shape=a.shape)
+    else:  # a view np.broadcast_to makes read-only (the first of two copies of a)
+        out = np.broadcast_to(a, (2, *a.shape))[0]
+    assert not out.flags.writeable
+    np.testing.assert_array_equal(out, a)
+    return out
+
+
+@pytest.mark.parametrize("how", READ_ONLY)
+def test_read_only_inputs_to_backends(backend: str, how: str, tmp_path: Path) -> None:
+    # torch's asarray warned "The given NumPy array is not writable" and aliased the array
+    # (once per process: torch silences the warning after the first time).
+    Z, X = random_problem(9, 2, 3, seed=11)
+    Zq, Xq = random_problem(4, 2, 3, seed=12)
+    Zr, Xr, Zqr, Xqr = (
+        read_only(a, how, tmp_path / f"{i}.dat") for i, a in enumerate((Z, X, Zq, Xq))
+    )
+    for dtype in ["float64", "float32"]:
+        v, g = value_and_grad(Zr, Xr, backend=backend, dtype=dtype, sigma=0.7)
+        v0, g0 = value_and_grad(Z, X, backend=backend, dtype=dtype, sigma=0.7)
+        assert v == v0
+        np.testing.assert_array_equal(g, g0)
+        b = get_backend(backend, dtype=dtype)
+        dev = [b.asarray(a) for a in (Zqr, Xqr, Zr, Xr)]
+        ref = [b.asarray(a) for a in (Zq, Xq, Z, X)]
+        np.testing.assert_array_equal(
+            b.to_numpy(b.predict(dev[0], dev[2], dev[3], 0.7)),
+            b.to_numpy(b.predict(ref[0], ref[2], ref[3], 0.7)),
+        )
+        pv, pg = b.project_value_and_grad(*dev, 0.7)
+        pv0, pg0 = b.project_value_and_grad(*ref, 0.7)
+        assert b.to_numpy(pv) == b.to_numpy(pv0)
+        np.testing.assert_array_equal(b.to_numpy(pg), b.to_numpy(pg0))
+    # the caller's arrays are untouched (a write would also have raised: they are read-only)
+    for ro, orig in zip((Zr, Xr, Zqr, Xqr), (Z, X, Zq, Xq), strict=True):
+        np.testing.assert_array_equal(ro, orig)
+
+
+def test_zero_stride_broadcast_latents(backend: str) -> None:
+    # np.broadcast_to with a stride-0 axis: N coincident latents, the closed form of
+    # test_objective (Y is the mean of X, the gradient vanishes).
+    X = np.arange(12.0).reshape(4, 3)
+    Z = np.broadcast_to(np.array([0.3, -0.2]), (4, 2))
+    value, grad = value_and_grad(Z, X, backend=backend, loo=False)
+    assert value == pytest.approx(np.sum((X - X.mean(0)) ** 2) / 4, rel=1e-12)
+    np.testing.assert_allclose(grad, 0.0, atol=1e-12)
+
+
+@pytest.mark.parametrize("how", READ_ONLY)
+def test_read_only_inputs_to_the_estimator(backend: str, how: str, tmp_path: Path) -> None:
+    X, _ = ukr_bench.make_dataset("saddle", 40, noise=NOISE, random_state=3)
+    X_new, _ = ukr_bench.make_dataset("saddle", 6, noise=NOISE, random_state=4)
+    Xr, Xnr = read_only(X, how, tmp_path / "X.dat"), read_only(X_new, how, tmp_path / "Xn.dat")
+    kw = {"sigma": 0.5, "max_iter": 10, "backend": backend}
+    model, ref = UKR(**kw).fit(Xr), UKR(**kw).fit(X)
+    np.testing.assert_array_equal(model.embedding_, ref.embedding_)
+    np.testing.assert_array_equal(model.transform(Xnr), ref.transform(X_new))
+    Zr = read_only(ref.transform(X_new), how, tmp_path / "Z.dat")
+    np.testing.assert_array_equal(model.inverse_transform(Zr), ref.inverse_transform(Zr.copy()))
+    assert model.score(Xnr) == ref.score(X_new)
+    np.testing.assert_array_equal(Xr, X)
+    np.testing.assert_array_equal(Xnr, X_new)
+    # The model keeps its own copy of the training data, a plain array.
+    assert type(model.X_fit_) is np.ndarray
+    assert not np.shares_memory(model.X_fit_, Xr)
+
+
+def test_fitted_model_owns_its_arrays(saddle: np.ndarray) -> None:
+    X = saddle.copy()
+    model = UKR(sigma=0.3, max_iter=5)
+    Z = model.fit_transform(X)
+    before = model.transform(saddle[:3] + 0.01)
+    X += 1.0  # the caller changes its data and the returned embedding afterwards
+    Z[:] = 0.0
+    assert not np.array_equal(model.embedding_, Z)
+    np.testing.assert_array_equal(model.X_fit_, saddle)
+    np.testing.assert_array_equal(model.transform(saddle[:3] + 0.01), before)
+
+
+# -- scikit-learn's input conventions, and the engine without scikit-learn --------------------
+
+
+def test_integer_input_is_converted_like_scikit_learn() -> None:
+    # scikit-learn's estimators convert integer X to float64 (validate_data); UKR used to
+    # reject it. The fit is exactly the fit of the converted data.
+    X = np.random.default_rng(0).integers(-5, 6, size=(20, 3))
+    for dtype in (np.int64, np.int32, np.uint8):
+        Xi = (X + 5).astype(dtype)
+        Z = UKR(max_iter=10).fit_transform(Xi)
+        np.testing.assert_array_equal(Z, UKR(max_iter=10).fit_transform(Xi.astype(np.float64)))
+        assert Z.dtype == np.float64
+    assert UKR(max_iter=10, dtype="float32").fit_transform(X).dtype == np.float32
+
+
+def test_sparse_input_is_rejected_saying_so() -> None:
+    from scipy import sparse
+
+    with pytest.raises(
+        TypeError, match=r"Sparse data was passed for X, but dense data is required"
+    ):
+        UKR().fit(sparse.csr_array(X5))
+    model = UKR(max_iter=3).fit(X5)
+    with pytest.raises(TypeError, match=r"Sparse data was passed"):
+        model.transform(sparse.csr_matrix(X5))
+
+
+def test_engine_defaults_are_the_estimators() -> None:
+    # UKR.fit passes get_params() to ukr_bench.training.fit, which the harness calls directly.
+    import inspect
+
+    from ukr_bench import training
+
+    def defaults(f: object) -> dict:
+        return {
+            k: p.default
+            for k, p in inspect.signature(f).parameters.items()  # type: ignore[arg-type]
+            if p.default is not p.empty
+        }
+
+    assert defaults(UKR.__init__) == defaults(training.fit)
+    result = training.fit(X5, max_iter=4, sigma=0.7)
+    model = UKR(max_iter=4, sigma=0.7).fit(X5)
+    np.testing.assert_array_equal(result.embedding, model.embedding_)
+    np.testing.assert_array_equal(result.history, model.history_)
+    assert result.n_iter == model.n_iter_ == 4
+
+
+def test_feature_names_out() -> None:
+    model = UKR(n_components=2, max_iter=3).fit(X5)
+    assert list(model.get_feature_names_out()) == ["ukr0", "ukr1"]

@@ -6,7 +6,7 @@ import itertools
 
 import numpy as np
 import pytest
-from conftest import BACKENDS, random_problem
+from conftest import BACKENDS, device_backends, random_problem
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -68,20 +68,21 @@ GRID = list(
 
 
 @pytest.mark.parametrize(("n", "l", "d", "loo"), GRID)
-def test_backends_agree_on_grid(n: int, l: int, d: int, loo: bool) -> None:
+def test_backends_agree_on_grid(n: int, l: int, d: int, loo: bool, device: str) -> None:
     # Latent spread ~ sigma, the regime UKR works in. Far larger spreads make E and its gradient
     # tiny against their own terms, where a norm-wise relative error measures nothing useful:
-    # the property test below covers them with a conditioning-aware bound.
+    # the property test below covers them with a conditioning-aware bound. On "cuda", the
+    # backends that see a GPU, against the same float64 NumPy reference on the host.
     Z0, X = random_problem(n, l, d, seed=n * 100 + l * 10 + d)
     for sigma, lam in itertools.product([0.5, 1.0, 2.0], [0.0, 0.3]):
         Z = sigma * Z0
         kw = {"sigma": sigma, "lam": lam, "loo": loo}
         ref_v, ref_g = value_and_grad(Z, X, backend="numpy", **kw)
-        for backend, dtype in itertools.product(BACKENDS, ["float64", "float32"]):
-            v, g = value_and_grad(Z, X, backend=backend, dtype=dtype, **kw)
+        for backend, dtype in itertools.product(device_backends(device), ["float64", "float32"]):
+            v, g = value_and_grad(Z, X, backend=backend, dtype=dtype, device=device, **kw)
             assert g.shape == Z.shape
             assert g.dtype == np.dtype(dtype)
-            case = f"{backend} {dtype} sigma={sigma} lam={lam}"
+            case = f"{backend} {dtype} {device} sigma={sigma} lam={lam}"
             assert relative_error(v, ref_v) <= TOL[dtype], case
             if n == 2 and loo and lam == 0:
                 # The exact gradient is 0 (see the closed-form test): a relative error of
@@ -154,8 +155,10 @@ def test_jax_check_grads() -> None:
             )
 
 
-def test_large_spread_stays_finite_where_the_naive_form_fails(backend: str) -> None:
+def test_large_spread_stays_finite_where_the_naive_form_fails(backend: str, device: str) -> None:
     # Latent points 1000 sigma apart: every exp(-d^2 / 2 sigma^2) underflows to 0.
+    if backend not in device_backends(device):
+        pytest.skip(f"{backend} does not run on {device} here")
     Z, X = random_problem(20, 2, 3, seed=5, z_scale=1000.0)
     H = np.exp(-((Z[:, None] - Z[None]) ** 2).sum(-1) / 2)
     np.fill_diagonal(H, 0.0)
@@ -163,7 +166,7 @@ def test_large_spread_stays_finite_where_the_naive_form_fails(backend: str) -> N
         assert np.isnan(H / H.sum(1, keepdims=True)).all()  # the naive form's 0/0
     ref_v, ref_g = value_and_grad(Z, X, backend="numpy")
     for dtype in ["float32", "float64"]:
-        v, g = value_and_grad(Z, X, backend=backend, dtype=dtype)
+        v, g = value_and_grad(Z, X, backend=backend, dtype=dtype, device=device)
         assert np.isfinite(v)
         assert np.all(np.isfinite(g))
         # Far apart, each point is predicted by its nearest neighbour alone: a closed form.
@@ -210,8 +213,10 @@ def error_bounds(Z: np.ndarray, X: np.ndarray, kw: dict, eps: float) -> tuple[fl
     return cond * value_scale, cond * grad_scale
 
 
-@given(problems())
-def test_property_backends_finite_and_agree(problem: tuple[np.ndarray, np.ndarray, dict]) -> None:
+@given(problem=problems())
+def test_property_backends_finite_and_agree(
+    device: str, problem: tuple[np.ndarray, np.ndarray, dict]
+) -> None:
     Z, X, kw = problem
     ref_v, ref_g = value_and_grad(Z, X, backend="numpy", **kw)
     for dtype, eps in [
@@ -219,8 +224,8 @@ def test_property_backends_finite_and_agree(problem: tuple[np.ndarray, np.ndarra
         ("float32", np.finfo(np.float32).eps),
     ]:
         v_tol, g_tol = error_bounds(Z, X, kw, eps)
-        for backend in BACKENDS:
-            v, g = value_and_grad(Z, X, backend=backend, dtype=dtype, **kw)
+        for backend in device_backends(device):
+            v, g = value_and_grad(Z, X, backend=backend, dtype=dtype, device=device, **kw)
             assert np.isfinite(v), (backend, dtype)
             assert np.all(np.isfinite(g)), (backend, dtype)
             assert abs(v - ref_v) <= v_tol, (backend, dtype, abs(v - ref_v), v_tol)

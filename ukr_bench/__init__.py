@@ -1,11 +1,13 @@
 """ukr-bench: Unsupervised Kernel Regression in JAX, PyTorch and hand-derived NumPy.
 
 The objective is defined in :mod:`ukr_bench.problem`; :func:`value_and_grad` computes it with
-any installed backend.
+any installed backend. ``UKR`` and ``NotFittedError`` (scikit-learn's) are loaded on first use:
+the estimator needs scikit-learn, nothing else here does.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from ukr_bench.data import DATASETS, make_dataset
-from ukr_bench.estimator import UKR, NotFittedError
 from ukr_bench.interface import (
     Backend,
     BackendNotInstalledError,
@@ -15,6 +17,9 @@ from ukr_bench.interface import (
     value_and_grad,
 )
 from ukr_bench.problem import Params, relative_error
+
+if TYPE_CHECKING:  # for type checkers; at run time __getattr__ below loads them on first use
+    from ukr_bench.estimator import UKR, NotFittedError
 
 __all__ = [
     "DATASETS",
@@ -31,3 +36,14 @@ __all__ = [
     "value_and_grad",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    # PEP 562: import the estimator (and scikit-learn) only when it is asked for; without
+    # scikit-learn this raises an ImportError that says what to install.
+    if name in ("UKR", "NotFittedError"):
+        from ukr_bench import estimator
+
+        return getattr(estimator, name)
+    msg = f"module 'ukr_bench' has no attribute {name!r}"
+    raise AttributeError(msg)

@@ -1,0 +1,310 @@
+"""Training and projection of UKR on any backend, without scikit-learn.
+
+This is the computation behind :class:`ukr_bench.UKR` (which adds scikit-learn's conventions
+and input validation on top and needs scikit-learn): :func:`fit` learns latent points for data,
+:func:`project` finds the latent points of observations. The benchmark harness times
+:func:`fit` directly, so it runs where scikit-learn is not installed.
+
+Training minimises E(Z) of :mod:`ukr_bench.problem` on the backend's device; only the final
+embedding (and any snapshots) come back to the host. The learned map and the projection of new
+observations use ``f`` and ``E_q`` of the same module.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from ukr_bench.interface import Backend, get_backend
+from ukr_bench.optim import OPTIMIZERS, GradientDescent, IRprop
+from ukr_bench.problem import Params, check_array, check_dtype, check_positive_float
+
+INITS = ("pca", "random")
+CONSTRAINTS = ("none", "box")
+
+# Default step: plain gradient descent on E (a mean over N), and iRprop's initial step / sigma.
+_DEFAULT_LEARNING_RATE = {"gd": 1.0, "rprop": 0.01}
+_RANDOM_INIT_SCALE = 0.01  # x sigma: "the latent scale must start well below sigma"
+_PCA_SCALES = 2.0 ** np.arange(-3, 6)  # x sigma, candidate spreads of the PCA initialisation
+
+# Iterations and initial step (x sigma) of iRprop- in :func:`project`.
+PROJECTION_ITER = 50
+PROJECTION_STEP = 0.05
+
+
+def _check_int(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        msg = f"{name} must be an integer, got {value!r} of type {type(value).__name__}"
+        raise TypeError(msg)
+    if value < minimum:
+        msg = f"{name} must be >= {minimum}, got {value!r}"
+        raise ValueError(msg)
+    return int(value)
+
+
+def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in choices:
+        msg = f"{name} must be one of {list(choices)}, got {value!r}"
+        raise ValueError(msg)
+    return value
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """What :func:`fit` learned (the ``UKR`` attributes of the same names end in ``_``).
+
+    embedding : ndarray (N, L) of ``dtype``, the learned latent points.
+    history : ndarray (n_iter + 1,), float64, E(Z) at the start and after every iteration;
+        ``history[-1]`` is E(embedding).
+    snapshots : ndarray (k, N, L), Z at the start and every ``snapshot_every`` iterations.
+    n_iter : int, iterations run.
+    """
+
+    embedding: NDArray[np.floating]
+    history: NDArray[np.float64]
+    snapshots: NDArray[np.floating]
+    n_iter: int
+
+
+def fit(
+    X: ArrayLike,
+    *,
+    n_components: int = 2,
+    sigma: float = 1.0,
+    lam: float = 0.0,
+    loo: bool = True,
+    backend: str = "numpy",
+    dtype: str = "float64",
+    device: str = "cpu",
+    optimizer: str = "rprop",
+    max_iter: int = 200,
+    learning_rate: float | None = None,
+    init: str | ArrayLike = "pca",
+    constraint: str = "none",
+    snapshot_every: int = 0,
+    random_state: int | np.random.Generator | None = None,
+) -> FitResult:
+    """Learn latent points (N x L) for ``X`` (N x D, real floating point).
+
+    The parameters are those of :class:`ukr_bench.UKR` (documented there), with its defaults;
+    each is validated here, and a bad one raises an error naming it.
+    """
+    params = Params(sigma=sigma, lam=lam, loo=loo)
+    L = _check_int("n_components", n_components, 1)
+    optimizer = _check_choice("optimizer", optimizer, OPTIMIZERS)
+    max_iter = _check_int("max_iter", max_iter, 0)
+    snapshot_every = _check_int("snapshot_every", snapshot_every, 0)
+    if learning_rate is not None:
+        check_positive_float("learning_rate", learning_rate)
+    if not isinstance(init, np.ndarray):
+        _check_choice("init", init, INITS)
+    _check_choice("constraint", constraint, CONSTRAINTS)
+    dtype = check_dtype(dtype)
+    X = check_array("X", X, dtype)
+    N = X.shape[0]
+    needed = max(params.min_samples, L + 1)
+    if needed > N:
+        msg = (
+            f"X has {N} samples, too few: n_components={L} with loo={params.loo} "
+            f"needs at least {needed}"
+        )
+        raise ValueError(msg)
+    b = get_backend(backend, dtype=dtype, device=device)
+    Xd = b.asarray(X)
+    Z0 = _initial_latents(X, L, params, b, Xd, init, constraint, random_state)
+    if optimizer == "lbfgs":
+        Z, history, snapshots = _fit_lbfgs(b, Z0, Xd, params, max_iter, snapshot_every, constraint)
+    else:
+        rate = learning_rate or _DEFAULT_LEARNING_RATE[optimizer]
+        Z, history, snapshots = _fit_first_order(
+            b, Z0, Xd, params, optimizer, rate, max_iter, snapshot_every, constraint
+        )
+    return FitResult(
+        embedding=Z,
+        history=np.asarray(history, dtype=np.float64),
+        snapshots=np.stack(snapshots),
+        n_iter=len(history) - 1,
+    )
+
+
+def _initial_latents(
+    X: NDArray[np.floating],
+    L: int,
+    params: Params,
+    b: Backend,
+    Xd: Any,
+    init: str | ArrayLike,
+    constraint: str,
+    random_state: int | np.random.Generator | None,
+) -> NDArray[np.floating]:
+    N = X.shape[0]
+    if isinstance(init, np.ndarray):
+        Z0 = check_array("init", init, b.dtype)
+        if Z0.shape != (N, L):
+            msg = f"init must have shape (n_samples, n_components) = {(N, L)}, got {Z0.shape}"
+            raise ValueError(msg)
+        return Z0.copy()
+    if init == "random":
+        rng = np.random.default_rng(random_state)
+        Z0 = _RANDOM_INIT_SCALE * params.sigma * rng.normal(size=(N, L))
+        return _constrain(Z0, constraint).astype(b.dtype)
+    if X.shape[1] < L:
+        msg = f"init='pca' needs n_components <= n_features = {X.shape[1]}, got {L}"
+        raise ValueError(msg)
+    Xc = X.astype(np.float64) - X.mean(axis=0)
+    _, _, Vt = np.linalg.svd(Xc, full_matrices=False)
+    scores = Xc @ Vt[:L].T
+    scores /= max(float(np.abs(scores).max()), np.finfo(np.float64).tiny)  # in [-1, 1]
+    scales = params.sigma * _PCA_SCALES
+    if constraint == "box":  # keep inside the box: spreads of at most 1
+        scales = np.unique(np.minimum(scales, 1.0))
+    value = b.compile("value", b.asarray(scores), Xd, params)
+    errors = [float(b.to_numpy(value(b.asarray(s * scores), Xd))) for s in scales]
+    return (scales[int(np.argmin(errors))] * scores).astype(b.dtype)
+
+
+def _constrain(Z: Any, constraint: str, xp: Any = np) -> Any:
+    """The constraint: re-centre (``"none"``) or clip to the box [-1, 1] (``"box"``)."""
+    if constraint == "box":
+        return xp.clip(Z, -1.0, 1.0)
+    return Z - Z.mean(0)
+
+
+def _fit_first_order(
+    b: Backend,
+    Z0: NDArray[np.floating],
+    Xd: Any,
+    params: Params,
+    optimizer: str,
+    rate: float,
+    max_iter: int,
+    snapshot_every: int,
+    constraint: str,
+) -> tuple[NDArray[np.floating], list[float], list[NDArray[np.floating]]]:
+    opt: GradientDescent | IRprop
+    if optimizer == "gd":
+        opt = GradientDescent(b.xp, rate)
+    else:  # steps in units of sigma: never below 1e-9 sigma, never above sigma
+        s = params.sigma
+        opt = IRprop(b.xp, rate * s, step_min=1e-9 * s, step_max=s)
+    Zd = b.asarray(Z0)
+    value_and_grad = b.compile("value_and_grad", Zd, Xd, params)
+    value = b.compile("value", Zd, Xd, params)
+    values, snapshots = [], [Z0.copy()]
+    with b.context():
+        for it in range(1, max_iter + 1):
+            v, g = value_and_grad(Zd, Xd)
+            values.append(v)  # stays on the device: no sync inside the loop
+            Zd = _constrain(opt.step(Zd, v, g), constraint, b.xp)
+            if snapshot_every and it % snapshot_every == 0:
+                snapshots.append(b.to_numpy(Zd).copy())
+        values.append(value(Zd, Xd))
+    history = [float(b.to_numpy(v)) for v in b.sync(values)]
+    return b.to_numpy(Zd).copy(), history, snapshots
+
+
+def _fit_lbfgs(
+    b: Backend,
+    Z0: NDArray[np.floating],
+    Xd: Any,
+    params: Params,
+    max_iter: int,
+    snapshot_every: int,
+    constraint: str,
+) -> tuple[NDArray[np.floating], list[float], list[NDArray[np.floating]]]:
+    from scipy.optimize import minimize
+
+    shape = Z0.shape
+    value_and_grad = b.compile("value_and_grad", b.asarray(Z0), Xd, params)
+
+    def fun(z: NDArray[np.float64]) -> tuple[float, NDArray[np.float64]]:
+        v, g = value_and_grad(b.asarray(z.reshape(shape)), Xd)
+        return float(b.to_numpy(v)), b.to_numpy(g).ravel().astype(np.float64)
+
+    z0 = Z0.ravel().astype(np.float64)
+    value0, grad0 = fun(z0)
+    history, snapshots, last = [value0], [Z0.copy()], [z0]
+
+    def callback(intermediate_result: Any) -> None:
+        last[0] = intermediate_result.x.copy()
+        history.append(float(intermediate_result.fun))
+        if snapshot_every and (len(history) - 1) % snapshot_every == 0:
+            snapshots.append(last[0].reshape(shape).astype(b.dtype))
+
+    if max_iter:
+        minimize(
+            fun,
+            z0,
+            jac=True,
+            method="L-BFGS-B",
+            bounds=[(-1.0, 1.0)] * Z0.size if constraint == "box" else None,
+            # Relative, not scipy's absolute 1e-5: Z = 0 is a stationary point of E, and
+            # from a small random start at large N the gradient is below 1e-5 at once
+            # (L-BFGS then stopped after 0 iterations at N >= 1000 in the benchmark).
+            options={"maxiter": max_iter, "gtol": 1e-6 * float(np.abs(grad0).max())},
+            callback=callback,
+        )
+    # The last accepted iterate (the one history[-1] belongs to), re-centred for "none":
+    # E does not change under translation when lam = 0, and lam > 0 centres Z itself.
+    Z = last[0].reshape(shape).astype(b.dtype)
+    if constraint == "none" and not params.lam:
+        Z = Z - Z.mean(axis=0)
+    return Z, history, snapshots
+
+
+def project(
+    Xq: ArrayLike,
+    Z: NDArray[np.floating],
+    X: NDArray[np.floating],
+    *,
+    sigma: float,
+    backend: str = "numpy",
+    dtype: str = "float64",
+    device: str = "cpu",
+    n_iter: int = PROJECTION_ITER,
+    step: float = PROJECTION_STEP,
+) -> NDArray[np.floating]:
+    """Latent points (M x L) of observations ``Xq`` (M x D) under the model ``(Z, X, sigma)``.
+
+    ``Z`` (N x L) and ``X`` (N x D) are the trained latents and the training data, in
+    ``dtype``. Each query starts at the latent point of its nearest training observation:
+
+    * a query equal to a training observation x_n (squared distance exactly 0 in ``dtype``)
+      *is* that observation, and its latent point is z_n, unchanged. The embedding Z is UKR's
+      estimate of the training latents, found jointly with leave-one-out; the projection below
+      is the estimate for observations the fit has not seen, and would not return z_n: no
+      objective of one query alone (||x_n - f(z)||^2, with or without x_n's own kernel) is
+      stationary at z_n, because z_n was also chosen for the other points' reconstructions.
+      So transform(training data) reproduces the embedding (scikit-learn's
+      ``fit_transform(X) == fit(X).transform(X)``). Of duplicated training observations, the
+      first one's latent is returned.
+    * any other query is refined by ``n_iter`` steps of iRprop- on E_q
+      (:mod:`ukr_bench.problem`; queries are independent, so the result for one query does
+      not depend on the others in the batch), clipped to the training latents' bounding box:
+      outside it f is flat. The first step is ``step * sigma``.
+    """
+    from scipy.spatial.distance import cdist
+
+    dtype = check_dtype(dtype)
+    Xq = check_array("X", Xq, dtype)
+    d2 = cdist(Xq, X, "sqeuclidean")
+    nearest = np.argmin(d2, axis=1)
+    out = Z[nearest].astype(dtype, copy=True)
+    moving = d2[np.arange(len(Xq)), nearest] > 0
+    if not moving.any() or not n_iter:
+        return out
+    b = get_backend(backend, dtype=dtype, device=device)
+    Zt, Xt, Xqd = b.asarray(Z), b.asarray(X), b.asarray(Xq[moving])
+    lo, hi = b.asarray(Z.min(axis=0)), b.asarray(Z.max(axis=0))
+    opt = IRprop(b.xp, step * sigma, backtrack=False, step_min=0.0, step_max=sigma)
+    Zq = b.asarray(out[moving])
+    with b.context():
+        for _ in range(n_iter):
+            v, g = b.project_value_and_grad(Zq, Xqd, Zt, Xt, sigma)
+            Zq = b.xp.clip(opt.step(Zq, v, g), lo, hi)
+    out[moving] = b.to_numpy(b.sync(Zq))
+    return out
