@@ -60,7 +60,7 @@ def bench(session: nox.Session) -> None:
 
     Options after ``--`` go to ``ukr-bench bench`` (``nox -s bench -- --help`` lists them).
     """
-    install(session, "jax", "torch", "sklearn")  # the time-to-fit rows use ukr_bench.UKR
+    install(session, "jax", "torch")
     session.run("ukr-bench", "bench", *session.posargs)
 
 
