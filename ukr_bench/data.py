@@ -112,9 +112,7 @@ def make_dataset(
     try:
         rng = np.random.default_rng(random_state)
     except (TypeError, ValueError) as exc:  # NumPy's message does not say which argument
-        msg = (
-            f"random_state must be an int >= 0, a numpy Generator or None, got {random_state!r}"
-        )
+        msg = f"random_state must be an int >= 0, a numpy Generator or None, got {random_state!r}"
         raise type(exc)(msg) from exc
     X, t = DATASETS[name](int(n_samples), rng)
     if noise:
