@@ -166,6 +166,27 @@ def test_irprop_plus_does_not_backtrack_when_the_error_is_unchanged(backend: str
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_irprop_zero_gradient_neither_grows_nor_flips(backend: str) -> None:
+    """A step that lands exactly on the minimum: g = 0 there, a product of 0 (the third case).
+
+    From z = 0 with step 0.5 towards c = 0.5 (exact in binary), g becomes exactly 0: the step
+    size must stay 0.5 and the point must stay. Reference: :func:`irprop_reference`.
+    """
+    E, dE = _quadratic([1.0], [0.5])
+    ref, counts, _ = irprop_reference(E, dE, [0.0], 0.5, 4)
+    assert ref == [[0.0], [0.5], [0.5], [0.5], [0.5]]
+    assert counts == {"grow": 0, "flip": 0, "backtrack": 0, "at_max": 0, "at_min": 0}
+    b = get_backend(backend, dtype="float64")
+    opt = IRprop(b.xp, 0.5)
+    Z, C = b.asarray(np.zeros((1, 1))), b.asarray(np.full((1, 1), 0.5))
+    with b.context():
+        for _ in range(4):
+            Z = opt.step(Z, ((Z - C) ** 2).sum(), 2 * (Z - C))
+    np.testing.assert_array_equal(b.to_numpy(Z), [[0.5]])
+    np.testing.assert_array_equal(b.to_numpy(opt._state[1]), [[0.5]])  # the step sizes
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_irprop_plus_2d_separable_uses_the_global_error(backend: str) -> None:
     """Two coordinates of different curvature: per-coordinate steps, one global E.
 
