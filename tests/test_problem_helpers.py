@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import BACKENDS
 
-from ukr_bench import Params, get_backend, relative_error
+from ukr_bench import Params, get_backend, relative_error, value_and_grad
 
 
 @pytest.mark.parametrize(
@@ -66,3 +66,15 @@ def test_numpy_info_records_its_version() -> None:
         "device": "cpu",
         "numpy": np.__version__,
     }
+
+
+def test_x_is_checked_in_the_requested_dtype() -> None:
+    """1e39 is finite in float64 and inf in float32: X must be converted before the check.
+
+    Anchored: ``match`` searches, so r"X has" would also accept "XXXXX has".
+    """
+    Z, X = np.zeros((5, 2)), np.full((5, 3), 1e39)
+    with pytest.raises(
+        ValueError, match=r"^X has 15 non-finite value\(s\) \(NaN or inf, in float32\)$"
+    ):
+        value_and_grad(Z, X, dtype="float32")
