@@ -80,5 +80,19 @@ def demo(session: nox.Session) -> None:
     session.run("ukr-bench", "demo", *session.posargs)
 
 
+@nox.session(default=False)
+def mutate(session: nox.Session) -> None:
+    """Mutation testing of the core modules (mutmut 3; configuration in pyproject.toml).
+
+    Not in CI: about 7 minutes on 2 cores. ``nox -s mutate`` runs every mutant (results are
+    cached in ``mutants/``), then lists the survivors; ``nox -s mutate -- NAME ...`` reruns
+    some. docs/mutation.md has the last scores and why each survivor is equivalent.
+    """
+    install(session, "jax", "torch", "data", "test")
+    session.install("mutmut>=3.3,<4")
+    session.run("mutmut", "run", *session.posargs)
+    session.run("mutmut", "results")
+
+
 if __name__ == "__main__":
     nox.main()

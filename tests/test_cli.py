@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
+import ukr_bench
 from ukr_bench.cli import main
 
 
@@ -18,8 +20,22 @@ def test_backends_lists_all_three(capsys: pytest.CaptureFixture[str]) -> None:
 def test_agreement_prints_every_backend_and_dtype(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["agreement", "--n", "60"]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("│")]
-    assert len(rows) == 6  # 3 backends x 2 dtypes
-    assert {r.split("│")[1].strip() for r in rows} == {"jax", "numpy", "torch"}
+    cells = [[c.strip() for c in r.split("│")[1:-1]] for r in rows]
+    assert sorted((c[0], c[1]) for c in cells) == [
+        (b, d) for b in ("jax", "numpy", "torch") for d in ("float32", "float64")
+    ]
+    # Reference: E of the same problem (the command's documented data, seed and Z), computed
+    # here; every row's errors within the suite's agreement tolerances, NumPy float64 exactly 0.
+    X, _ = ukr_bench.make_dataset("saddle", 60, random_state=0)
+    Z = 0.5 * np.random.default_rng(1).normal(size=(60, 2))
+    expected = ukr_bench.value_and_grad(Z, X, sigma=0.5)[0]
+    for backend, dtype, value, value_err, grad_err in cells:
+        tol = {"float32": 1e-4, "float64": 1e-10}[dtype]
+        assert float(value) == pytest.approx(expected, rel=max(tol, 1e-9)), (backend, dtype)
+        assert float(value_err) <= tol, (backend, dtype)
+        assert float(grad_err) <= tol, (backend, dtype)
+        if (backend, dtype) == ("numpy", "float64"):
+            assert float(value_err) == float(grad_err) == 0.0
 
 
 @pytest.mark.parametrize(

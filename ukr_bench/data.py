@@ -109,7 +109,11 @@ def make_dataset(
         msg = f"n_samples must be a positive integer, got {n_samples!r}"
         raise ValueError(msg)
     noise = check_nonnegative_float("noise", noise)
-    rng = np.random.default_rng(random_state)
+    try:
+        rng = np.random.default_rng(random_state)
+    except (TypeError, ValueError) as exc:  # NumPy's message does not say which argument
+        msg = f"random_state must be an int >= 0, a numpy Generator or None, got {random_state!r}"
+        raise type(exc)(msg) from exc
     X, t = DATASETS[name](int(n_samples), rng)
     if noise:
         X = X + rng.normal(scale=noise, size=X.shape)
