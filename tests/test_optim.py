@@ -183,7 +183,7 @@ def test_irprop_zero_gradient_neither_grows_nor_flips(backend: str) -> None:
         for _ in range(4):
             Z = opt.step(Z, ((Z - C) ** 2).sum(), 2 * (Z - C))
     np.testing.assert_array_equal(b.to_numpy(Z), [[0.5]])
-    np.testing.assert_array_equal(b.to_numpy(opt._state[1]), [[0.5]])  # the step sizes
+    np.testing.assert_array_equal(b.to_numpy(opt._state.steps), [[0.5]])  # the step sizes
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -64,6 +64,7 @@ def test_numpy_info_records_its_version() -> None:
         "backend": "numpy",
         "dtype": "float64",
         "device": "cpu",
+        "gradient": "hand-derived",
         "numpy": np.__version__,
     }
 

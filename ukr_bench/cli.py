@@ -164,7 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_backends)
 
     p = sub.add_parser(
-        "agreement", help="print each backend's float32/float64 error against float64 NumPy"
+        "agreement",
+        help="print each backend's float32/float64 error against float64 NumPy",
+        description="On the benchmark's problem (ukr_bench.data.problem_inputs): the data set's "
+        "first N points and latent points Z ~ N(0, I), seeded.",
     )
     p.add_argument("--n", type=int, default=1000, help="number of samples N (default 1000)")
     p.add_argument("--data", choices=sorted(DATASETS), default="saddle")
