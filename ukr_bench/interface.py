@@ -308,6 +308,7 @@ class BackendSpec:
     # N = 4000 and 8000, L = 2, CPU), so that configurations that cannot fit are skipped untried
     n2_base: float = 8.0
     n2_per_latent: float = 0.0
+    also_requires: tuple[str, ...] = ()  # further importable packages (keops: torch)
 
     def n2_buffers(self, latent_dim: int) -> float:
         return self.n2_base + self.n2_per_latent * latent_dim
@@ -315,9 +316,13 @@ class BackendSpec:
     def installed(self) -> bool:
         if self.requires is None:
             return True
-        if self.requires in sys.modules:  # a module blocked with sys.modules[name] = None
-            return sys.modules[self.requires] is not None
-        return importlib.util.find_spec(self.requires) is not None
+        return all(_importable(name) for name in (self.requires, *self.also_requires))
+
+
+def _importable(name: str) -> bool:
+    if name in sys.modules:  # a module blocked with sys.modules[name] = None
+        return sys.modules[name] is not None
+    return importlib.util.find_spec(name) is not None
 
 
 # Adding a backend: write backends/<name>_backend.py with a Backend subclass, add it here.
@@ -349,6 +354,15 @@ REGISTRY: dict[str, BackendSpec] = {
             "pip install 'ukr-bench[torch]' (or the torch build for your CUDA from pytorch.org)",
             n2_base=4.5,  # 6 N^2 at N = 8000
             n2_per_latent=1.0,
+        ),
+        BackendSpec(
+            "keops",
+            "backends.keops_backend",
+            "KeOpsBackend",
+            "pykeops",
+            "pip install 'ukr-bench[keops]' (needs g++ and cmake; compiles at first use)",
+            n2_base=0.0,  # KeOps streams over tiles: memory O(N), no N x N array
+            also_requires=("torch",),
         ),
     )
 }
