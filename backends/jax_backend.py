@@ -163,7 +163,8 @@ def objective_blocked(
     """E(Z) over row blocks of ``block`` rows; differentiable in ``Z`` (hand-derived VJP).
 
     The custom VJP covers ``Z`` only: ``X`` and ``sigma`` are closed over, so differentiating
-    with respect to them raises instead of returning a wrong zero.
+    with respect to them raises (JAX's ``UnexpectedTracerError``) instead of returning a wrong
+    zero.
     """
 
     @jax.custom_vjp
