@@ -60,6 +60,11 @@ class Backend(ABC):
     must come from :meth:`asarray` of the same instance: shape (N, L) for ``Z``, (N, D) for
     ``X``, dtype :attr:`dtype`, on :attr:`device`. Inputs are *not* validated here (that is
     done once, at the boundary); the methods are the raw, timed computation.
+
+    :attr:`layout` (``"dense"``, ``"blocked"`` or ``"auto"``) and :attr:`block_size` choose the
+    memory layout; :meth:`value`, :meth:`value_and_grad`, :meth:`predict` and
+    :meth:`project_value_and_grad` dispatch to the ``_<method>_dense`` or ``_<method>_blocked``
+    implementation that :meth:`resolve_layout` names for the call's N.
     """
 
     name: ClassVar[str]
