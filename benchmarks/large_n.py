@@ -1,7 +1,8 @@
 """Large-N measurements of the blocked layout, side by side (issue 9), outside the harness.
 
     PYTHONPATH=. python benchmarks/large_n.py [--n-mid 10000] [--n-large 100000] [--repeats 3]
-        [--backends numpy jax torch keops] [--skip-dense] [--skip-large]
+        [--backends numpy jax torch keops] [--skip-dense] [--skip-large | --only-large]
+    [--timeout SECONDS]
 
 Prints four tables (medians over ``--repeats`` interleaved rounds; ratios within this run):
 
@@ -207,13 +208,17 @@ def worker(backend: str, dtype: str, n: int) -> None:
     print(json.dumps({"time": elapsed, "rss": rss, "layout": b.resolve_layout(n)}))
 
 
-def large(n: int, backends: list[str]) -> None:
+def large(n: int, backends: list[str], timeout: float) -> None:
     print(f"\n## N = {n} float32 value + gradient, layout auto, one process per backend\n")
     print("| backend | layout (block rows) | time of one call | peak RSS |")
     print("|---|---|---|---|")
     for backend in backends:
         cmd = [sys.executable, __file__, "--worker", backend, "float32", str(n)]
-        out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            print(f"| {backend} | timed out after {timeout:.0f} s | | |", flush=True)
+            continue
         lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
         if out.returncode or not lines:
             print(f"| {backend} | failed (rc {out.returncode}): {out.stderr.strip()[-200:]} | | |")
@@ -221,7 +226,8 @@ def large(n: int, backends: list[str]) -> None:
         r = json.loads(lines[-1])
         print(
             f"| {backend} | {r['layout'][0]} ({r['layout'][1]}) | {fmt(r['time'])} "
-            f"| {r['rss'] / 2**30:.2f} GiB |"
+            f"| {r['rss'] / 2**30:.2f} GiB |",
+            flush=True,
         )
 
 
@@ -235,10 +241,15 @@ def main() -> None:
     p.add_argument("--backends", nargs="+", default=ukr_bench.available_backends())
     p.add_argument("--skip-dense", action="store_true", help="blocked only at --n-mid")
     p.add_argument("--skip-large", action="store_true")
+    p.add_argument("--only-large", action="store_true", help="only the --n-large table")
+    p.add_argument("--timeout", type=float, default=1800, help="seconds per --n-large process")
     p.add_argument("--worker", nargs=3, metavar=("BACKEND", "DTYPE", "N"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
         worker(args.worker[0], args.worker[1], int(args.worker[2]))
+        return
+    if args.only_large:
+        large(args.n_large, args.backends, args.timeout)
         return
     med = dense_vs_blocked(args.n_mid, args.backends, args.repeats, args.skip_dense)
     alternatives(args.n_mid, args.repeats)
@@ -250,7 +261,7 @@ def main() -> None:
         f"{fastest[0] / one:.1f}x the 1-thread exp, {fastest[0] / pooled:.1f}x the all-CPU exp"
     )
     if not args.skip_large:
-        large(args.n_large, args.backends)
+        large(args.n_large, args.backends, args.timeout)
 
 
 if __name__ == "__main__":
