@@ -73,16 +73,31 @@ class BackendSpec:
     #: Report style: colour and marker of this backend in every figure.
     color: str = "#2ca02c"
     marker: str = "D"
+    #: Memory layouts the backend implements (``Backend.layouts``; ``auto`` chooses among them).
+    layouts: tuple[str, ...] = ("dense", "blocked")
+    #: How the gradient is obtained in the blocked layout, where it differs from ``gradient``.
+    blocked_gradient: GradientKind | None = None
+    also_requires: tuple[str, ...] = ()  # further importable packages (keops: torch)
 
     def n2_buffers(self, latent_dim: int) -> float:
         return self.n2_base + self.n2_per_latent * latent_dim
 
+    def gradient_for(self, layout: str) -> GradientKind:
+        """How the gradient is obtained in ``layout``: a result row's ``gradient`` field."""
+        if layout == "blocked" and self.blocked_gradient is not None:
+            return self.blocked_gradient
+        return self.gradient
+
     def installed(self) -> bool:
         if self.requires is None:
             return True
-        if self.requires in sys.modules:  # a module blocked with sys.modules[name] = None
-            return sys.modules[self.requires] is not None
-        return importlib.util.find_spec(self.requires) is not None
+        return all(_importable(name) for name in (self.requires, *self.also_requires))
+
+
+def _importable(name: str) -> bool:
+    if name in sys.modules:  # a module blocked with sys.modules[name] = None
+        return sys.modules[name] is not None
+    return importlib.util.find_spec(name) is not None
 
 
 REGISTRY: dict[str, BackendSpec] = {
@@ -97,6 +112,7 @@ REGISTRY: dict[str, BackendSpec] = {
             process_env=_xla_env,
             n2_base=4.0,  # float64 at N = 8000 peaked at 4.4 N^2 (float32: 3.2 N^2)
             n2_per_latent=0.5,
+            blocked_gradient="manual",  # a hand-derived custom_vjp
             color="#1f77b4",
             marker="o",
         ),
@@ -121,8 +137,21 @@ REGISTRY: dict[str, BackendSpec] = {
             "pip install 'ukr-bench[torch]' (or the torch build for your CUDA from pytorch.org)",
             n2_base=4.5,  # 6 N^2 at N = 8000
             n2_per_latent=1.0,
+            blocked_gradient="manual",  # a hand-derived autograd.Function
             color="#ff7f0e",
             marker="^",
+        ),
+        BackendSpec(
+            "keops",
+            "keops_backend",
+            "KeOpsBackend",
+            "pykeops",
+            "pip install 'ukr-bench[keops]' (needs g++ and cmake; compiles at first use)",
+            n2_base=0.0,  # KeOps streams over tiles: memory O(N), no N x N array
+            layouts=("blocked",),  # KeOps tiles by itself
+            also_requires=("torch",),
+            color="#9467bd",
+            marker="P",
         ),
     )
 }

@@ -8,6 +8,18 @@ code outside the backend keeps JAX's default.
 
 Matrix products use ``precision="highest"``: on recent NVIDIA GPUs JAX's default would run
 float32 matmuls in TF32 (10-bit mantissa), which is a different, less precise computation.
+
+Blocked layout (``layout="blocked"``): rows of the N x N logits in blocks of ``block`` rows,
+``lax.scan`` over the full blocks plus one shorter block for the remainder (static shapes, so
+still ahead-of-time compilable), memory O(block x N). The gradient there is *hand-derived*,
+through ``jax.custom_vjp``: the forward pass of ``jax.value_and_grad`` computes the value and
+the whole gradient in one pass over the blocks, with the formulas derived in
+:mod:`backends.numpy_backend` (a block holds complete rows, so everything a row's softmax
+backward needs is in its block), and the backward pass only scales it. The autodiff
+alternative, ``jax.checkpoint`` inside the scan (the block's forward recomputed in the backward
+pass, two exps per pair), is :func:`objective_blocked_autodiff`; it was slower on the CPU (see
+``benchmarks/large_n.py``). Value-only calls (``jit(objective_blocked)``) run the primal: one
+pass, no gradient work.
 """
 
 from __future__ import annotations
@@ -64,11 +76,196 @@ def projection_error(
     return jnp.sum(res * res)
 
 
+# -- blocked layout ------------------------------------------------------------------------------
+
+
+def _dot(a: jax.Array, b: jax.Array) -> jax.Array:
+    return jnp.matmul(a, b, precision="highest")
+
+
+def _kernel_block(Zqs: jax.Array, Zs: jax.Array, r0: Any, loo: bool) -> jax.Array:
+    """exp(A - row max) (b x N) of scaled query rows ``Zqs`` against scaled ``Zs``.
+
+    Both are scaled by 1/(sqrt(2) sigma), so A = -squared distance; with ``loo`` the rows are
+    rows r0.. of the objective and their diagonal entries are excluded (index comparison).
+    """
+    d = _sqdist(Zqs, Zs)
+    if loo:
+        rows = r0 + jnp.arange(Zqs.shape[0])
+        d = jnp.where(rows[:, None] == jnp.arange(Zs.shape[0])[None, :], jnp.inf, d)
+    return jnp.exp(jnp.min(d, axis=1, keepdims=True) - d)
+
+
+def _blocks(
+    fn: Callable[..., tuple[Any, Any]], rows: int, block: int, init: Any, *xs: jax.Array
+) -> tuple[Any, jax.Array]:
+    """Fold ``fn(carry, r0, *blocks_of_xs) -> (carry, out)`` over row blocks of ``xs``.
+
+    ``lax.scan`` over the ``rows // block`` full blocks, then one call on the remainder; the
+    per-block outputs are concatenated along rows (rows x ...).
+    """
+    full = rows // block
+    outs = []
+    carry = init
+    if full:
+
+        def step(carry: Any, args: tuple[Any, ...]) -> tuple[Any, Any]:
+            return fn(carry, args[0], *args[1:])
+
+        starts = jnp.arange(full) * block
+        blocked = [x[: full * block].reshape(full, block, *x.shape[1:]) for x in xs]
+        carry, out = jax.lax.scan(step, carry, (starts, *blocked))
+        outs.append(out.reshape(full * block, *out.shape[2:]))
+    if rows > full * block:
+        carry, out = fn(carry, full * block, *(x[full * block :] for x in xs))
+        outs.append(out)
+    return carry, outs[0] if len(outs) == 1 else jnp.concatenate(outs)
+
+
+def _data_term_blocked(
+    Z: jax.Array, X: jax.Array, sigma: Any, loo: bool, block: int, grad: bool
+) -> tuple[jax.Array, jax.Array | None]:
+    """sum_n ||e_n||^2 and, with ``grad``, its gradient (N x L), in one pass over row blocks.
+
+    Formulas of the blocked NumPy backend: per block K (unnormalised kernel), s = row sums,
+    Y = K X / s, e = Y - X_I, B' = K * ([e/s, -(e.y)/s] [X, 1]^T); row terms B'[Z, 1], column
+    terms B'^T [Z_I, 1] accumulated in the scan's carry; d/dZ = (2/sigma^2)(row + column terms).
+    """
+    N, L = Z.shape
+    Zs = Z / (jnp.sqrt(2.0) * sigma)
+    ones = jnp.ones((N, 1), dtype=Z.dtype)
+    X1, Z1 = jnp.concatenate([X, ones], axis=1), jnp.concatenate([Z, ones], axis=1)
+
+    def step(carry: Any, r0: Any, Zqs: jax.Array, Xb: jax.Array, Zb1: jax.Array) -> Any:
+        K = _kernel_block(Zqs, Zs, r0, loo)
+        KX1 = _dot(K, X1)
+        s = KX1[:, -1:]
+        Y = KX1[:, :-1] / s
+        e = Y - Xb
+        sq = carry[0] + jnp.sum(e * e)
+        if not grad:
+            return (sq,), jnp.zeros((Zqs.shape[0], 0), Z.dtype)
+        W = jnp.concatenate([e / s, -jnp.sum(e * Y, axis=1, keepdims=True) / s], axis=1)
+        B = K * _dot(W, X1.T)
+        BZ1 = _dot(B, Z1)
+        row = BZ1[:, :L] - BZ1[:, L:] * Zb1[:, :L]
+        return (sq, carry[1] + _dot(B.T, Zb1)), row
+
+    zero = jnp.zeros((), Z.dtype)
+    init = (zero, jnp.zeros((N, L + 1), Z.dtype)) if grad else (zero,)
+    carry, row = _blocks(step, N, block, init, Zs, X, Z1)
+    if not grad:
+        return carry[0], None
+    col = carry[1]
+    return carry[0], (2.0 / sigma**2) * (row + col[:, :L] - col[:, L:] * Z)
+
+
+def objective_blocked(
+    Z: jax.Array, X: jax.Array, sigma: float, lam: float, loo: bool, block: int
+) -> jax.Array:
+    """E(Z) over row blocks of ``block`` rows; differentiable in ``Z`` (hand-derived VJP).
+
+    The custom VJP covers ``Z`` only: ``X`` and ``sigma`` are closed over, so differentiating
+    with respect to them raises (JAX's ``UnexpectedTracerError``) instead of returning a wrong
+    zero.
+    """
+
+    @jax.custom_vjp
+    def data_term(Z: jax.Array) -> jax.Array:
+        return _data_term_blocked(Z, X, sigma, loo, block, grad=False)[0]
+
+    def fwd(Z: jax.Array) -> tuple[jax.Array, jax.Array]:
+        return _data_term_blocked(Z, X, sigma, loo, block, grad=True)  # type: ignore[return-value]
+
+    def bwd(g: jax.Array, ct: jax.Array) -> tuple[jax.Array]:
+        return (ct * g,)
+
+    data_term.defvjp(fwd, bwd)
+    return (data_term(Z) + lam * jnp.sum(Z * Z)) / Z.shape[0]
+
+
+def objective_blocked_autodiff(
+    Z: jax.Array, X: jax.Array, sigma: float, lam: float, loo: bool, block: int
+) -> jax.Array:
+    """E(Z) over row blocks, for ``jax.value_and_grad`` to differentiate (``jax.checkpoint``).
+
+    The alternative to the hand-derived :func:`objective_blocked`, kept for the comparison in
+    ``benchmarks/large_n.py``: each block's forward is recomputed in the backward pass.
+    """
+    Zs = Z / (jnp.sqrt(2.0) * sigma)
+
+    @jax.checkpoint
+    def block_sq(r0: Any, Zqs: jax.Array, Xb: jax.Array) -> jax.Array:
+        K = _kernel_block(Zqs, Zs, r0, loo)
+        res = Xb - _dot(K / jnp.sum(K, axis=1, keepdims=True), X)
+        return jnp.sum(res * res)
+
+    def step(carry: Any, r0: Any, Zqs: jax.Array, Xb: jax.Array) -> Any:
+        return carry + block_sq(r0, Zqs, Xb), jnp.zeros((Zqs.shape[0], 0), Z.dtype)
+
+    sq, _ = _blocks(step, Z.shape[0], block, jnp.zeros((), Z.dtype), Zs, X)
+    return (sq + lam * jnp.sum(Z * Z)) / Z.shape[0]
+
+
+def _projection_blocked(
+    Zq: jax.Array, Xq: jax.Array | None, Z: jax.Array, X: jax.Array, sigma: Any, block: int
+) -> tuple[jax.Array, jax.Array | None, jax.Array | None]:
+    """f(Zq) and, given ``Xq``, E_q and dE_q/dZq (hand-derived), over query blocks."""
+    (M, L), N = Zq.shape, Z.shape[0]
+    scale = 1.0 / (jnp.sqrt(2.0) * sigma)
+    Zs, Zqs = Z * scale, Zq * scale
+    ones = jnp.ones((N, 1), dtype=Z.dtype)
+    X1, Z1 = jnp.concatenate([X, ones], axis=1), jnp.concatenate([Z, ones], axis=1)
+
+    def step(carry: Any, r0: Any, Zqs_b: jax.Array, Zq_b: jax.Array, *Xq_b: jax.Array) -> Any:
+        K = _kernel_block(Zqs_b, Zs, r0, False)
+        KX1 = _dot(K, X1)
+        s = KX1[:, -1:]
+        Y = KX1[:, :-1] / s
+        if not Xq_b:
+            return carry, Y
+        e = Y - Xq_b[0]
+        W = jnp.concatenate([e / s, -jnp.sum(e * Y, axis=1, keepdims=True) / s], axis=1)
+        BZ1 = _dot(K * _dot(W, X1.T), Z1)
+        g = (2.0 / sigma**2) * (BZ1[:, :L] - BZ1[:, L:] * Zq_b)
+        return carry + jnp.sum(e * e), jnp.concatenate([Y, g], axis=1)
+
+    xs = (Zqs, Zq) if Xq is None else (Zqs, Zq, Xq)
+    value, out = _blocks(step, M, block, jnp.zeros((), Z.dtype), *xs)
+    if Xq is None:
+        return out, None, None
+    D = X.shape[1]
+    return out[:, :D], value, out[:, D:]
+
+
+def predict_blocked(
+    Zq: jax.Array, Z: jax.Array, X: jax.Array, sigma: float, block: int
+) -> jax.Array:
+    """f(Zq) (M x D) over query blocks of ``block`` rows."""
+    return _projection_blocked(Zq, None, Z, X, sigma, block)[0]
+
+
+def project_value_and_grad_blocked(
+    Zq: jax.Array, Xq: jax.Array, Z: jax.Array, X: jax.Array, sigma: float, block: int
+) -> tuple[jax.Array, jax.Array]:
+    """E_q(Zq) and dE_q/dZq (hand-derived) over query blocks of ``block`` rows."""
+    _, value, grad = _projection_blocked(Zq, Xq, Z, X, sigma, block)
+    return value, grad  # type: ignore[return-value]
+
+
 _JITTED: dict[str, Any] = {  # jitted functions (with .lower for AOT compilation)
     "value": jax.jit(objective, static_argnames="loo"),
     "value_and_grad": jax.jit(jax.value_and_grad(objective), static_argnames="loo"),
     "predict": jax.jit(predict),
     "project_value_and_grad": jax.jit(jax.value_and_grad(projection_error)),
+    "value_blocked": jax.jit(objective_blocked, static_argnames=("loo", "block")),
+    "value_and_grad_blocked": jax.jit(
+        jax.value_and_grad(objective_blocked), static_argnames=("loo", "block")
+    ),
+    "predict_blocked": jax.jit(predict_blocked, static_argnames="block"),
+    "project_value_and_grad_blocked": jax.jit(
+        project_value_and_grad_blocked, static_argnames="block"
+    ),
 }
 
 # Counts XLA compilations process-wide, so the harness can prove nothing recompiles while timing.
@@ -85,10 +282,11 @@ jax.monitoring.register_event_duration_secs_listener(_count_compile)
 
 
 class JaxBackend(Backend):
-    """jax.value_and_grad under jax.jit; cpu or cuda."""
+    """jax.value_and_grad under jax.jit (dense) or a hand-derived blocked custom_vjp; cpu or cuda."""
 
     name = "jax"
     gradient = "autodiff (jax.value_and_grad)"
+    blocked_gradient = "hand-derived (blocked custom_vjp)"
     xp: ClassVar[Any] = jnp
 
     def _resolve_device(self, kind: str, index: int) -> None:
@@ -112,25 +310,59 @@ class JaxBackend(Backend):
     def to_numpy(self, a: jax.Array) -> np.ndarray:
         return np.asarray(jax.device_get(a))
 
-    def value(self, Z: jax.Array, X: jax.Array, sigma: float, lam: float, loo: bool) -> jax.Array:
+    def _value_dense(
+        self, Z: jax.Array, X: jax.Array, sigma: float, lam: float, loo: bool
+    ) -> jax.Array:
         with self._precision():
             return _JITTED["value"](Z, X, sigma, lam, loo=loo)
 
-    def value_and_grad(
+    def _value_and_grad_dense(
         self, Z: jax.Array, X: jax.Array, sigma: float, lam: float, loo: bool
     ) -> tuple[jax.Array, jax.Array]:
         with self._precision():
             return _JITTED["value_and_grad"](Z, X, sigma, lam, loo=loo)
 
-    def predict(self, Zq: jax.Array, Z: jax.Array, X: jax.Array, sigma: float) -> jax.Array:
+    def _predict_dense(self, Zq: jax.Array, Z: jax.Array, X: jax.Array, sigma: float) -> jax.Array:
         with self._precision():
             return _JITTED["predict"](Zq, Z, X, sigma)
 
-    def project_value_and_grad(
+    def _project_value_and_grad_dense(
         self, Zq: jax.Array, Xq: jax.Array, Z: jax.Array, X: jax.Array, sigma: float
     ) -> tuple[jax.Array, jax.Array]:
         with self._precision():
             return _JITTED["project_value_and_grad"](Zq, Xq, Z, X, sigma)
+
+    def _value_blocked(
+        self, Z: jax.Array, X: jax.Array, sigma: float, lam: float, loo: bool, block: int
+    ) -> jax.Array:
+        with self._precision():
+            return _JITTED["value_blocked"](Z, X, sigma, lam, loo=loo, block=block)
+
+    def _value_and_grad_blocked(
+        self, Z: jax.Array, X: jax.Array, sigma: float, lam: float, loo: bool, block: int
+    ) -> tuple[jax.Array, jax.Array]:
+        with self._precision():
+            return _JITTED["value_and_grad_blocked"](Z, X, sigma, lam, loo=loo, block=block)
+
+    def _predict_blocked(
+        self, Zq: jax.Array, Z: jax.Array, X: jax.Array, sigma: float, block: int
+    ) -> jax.Array:
+        with self._precision():
+            return _JITTED["predict_blocked"](Zq, Z, X, sigma, block=block)
+
+    def _project_value_and_grad_blocked(
+        self, Zq: jax.Array, Xq: jax.Array, Z: jax.Array, X: jax.Array, sigma: float, block: int
+    ) -> tuple[jax.Array, jax.Array]:
+        with self._precision():
+            return _JITTED["project_value_and_grad_blocked"](Zq, Xq, Z, X, sigma, block=block)
+
+    def available_memory(self) -> int:
+        if self._device.platform == "cpu":
+            return super().available_memory()
+        stats = self._device.memory_stats() or {}
+        if "bytes_limit" in stats:
+            return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
+        return super().available_memory()
 
     def context(self) -> contextlib.AbstractContextManager[Any]:
         return self._precision()
@@ -147,8 +379,12 @@ class JaxBackend(Backend):
         executable's own buffer assignment (``memory_analysis()``) is kept for
         :meth:`device_peak`.
         """
+        layout, block = self.resolve_layout(Z.shape[0], Z.shape[1], X.shape[1])
+        static: dict[str, Any] = {"loo": params.loo}
+        if layout == "blocked":
+            fn, static["block"] = f"{fn}_blocked", block  # type: ignore[assignment]
         with self._precision():
-            exe = _JITTED[fn].lower(Z, X, params.sigma, params.lam, loo=params.loo).compile()
+            exe = _JITTED[fn].lower(Z, X, params.sigma, params.lam, **static).compile()
         mem = exe.memory_analysis()
         self._compiled_bytes = (
             None

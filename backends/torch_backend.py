@@ -3,14 +3,25 @@
 float32 matmuls on CUDA: PyTorch's default (``torch.backends.cuda.matmul.allow_tf32 = False``)
 already computes them in full float32; :meth:`TorchBackend.info` records the setting so a run
 with TF32 switched on is visible in the results.
+
+Blocked layout (``layout="blocked"``): rows of the N x N logits in blocks of ``block`` rows,
+memory O(block x N) (two reused block buffers), never N x N. The gradient there is
+*hand-derived*, through a ``torch.autograd.Function``: its forward computes the value and, when
+``Z`` requires grad, the whole gradient in one pass over the blocks (formulas derived in
+:mod:`backends.numpy_backend`: a block holds complete rows, so a row's softmax backward needs
+nothing outside its block); its backward only scales the saved gradient. The autodiff
+alternative, ``torch.utils.checkpoint`` per block (forward recomputed in the backward pass), is
+:func:`objective_blocked_autodiff`; it was slower (see ``benchmarks/large_n.py``).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from torch.utils.checkpoint import checkpoint
 
 from ukr_bench.interface import Backend, DeviceUnavailableError
 
@@ -47,11 +58,151 @@ def predict(Zq: torch.Tensor, Z: torch.Tensor, X: torch.Tensor, sigma: float) ->
     return R @ X
 
 
+# -- blocked layout ------------------------------------------------------------------------------
+
+
+def _kernel_block(
+    Zqs_t: torch.Tensor, Zs_t: torch.Tensor, r0: int, loo: bool, K: torch.Tensor, T: torch.Tensor
+) -> None:
+    """K <- exp(A - row max) of scaled, transposed queries ``Zqs_t`` (L x b) against ``Zs_t``.
+
+    Both scaled by 1/(sqrt(2) sigma), so A = -squared distance; with ``loo`` the block's rows are
+    rows r0.. of the objective and their diagonal (K's offset-r0 diagonal) is excluded.
+    ``T`` is scratch of K's shape.
+    """
+    torch.sub(Zqs_t[0, :, None], Zs_t[0, None, :], out=K)
+    K.square_()
+    for l in range(1, Zqs_t.shape[0]):
+        torch.sub(Zqs_t[l, :, None], Zs_t[l, None, :], out=T)
+        K.add_(T.square_())
+    if loo:
+        K.diagonal(offset=r0).fill_(math.inf)
+    torch.sub(K.amin(dim=1, keepdim=True), K, out=K)
+    K.exp_()
+
+
+@torch.no_grad()
+def _blocked_pass(
+    Zq: torch.Tensor,
+    Xq: torch.Tensor | None,
+    Z: torch.Tensor,
+    X: torch.Tensor,
+    sigma: float,
+    block: int,
+    *,
+    loo: bool,
+    grad: bool,
+    columns: bool,
+) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
+    """One pass over query blocks: (Y or None, sum ||e_q||^2, gradient or None).
+
+    The objective is ``Zq is Z``, ``Xq is X`` with ``columns`` (its B^T terms); the projection
+    has no column terms. Per block (see :mod:`backends.numpy_backend`): K, s = row sums,
+    Y = K X / s, e = Y - Xq, B' = K * ([e/s, -(e.y)/s] [X, 1]^T), row terms B'[Z, 1], column
+    terms B'^T [Zq_I, 1]; the gradient of sum ||e||^2 is (2/sigma^2)(row + column terms).
+    """
+    (M, L), N = Zq.shape, Z.shape[0]
+    scale = 1.0 / (math.sqrt(2.0) * sigma)
+    Zs_t = (Z * scale).T.contiguous()
+    Zqs_t = Zs_t if columns else (Zq * scale).T.contiguous()
+    ones = torch.ones((N, 1), dtype=Z.dtype, device=Z.device)
+    X1, Z1 = torch.cat([X, ones], dim=1), torch.cat([Z, ones], dim=1)
+    K_buf = torch.empty((min(block, M), N), dtype=Z.dtype, device=Z.device)
+    T_buf = torch.empty_like(K_buf)
+    Y = None if Xq is not None else torch.empty((M, X.shape[1]), dtype=X.dtype, device=X.device)
+    sq = torch.zeros((), dtype=Z.dtype, device=Z.device)
+    row = torch.empty_like(Zq) if grad else None
+    col = torch.zeros((N, L + 1), dtype=Z.dtype, device=Z.device) if grad and columns else None
+    for r0 in range(0, M, block):
+        r1 = min(r0 + block, M)
+        K, T = K_buf[: r1 - r0], T_buf[: r1 - r0]
+        _kernel_block(Zqs_t[:, r0:r1], Zs_t, r0, loo, K, T)
+        KX1 = K @ X1
+        s = KX1[:, -1:]
+        Yb = KX1[:, :-1] / s
+        if Xq is None:
+            Y[r0:r1] = Yb  # type: ignore[index]
+            continue
+        e = Yb - Xq[r0:r1]
+        sq += (e * e).sum()
+        if not grad:
+            continue
+        W = torch.cat([e / s, -(e * Yb).sum(dim=1, keepdim=True) / s], dim=1)
+        torch.matmul(W, X1.T, out=T)
+        T.mul_(K)  # B'
+        BZ1 = T @ Z1
+        row[r0:r1] = BZ1[:, :L] - BZ1[:, L:] * Zq[r0:r1]  # type: ignore[index]
+        if col is not None:
+            col.add_(T.T @ Z1[r0:r1])
+    if row is not None:
+        if col is not None:
+            row += col[:, :L] - col[:, L:] * Z
+        row *= 2.0 / sigma**2
+    return Y, sq, row
+
+
+class _BlockedDataTerm(torch.autograd.Function):
+    """sum_n ||e_n||^2 over row blocks, with its hand-derived gradient in ``Z``."""
+
+    @staticmethod
+    def forward(
+        ctx: Any, Z: torch.Tensor, X: torch.Tensor, sigma: float, loo: bool, block: int
+    ) -> torch.Tensor:
+        if ctx.needs_input_grad[1]:
+            msg = "the blocked objective is differentiable in Z only, not in X"
+            raise NotImplementedError(msg)
+        want = bool(ctx.needs_input_grad[0])
+        _, sq, grad = _blocked_pass(Z, X, Z, X, sigma, block, loo=loo, grad=want, columns=True)
+        if want:
+            ctx.save_for_backward(grad)
+        return sq
+
+    @staticmethod
+    def backward(ctx: Any, ct: torch.Tensor) -> tuple[torch.Tensor, None, None, None, None]:
+        (grad,) = ctx.saved_tensors
+        return ct * grad, None, None, None, None
+
+
+def objective_blocked(
+    Z: torch.Tensor, X: torch.Tensor, sigma: float, lam: float, loo: bool, block: int
+) -> torch.Tensor:
+    """E(Z) over row blocks of ``block`` rows; differentiable in ``Z`` (hand-derived backward)."""
+    sq = _BlockedDataTerm.apply(Z, X, sigma, loo, block)
+    return (sq + lam * (Z * Z).sum()) / Z.shape[0]
+
+
+def objective_blocked_autodiff(
+    Z: torch.Tensor, X: torch.Tensor, sigma: float, lam: float, loo: bool, block: int
+) -> torch.Tensor:
+    """E(Z) over row blocks for ``torch.autograd``, each block under ``torch.utils.checkpoint``.
+
+    The alternative to the hand-derived :func:`objective_blocked`, kept for the comparison in
+    ``benchmarks/large_n.py``: each block's forward is recomputed in the backward pass.
+    """
+    N = Z.shape[0]
+
+    def block_sq(Zb: torch.Tensor, Zall: torch.Tensor, Xb: torch.Tensor, r0: int) -> torch.Tensor:
+        logits = _sqdist(Zb, Zall) / (-2.0 * sigma**2)
+        if loo:
+            mask = torch.zeros_like(logits, dtype=torch.bool)
+            mask.diagonal(offset=r0).fill_(True)
+            logits = logits.masked_fill(mask, float("-inf"))
+        res = Xb - torch.softmax(logits, dim=1) @ X
+        return (res * res).sum()
+
+    sq = sum(
+        checkpoint(block_sq, Z[r0 : r0 + block], Z, X[r0 : r0 + block], r0, use_reentrant=False)
+        for r0 in range(0, N, block)
+    )
+    return (sq + lam * (Z * Z).sum()) / N
+
+
 class TorchBackend(Backend):
-    """torch.autograd on eager tensors; cpu or cuda."""
+    """torch.autograd on eager tensors (dense) or a hand-derived blocked autograd.Function."""
 
     name = "torch"
     gradient = "autodiff (torch.autograd)"
+    blocked_gradient = "hand-derived (blocked autograd.Function)"
     xp: ClassVar[Any] = torch
 
     def _resolve_device(self, kind: str, index: int) -> None:
@@ -73,13 +224,13 @@ class TorchBackend(Backend):
     def to_numpy(self, a: torch.Tensor) -> np.ndarray:
         return a.detach().cpu().numpy()
 
-    def value(
+    def _value_dense(
         self, Z: torch.Tensor, X: torch.Tensor, sigma: float, lam: float, loo: bool
     ) -> torch.Tensor:
         with torch.no_grad():
             return objective(Z, X, sigma, lam, loo)
 
-    def value_and_grad(
+    def _value_and_grad_dense(
         self, Z: torch.Tensor, X: torch.Tensor, sigma: float, lam: float, loo: bool
     ) -> tuple[torch.Tensor, torch.Tensor]:
         Z = Z.detach().requires_grad_(True)
@@ -87,13 +238,13 @@ class TorchBackend(Backend):
         (grad,) = torch.autograd.grad(value, Z)
         return value.detach(), grad
 
-    def predict(
+    def _predict_dense(
         self, Zq: torch.Tensor, Z: torch.Tensor, X: torch.Tensor, sigma: float
     ) -> torch.Tensor:
         with torch.no_grad():
             return predict(Zq, Z, X, sigma)
 
-    def project_value_and_grad(
+    def _project_value_and_grad_dense(
         self, Zq: torch.Tensor, Xq: torch.Tensor, Z: torch.Tensor, X: torch.Tensor, sigma: float
     ) -> tuple[torch.Tensor, torch.Tensor]:
         Zq = Zq.detach().requires_grad_(True)
@@ -112,6 +263,45 @@ class TorchBackend(Backend):
             "torch_num_threads": torch.get_num_threads(),
             "torch_float32_matmul_precision": torch.get_float32_matmul_precision(),
         }
+
+    def _value_blocked(
+        self, Z: torch.Tensor, X: torch.Tensor, sigma: float, lam: float, loo: bool, block: int
+    ) -> torch.Tensor:
+        with torch.no_grad():
+            return objective_blocked(Z, X, sigma, lam, loo, block)
+
+    def _value_and_grad_blocked(
+        self, Z: torch.Tensor, X: torch.Tensor, sigma: float, lam: float, loo: bool, block: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        Z = Z.detach().requires_grad_(True)
+        value = objective_blocked(Z, X, sigma, lam, loo, block)
+        (grad,) = torch.autograd.grad(value, Z)
+        return value.detach(), grad
+
+    def _predict_blocked(
+        self, Zq: torch.Tensor, Z: torch.Tensor, X: torch.Tensor, sigma: float, block: int
+    ) -> torch.Tensor:
+        Y, _, _ = _blocked_pass(Zq, None, Z, X, sigma, block, loo=False, grad=False, columns=False)
+        return Y  # type: ignore[return-value]
+
+    def _project_value_and_grad_blocked(
+        self,
+        Zq: torch.Tensor,
+        Xq: torch.Tensor,
+        Z: torch.Tensor,
+        X: torch.Tensor,
+        sigma: float,
+        block: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        _, value, grad = _blocked_pass(
+            Zq, Xq, Z, X, sigma, block, loo=False, grad=True, columns=False
+        )
+        return value, grad  # type: ignore[return-value]
+
+    def available_memory(self) -> int:
+        if self._device.type == "cuda":
+            return int(torch.cuda.mem_get_info(self._device)[0])
+        return super().available_memory()
 
     def sync(self, out: Any) -> Any:
         if self._device.type == "cuda":

@@ -20,6 +20,8 @@ settings.register_profile("dev", max_examples=200, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 BACKENDS = ["jax", "numpy", "torch"]
+# Optional backends: tested in their own files where installed (and compiling), never required.
+OPTIONAL_BACKENDS = ["keops"]
 
 
 @pytest.fixture(params=BACKENDS)

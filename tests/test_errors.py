@@ -71,7 +71,7 @@ X = np.ones((5, 3))
         (
             {"backend": "tensorflow"},
             ValueError,
-            r"backend must be one of \['jax', 'numpy', 'torch'\], got 'tensorflow'",
+            r"backend must be one of \['jax', 'keops', 'numpy', 'torch'\], got 'tensorflow'",
         ),
         (
             {"dtype": "float16"},

@@ -24,7 +24,18 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ukr_bench.backends import REGISTRY, BackendSpec
-from ukr_bench.problem import DType, Params, check_dtype, check_inputs, parse_device
+from ukr_bench.problem import (
+    DType,
+    Layout,
+    Params,
+    check_block_size,
+    check_dtype,
+    check_inputs,
+    check_layout,
+    host_available_memory,
+    parse_device,
+    plan_layout,
+)
 
 Array = Any  # a framework's array type: numpy.ndarray, jax.Array or torch.Tensor
 FunctionName = Literal["value", "value_and_grad"]
@@ -47,17 +58,42 @@ class Backend(ABC):
     must come from :meth:`asarray` of the same instance: shape (N, L) for ``Z``, (N, D) for
     ``X``, dtype :attr:`dtype`, on :attr:`device`. Inputs are *not* validated here (that is
     done once, at the boundary); the methods are the raw, timed computation.
+
+    :attr:`layout` (``"dense"``, ``"blocked"`` or ``"auto"``) and :attr:`block_size` choose the
+    memory layout; :meth:`value`, :meth:`value_and_grad`, :meth:`predict` and
+    :meth:`project_value_and_grad` dispatch to the ``_<method>_dense`` or ``_<method>_blocked``
+    implementation that :meth:`resolve_layout` names for the call's N.
     """
 
     name: ClassVar[str]
     #: How the gradient is obtained, in words (recorded with every benchmark row).
     gradient: ClassVar[str]
 
-    def __init__(self, dtype: DType | str = "float64", device: str = "cpu") -> None:
+    #: Layouts this backend implements (``auto`` chooses among them).
+    layouts: ClassVar[tuple[str, ...]] = ("dense", "blocked")
+    #: How the gradient is obtained in the blocked layout, when it differs from :attr:`gradient`.
+    blocked_gradient: ClassVar[str | None] = None
+
+    def __init__(
+        self,
+        dtype: DType | str = "float64",
+        device: str = "cpu",
+        *,
+        layout: Layout | str = "auto",
+        block_size: int | None = None,
+    ) -> None:
         self.dtype: DType = check_dtype(dtype)
         kind, index = parse_device(device)
         self.device: str = device
+        self.layout: Layout = check_layout(layout)
+        if self.layout != "auto" and self.layout not in self.layouts:
+            msg = f"layout {self.layout!r} is not implemented by backend {self.name!r}: use one of {[*self.layouts, 'auto']}"
+            raise ValueError(msg)
+        self.block_size: int | None = check_block_size(block_size)
         self._resolve_device(kind, index)
+        self._device_kind = kind
+        self._available: int | None = None
+        self._plans: dict[tuple[int, int, int, int], tuple[str, int | None]] = {}
 
     def _resolve_device(self, kind: str, index: int) -> None:
         """Bind the framework device; the default backend runs on the host only."""
@@ -66,7 +102,61 @@ class Backend(ABC):
             raise DeviceUnavailableError(msg)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(dtype={self.dtype!r}, device={self.device!r})"
+        return (
+            f"{type(self).__name__}(dtype={self.dtype!r}, device={self.device!r}, "
+            f"layout={self.layout!r}, block_size={self.block_size!r})"
+        )
+
+    # -- layout ---------------------------------------------------------------------------------
+
+    def available_memory(self) -> int:
+        """Bytes free for this backend's arrays on its device (host memory by default).
+
+        Read once per backend object (the first time a layout is resolved), so that a backend's
+        block sizes do not change from call to call.
+        """
+        return host_available_memory()
+
+    def workers(self) -> int:
+        """How many blocks are in flight at once (each holds its own block arrays)."""
+        return 1
+
+    def resolve_layout(
+        self, n: int, latent_dim: int = 2, data_dim: int = 3, *, rows: int | None = None
+    ) -> tuple[str, int | None]:
+        """(layout, rows per block) of a call with ``n`` training points and ``rows`` queries.
+
+        ``rows`` defaults to ``n`` (the objective); ``predict`` and ``project_value_and_grad``
+        have ``rows = M`` queries. The layout is ``"dense"`` (block ``None``) or ``"blocked"``;
+        the rule is :func:`ukr_bench.problem.plan_layout`, the same for every backend. ``latent_dim``
+        and ``data_dim`` only refine the block size (their defaults are the benchmark's L, D).
+        """
+        rows = n if rows is None else rows
+        key = (rows, n, latent_dim, data_dim)
+        plan = self._plans.get(key)
+        if plan is None:
+            if self._available is None:
+                self._available = self.available_memory()
+            plan = plan_layout(
+                rows,
+                n,
+                latent_dim,
+                data_dim,
+                self.dtype,
+                self._available,
+                layout=self.layout,
+                block_size=self.block_size,
+                device_kind=self._device_kind,
+                workers=self.workers(),
+            )
+            self._plans[key] = plan
+        return plan
+
+    def describe_gradient(self, layout: str) -> str:
+        """How the gradient is obtained in ``layout`` (for reports: autodiff vs hand-derived)."""
+        if layout == "blocked" and self.blocked_gradient is not None:
+            return self.blocked_gradient
+        return self.gradient
 
     @abstractmethod
     def asarray(self, a: NDArray[np.floating]) -> Array:
@@ -76,29 +166,84 @@ class Backend(ABC):
     def to_numpy(self, a: Array) -> NDArray[np.floating]:
         """Copy a backend array back to a host NumPy array."""
 
-    @abstractmethod
     def value(self, Z: Array, X: Array, sigma: float, lam: float, loo: bool) -> Array:
         """E(Z) as a 0-d backend array."""
+        layout, block = self.resolve_layout(Z.shape[0], Z.shape[1], X.shape[1])
+        if layout == "dense":
+            return self._value_dense(Z, X, sigma, lam, loo)
+        assert block is not None  # resolve_layout gives blocked layouts a block size
+        return self._value_blocked(Z, X, sigma, lam, loo, block)
 
-    @abstractmethod
     def value_and_grad(
         self, Z: Array, X: Array, sigma: float, lam: float, loo: bool
     ) -> tuple[Array, Array]:
         """E(Z) (0-d) and dE/dZ (N x L), as backend arrays."""
+        layout, block = self.resolve_layout(Z.shape[0], Z.shape[1], X.shape[1])
+        if layout == "dense":
+            return self._value_and_grad_dense(Z, X, sigma, lam, loo)
+        assert block is not None  # resolve_layout gives blocked layouts a block size
+        return self._value_and_grad_blocked(Z, X, sigma, lam, loo, block)
 
-    @abstractmethod
     def predict(self, Zq: Array, Z: Array, X: Array, sigma: float) -> Array:
         """f(Zq) (M x D): the Nadaraya-Watson map of queries ``Zq`` (M x L), no leave-one-out.
 
         ``Z`` (N x L), ``X`` (N x D) are the training latents and data; see
-        :mod:`ukr_bench.problem`.
+        :mod:`ukr_bench.problem`. Blocked: queries in row blocks.
         """
+        layout, block = self.resolve_layout(Z.shape[0], Z.shape[1], X.shape[1], rows=Zq.shape[0])
+        if layout == "dense":
+            return self._predict_dense(Zq, Z, X, sigma)
+        assert block is not None  # resolve_layout gives blocked layouts a block size
+        return self._predict_blocked(Zq, Z, X, sigma, block)
 
-    @abstractmethod
     def project_value_and_grad(
         self, Zq: Array, Xq: Array, Z: Array, X: Array, sigma: float
     ) -> tuple[Array, Array]:
         """E_q(Zq) = sum_q ||x_q - f(z_q)||^2 (0-d) and its gradient dE_q/dZq (M x L)."""
+        layout, block = self.resolve_layout(Z.shape[0], Z.shape[1], X.shape[1], rows=Zq.shape[0])
+        if layout == "dense":
+            return self._project_value_and_grad_dense(Zq, Xq, Z, X, sigma)
+        assert block is not None  # resolve_layout gives blocked layouts a block size
+        return self._project_value_and_grad_blocked(Zq, Xq, Z, X, sigma, block)
+
+    # The raw computations, one pair per layout. Dense: the N x N arrays at once. Blocked: row
+    # blocks of ``block`` rows (the last may be shorter), never an N x N array.
+
+    @abstractmethod
+    def _value_dense(self, Z: Array, X: Array, sigma: float, lam: float, loo: bool) -> Array: ...
+
+    @abstractmethod
+    def _value_and_grad_dense(
+        self, Z: Array, X: Array, sigma: float, lam: float, loo: bool
+    ) -> tuple[Array, Array]: ...
+
+    @abstractmethod
+    def _predict_dense(self, Zq: Array, Z: Array, X: Array, sigma: float) -> Array: ...
+
+    @abstractmethod
+    def _project_value_and_grad_dense(
+        self, Zq: Array, Xq: Array, Z: Array, X: Array, sigma: float
+    ) -> tuple[Array, Array]: ...
+
+    @abstractmethod
+    def _value_blocked(
+        self, Z: Array, X: Array, sigma: float, lam: float, loo: bool, block: int
+    ) -> Array: ...
+
+    @abstractmethod
+    def _value_and_grad_blocked(
+        self, Z: Array, X: Array, sigma: float, lam: float, loo: bool, block: int
+    ) -> tuple[Array, Array]: ...
+
+    @abstractmethod
+    def _predict_blocked(
+        self, Zq: Array, Z: Array, X: Array, sigma: float, block: int
+    ) -> Array: ...
+
+    @abstractmethod
+    def _project_value_and_grad_blocked(
+        self, Zq: Array, Xq: Array, Z: Array, X: Array, sigma: float, block: int
+    ) -> tuple[Array, Array]: ...
 
     #: The array namespace (``numpy``, ``jax.numpy``, ``torch``) whose ``sign``, ``where``,
     #: ``clip`` and ``abs`` the optimisers in :mod:`ukr_bench.optim` apply to this backend's
@@ -123,12 +268,15 @@ class Backend(ABC):
         """Specialise ``fn`` to these shapes and ``params``; return ``f(Z, X)``.
 
         JAX traces and compiles here (ahead of time), so the cost of the first call is this
-        method's; eager frameworks just bind the parameters.
+        method's; eager frameworks just bind the parameters. The layout is resolved here, once,
+        for this N (:meth:`resolve_layout`).
         """
-        method = getattr(self, fn)
+        layout, block = self.resolve_layout(Z.shape[0], Z.shape[1], X.shape[1])
+        method = getattr(self, f"_{fn}_{layout}")
+        args = (params.sigma, params.lam, params.loo) + ((block,) if layout == "blocked" else ())
 
         def call(Z: Array, X: Array) -> Any:
-            return method(Z, X, params.sigma, params.lam, params.loo)
+            return method(Z, X, *args)
 
         return call
 
@@ -164,6 +312,8 @@ class Backend(ABC):
             "dtype": self.dtype,
             "device": self.device,
             "gradient": self.gradient,
+            "layout": self.layout,
+            "block_size": self.block_size,
         }
 
 
@@ -194,12 +344,24 @@ def backend_class(backend: str) -> type[Backend]:
 
 
 def get_backend(
-    backend: str = "numpy", *, dtype: DType | str = "float64", device: str = "cpu"
+    backend: str = "numpy",
+    *,
+    dtype: DType | str = "float64",
+    device: str = "cpu",
+    layout: Layout | str = "auto",
+    block_size: int | None = None,
 ) -> Backend:
-    """A :class:`Backend` instance for ``backend`` computing in ``dtype`` on ``device``."""
+    """A :class:`Backend` instance for ``backend`` computing in ``dtype`` on ``device``.
+
+    ``layout`` ("dense", "blocked" or "auto") and ``block_size`` (rows per block, None for the
+    rule of :func:`ukr_bench.problem.plan_layout`) choose the memory layout;
+    :meth:`Backend.resolve_layout` says which one a call at a given N uses.
+    """
     dtype = check_dtype(dtype)
     parse_device(device)
-    return backend_class(backend)(dtype=dtype, device=device)
+    layout = check_layout(layout)
+    block_size = check_block_size(block_size)
+    return backend_class(backend)(dtype=dtype, device=device, layout=layout, block_size=block_size)
 
 
 def value_and_grad(
@@ -212,6 +374,8 @@ def value_and_grad(
     loo: bool = True,
     dtype: DType | str = "float64",
     device: str = "cpu",
+    layout: Layout | str = "auto",
+    block_size: int | None = None,
 ) -> tuple[float, NDArray[np.floating]]:
     """The UKR objective E(Z) and its gradient, computed by ``backend``.
 
@@ -228,6 +392,11 @@ def value_and_grad(
     dtype : {"float32", "float64"}
         Precision of the whole computation; inputs are converted to it.
     device : {"cpu", "cuda", "cuda:<index>"}
+    layout : {"auto", "dense", "blocked"}
+        ``dense`` forms the N x N arrays at once; ``blocked`` processes row blocks (memory
+        O(block x N)); ``auto`` picks dense while it is small and fits, blocked otherwise.
+    block_size : int >= 1 or None
+        Rows per block for ``blocked`` (None: the rule of :func:`ukr_bench.problem.plan_layout`).
 
     Returns
     -------
@@ -238,8 +407,10 @@ def value_and_grad(
     """
     params = Params(sigma=sigma, lam=lam, loo=loo)
     dtype = check_dtype(dtype)
+    layout = check_layout(layout)
+    block_size = check_block_size(block_size)
     Z, X = check_inputs(Z, X, params, dtype)
-    b = get_backend(backend, dtype=dtype, device=device)
+    b = get_backend(backend, dtype=dtype, device=device, layout=layout, block_size=block_size)
     value, grad = b.sync(
         b.value_and_grad(b.asarray(Z), b.asarray(X), params.sigma, params.lam, params.loo)
     )

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 import re
 from dataclasses import dataclass
 from typing import Literal, cast
@@ -206,3 +207,113 @@ def relative_error(a: ArrayLike, ref: ArrayLike) -> float:
     err = float(np.linalg.norm(a64 - ref64))
     scale = float(np.linalg.norm(ref64))
     return err / scale if scale > 0 else err
+
+
+# -- memory layout: dense N x N arrays or row blocks ------------------------------------------
+
+Layout = Literal["dense", "blocked", "auto"]
+LAYOUTS: tuple[Layout, ...] = ("dense", "blocked", "auto")
+
+#: ``auto`` keeps the dense form up to this many (query row x training point) pairs, N = 1024
+#: for the objective (8 MiB per float64 N x N array). Measured on the 2-core Xeon (value +
+#: gradient, dense / blocked time): at N = 1000 blocked was 1.5-5x faster on every backend and
+#: dtype, at N = 2000 2-6x on NumPy and JAX; at N = 250-500 the ratio was 0.6-10x (noisy, the
+#: machine shared), so dense stays where per-call overhead matters and its arrays are small.
+AUTO_DENSE_MAX_PAIRS = 1024 * 1024
+#: ... and only while its N x N arrays (``DENSE_BUFFERS`` of them) take at most this fraction of
+#: the available memory.
+DENSE_MEMORY_FRACTION = 0.25
+DENSE_BUFFERS = 8
+#: Block arrays alive per block (logits/kernel, the gradient's B, a temporary), per worker.
+BLOCK_BUFFERS = 4
+#: Target bytes of one block's arrays together (``BLOCK_BUFFERS`` arrays of block rows x N): on
+#: the host a block that stays in the caches (see benchmarks/large_n.py), on a GPU a block large
+#: enough to keep the device busy.
+BLOCK_TARGET_BYTES = {"cpu": 4 * 2**20, "cuda": 1024 * 2**20}
+#: Blocks never take more than this fraction of the available memory, all workers together.
+BLOCK_MEMORY_FRACTION = 0.25
+#: Fewer rows per block only when memory leaves no choice: each block costs a few framework
+#: calls, which would dominate one-row blocks at N = 100,000.
+BLOCK_MIN_ROWS = 8
+
+
+def check_layout(layout: object) -> Layout:
+    """Return ``layout`` or raise naming it unless it is one of :data:`LAYOUTS`."""
+    if not isinstance(layout, str) or layout not in LAYOUTS:
+        msg = f"layout must be one of {list(LAYOUTS)}, got {layout!r}"
+        raise ValueError(msg)
+    return layout
+
+
+def check_block_size(block_size: object) -> int | None:
+    """Return ``block_size`` (rows per block, an int >= 1, or None for the rule) or raise."""
+    if block_size is None:
+        return None
+    if isinstance(block_size, (bool, np.bool_)) or not isinstance(block_size, numbers.Integral):
+        msg = f"block_size must be a positive integer or None, got {block_size!r}"
+        raise TypeError(msg)
+    if block_size < 1:
+        msg = f"block_size must be >= 1, got {block_size!r}"
+        raise ValueError(msg)
+    return int(block_size)
+
+
+def plan_layout(
+    rows: int,
+    n: int,
+    latent_dim: int,
+    data_dim: int,
+    dtype: DType,
+    available_bytes: int,
+    *,
+    layout: Layout = "auto",
+    block_size: int | None = None,
+    device_kind: str = "cpu",
+    workers: int = 1,
+) -> tuple[Literal["dense", "blocked"], int | None]:
+    """Which layout, and how many rows per block, a call over ``rows`` x ``n`` pairs uses.
+
+    The one rule every backend follows (``rows`` query rows against ``n`` training points:
+    ``rows = n`` for the objective). With ``s`` the item size of ``dtype``:
+
+    * ``layout="dense"`` gives ``("dense", None)``; ``"blocked"`` gives blocks; ``"auto"`` gives
+      dense when ``rows * n <= AUTO_DENSE_MAX_PAIRS`` and the dense arrays,
+      ``DENSE_BUFFERS * rows * n * s`` bytes, are at most ``DENSE_MEMORY_FRACTION`` of
+      ``available_bytes``; blocks otherwise.
+    * The block size is ``block_size`` when given (capped at ``rows``: a block never holds more
+      rows than there are). Otherwise one block row costs
+      ``row_bytes = s * (BLOCK_BUFFERS * n + 2 * data_dim + 2 * latent_dim)``; a block gets
+      ``BLOCK_TARGET_BYTES[device_kind] // row_bytes`` rows, at least ``BLOCK_MIN_ROWS``, but
+      never more than ``BLOCK_MEMORY_FRACTION * available_bytes / workers // row_bytes`` (and at
+      least 1, at most ``rows``).
+
+    Memory of the blocked form: ``workers * BLOCK_BUFFERS * block * n * s`` plus O(n (L + D)).
+    """
+    itemsize = np.dtype(dtype).itemsize
+    if layout == "dense" or (
+        layout == "auto"
+        and rows * n <= AUTO_DENSE_MAX_PAIRS
+        and DENSE_BUFFERS * rows * n * itemsize <= DENSE_MEMORY_FRACTION * available_bytes
+    ):
+        return "dense", None
+    if block_size is not None:
+        return "blocked", min(block_size, rows)
+    row_bytes = itemsize * (BLOCK_BUFFERS * n + 2 * data_dim + 2 * latent_dim)
+    target = BLOCK_TARGET_BYTES.get(device_kind, BLOCK_TARGET_BYTES["cpu"]) // row_bytes
+    cap = BLOCK_MEMORY_FRACTION * available_bytes / max(workers, 1) // row_bytes
+    return "blocked", int(min(max(min(max(target, BLOCK_MIN_ROWS), cap), 1), rows))
+
+
+def host_available_memory() -> int:
+    """Bytes of host memory available to a new allocation (Linux: ``MemAvailable``)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:  # other POSIX systems: physical memory, an upper bound
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return 8 * 2**30
