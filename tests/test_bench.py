@@ -32,6 +32,7 @@ from ukr_bench.schema import (
 )
 
 TINY = {
+    "layouts": ["dense"],
     "ns": [8, 16],
     "min_rounds": 2,
     "min_time": 0.0,
@@ -69,10 +70,12 @@ def faulty_worker(fault: str):
 
 
 def test_sweep_writes_schema_and_metadata(tmp_path: Path) -> None:
-    cfg = SweepConfig(backends=["jax", "numpy", "torch"], **TINY)
+    cfg = SweepConfig(
+        backends=["jax", "numpy", "torch"], **(TINY | {"layouts": ["dense", "blocked"]})
+    )
     run_dir = run_sweep(cfg, tmp_path / "run", progress=False, command=["test"])
     df, meta = load_results(run_dir)
-    assert len(df) == 3 * 2 * 2
+    assert len(df) == 3 * 2 * 2 * 2  # backends x layouts x dtypes x N
     assert set(df.status) == {"ok"}
     rows = read_rows(run_dir)
     for row in rows:
@@ -84,16 +87,25 @@ def test_sweep_writes_schema_and_metadata(tmp_path: Path) -> None:
         assert row.grad_ratio == pytest.approx(
             row.timings["value_and_grad"].median_s / row.timings["value"].median_s
         )
-        assert set(row.fits) == {"gd", "rprop", "lbfgs"}
+        # time-to-fit once per backend, dtype and N: on the dense rows
+        assert set(row.fits) == ({"gd", "rprop", "lbfgs"} if row.key.layout == "dense" else set())
         assert all(f.iters <= 2 for f in row.fits.values())
         assert row.settings["threads"] == cfg.threads
-    # one key per row: backend, layout, gradient source, dtype, device, N
-    assert {(r.key.backend, r.key.gradient) for r in rows} == {
-        ("jax", "autodiff"),
-        ("numpy", "manual"),
-        ("torch", "autodiff"),
+    # one key per row: backend, layout, gradient source, dtype, device, N; the blocked JAX and
+    # torch gradients are hand-derived (custom_vjp, autograd.Function), the dense ones autodiff
+    assert {(r.key.backend, r.key.layout, r.key.gradient) for r in rows} == {
+        ("jax", "dense", "autodiff"),
+        ("jax", "blocked", "manual"),
+        ("numpy", "dense", "manual"),
+        ("numpy", "blocked", "manual"),
+        ("torch", "dense", "autodiff"),
+        ("torch", "blocked", "manual"),
     }
-    assert {r.key.layout for r in rows} == {"dense"}
+    for r in rows:  # what ran is what the key says, and the bound is below the time
+        assert r.info["resolved_layout"] == r.key.layout
+        assert (r.info["block_rows"] is None) == (r.key.layout == "dense")
+        assert r.bound_s is not None
+        assert 0 < r.bound_s < r.timings["value_and_grad"].min_s
     # precision against float64 NumPy: float64 is exact to rounding, float32 to ~1e-6
     f64, f32 = df[df.dtype == "float64"], df[df.dtype == "float32"]
     assert (f64.grad_rel_error < 1e-12).all()
@@ -110,7 +122,7 @@ def test_sweep_writes_schema_and_metadata(tmp_path: Path) -> None:
     assert set(meta.thread_env) == {"jax", "numpy", "torch"}
     assert meta.thread_env["jax"]["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
     table = pd.read_csv(run_dir / "results.csv")
-    assert len(table) == 12
+    assert len(table) == 24
     assert "samples" not in table.columns
 
 
@@ -262,7 +274,8 @@ def test_estimated_memory_over_the_limit_is_skipped(tmp_path: Path) -> None:
     rows = {r.key.n: r for r in read_rows(run_dir)}
     assert rows[8].status is Status.OK
     assert rows[1_000_000].status is Status.SKIPPED
-    need = 3.5 * 1e12 * 8 / 2**30  # NumPy keeps ~3.5 N x N float64 arrays at its peak
+    # NumPy keeps ~3.5 N x N float64 arrays at its peak, plus 16 O(N (L + 4)) arrays
+    need = (3.5 * 1e12 * 8 + 16 * 1e6 * (2 + 4) * 8) / 2**30
     assert rows[1_000_000].reason.startswith(f"estimated {need:.1f} GiB > limit")
 
 
@@ -520,7 +533,7 @@ def test_a_reference_run_refuses_a_dirty_tree(
 def test_repeat_runs_writes_each_run_and_their_comparison(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    argv = ["bench", "--no-progress", "--backends", "numpy", "--dtypes", "float64", "--n", "8",
+    argv = ["bench", "--no-progress", "--backends", "numpy", "--layouts", "dense", "--dtypes", "float64", "--n", "8",
             "16", "--fit-iters", "0", "--min-time", "0", "--repeats", "3"]  # fmt: skip
     assert cli_main([*argv, "--repeat-runs", "2", "--out", str(tmp_path / "rep")]) == 0
     for k in (1, 2):

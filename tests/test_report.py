@@ -347,3 +347,14 @@ def test_report_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "report.md" in capsys.readouterr().out
     assert cli_main(["report", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_a_run_whose_every_timing_is_flagged_still_reports(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "r", ns=(100, 200), backends=("numpy",))
+    rows = [json.loads(x) for x in (run / "results.jsonl").read_text().splitlines()]
+    for row in rows:
+        row["grad_ratio"] = 0.5  # every row implausible
+    (run / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    md = write_report([run]).read_text()
+    assert "4 timings flagged as implausible" in md
+    assert "no configuration passed the plausibility checks" in md

@@ -74,7 +74,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     }
     try:
         if args.resume:
-            extra = {"--quick": args.preset, "--out": args.out, "--reference": args.reference,
+            extra = {"--quick/--preset": args.preset, "--out": args.out, "--reference": args.reference,
                      "--allow-dirty": args.allow_dirty,
                      "--repeat-runs": args.repeat_runs != 1}  # fmt: skip
             if chosen or any(extra.values()):
@@ -187,10 +187,17 @@ def build_parser() -> argparse.ArgumentParser:
         "finishes, and --resume finishes an interrupted run.",
     )
     _add_sweep_options(p)
-    p.add_argument(
+    presets = p.add_mutually_exclusive_group()
+    presets.add_argument(
         "--quick", dest="preset", action="store_const", const="quick",
         help="smoke test: " + ", ".join(f"{_flag(k)} {_show(v)}" for k, v in PRESETS["quick"].items())
         + " (options given override it)",
+    )  # fmt: skip
+    presets.add_argument(
+        "--preset", dest="preset", choices=sorted(PRESETS),
+        help="a named set of options (options given override it): "
+        + "; ".join(f"{name}: " + ", ".join(f"{_flag(k)} {_show(v)}" for k, v in opts.items())
+                    for name, opts in PRESETS.items()),
     )  # fmt: skip
     p.add_argument("--out", help="results directory (default: results/<UTC time>_<host>_<devices>)")
     p.add_argument(

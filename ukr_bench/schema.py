@@ -174,6 +174,7 @@ class Row:
     value: float | None = None  # E(Z) as this backend computed it
     value_rel_error: float | None = None  # against float64 NumPy on the same inputs
     grad_rel_error: float | None = None
+    bound_s: float | None = None  # a lower bound on value + gradient (see ukr_bench.bench.worker)
     fits: dict[str, FitTiming] = field(default_factory=dict)
     samples: dict[str, list[float]] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)  # the backend's versions and settings

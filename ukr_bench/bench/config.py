@@ -52,6 +52,10 @@ class SweepConfig:
         default_factory=available_backends,
         metadata=_help("backends to run (default: every installed one)"),
     )
+    layouts: list[str] = field(
+        default_factory=lambda: ["dense", "blocked"],
+        metadata=_help("memory layouts: dense (N x N arrays), blocked (row blocks)"),
+    )
     dtypes: list[str] = field(default_factory=lambda: list(DTYPES), metadata=_help("precisions"))
     devices: list[str] = field(
         default_factory=lambda: ["cpu"], metadata=_help("devices: cpu, cuda, cuda:<i>")
@@ -116,6 +120,11 @@ class SweepConfig:
             if b not in REGISTRY:
                 msg = f"backends: unknown backend {b!r}; known: {sorted(REGISTRY)}"
                 raise ValueError(msg)
+        _check_nonempty_unique("layouts", self.layouts)
+        for layout in self.layouts:
+            if layout not in ("dense", "blocked"):
+                msg = f"layouts: every layout must be 'dense' or 'blocked', got {layout!r}"
+                raise ValueError(msg)
         _check_nonempty_unique("dtypes", self.dtypes)
         self.dtypes = [check_dtype(d) for d in self.dtypes]
         _check_nonempty_unique("devices", self.devices)
@@ -159,13 +168,16 @@ class SweepConfig:
     def plan(self) -> list[ConfigKey]:
         """Every configuration, grouped by backend (one worker each), N ascending within a series.
 
-        Host-only backends get no GPU configurations.
+        Host-only backends get no GPU configurations; a backend gets only the layouts it
+        implements (KeOps tiles by itself: blocked only).
         """
         return [
-            ConfigKey(b, "dense", REGISTRY[b].gradient, dt, dev, n)
+            ConfigKey(b, layout, REGISTRY[b].gradient_for(layout), dt, dev, n)
             for b in self.backends
             for dev in self.devices
             if not (REGISTRY[b].host_only and parse_device(dev)[0] != "cpu")
+            for layout in self.layouts
+            if layout in REGISTRY[b].layouts
             for dt in self.dtypes
             for n in self.ns
         ]
@@ -181,6 +193,30 @@ PRESETS: dict[str, dict[str, Any]] = {
         "warmup": 1,
         "fit_iters": 5,
         "fit_rounds": 1,
+    },
+    # Large N on this 2-core CPU (N up to 100,000; the dense layout stops where memory does and
+    # is skipped beyond), float32, no time-to-fit: about 20 min with jax, numpy and torch.
+    "large": {
+        "ns": [1000, 4000, 16000, 32000, 100000],
+        "dtypes": ["float32"],
+        "min_rounds": 3,
+        "max_rounds": 20,
+        "min_time": 0.5,
+        "warmup": 1,
+        "fit_iters": 0,
+        "timeout": 900.0,
+    },
+    # Large N on a GPU: up to 1,000,000 points.
+    "large-gpu": {
+        "ns": [10000, 32000, 100000, 300000, 1000000],
+        "devices": ["cuda"],
+        "dtypes": ["float32"],
+        "min_rounds": 3,
+        "max_rounds": 50,
+        "min_time": 0.5,
+        "warmup": 1,
+        "fit_iters": 0,
+        "timeout": 600.0,
     },
 }
 

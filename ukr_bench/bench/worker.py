@@ -34,7 +34,7 @@ from ukr_bench.backends import REGISTRY
 from ukr_bench.bench.config import SweepConfig, usable_cpus
 from ukr_bench.data import problem_inputs
 from ukr_bench.interface import Backend, get_backend
-from ukr_bench.problem import parse_device, relative_error
+from ukr_bench.problem import check_dtype, parse_device, relative_error
 from ukr_bench.schema import (
     INFLIGHT_FILE,
     TIMED_FUNCTIONS,
@@ -101,8 +101,11 @@ def time_calls(
     return samples
 
 
-def base_row(key: ConfigKey, cfg: SweepConfig) -> Row:
-    """A row with the configuration and the problem filled in, nothing measured yet."""
+def base_row(key: ConfigKey, cfg: SweepConfig, available: int | None = None) -> Row:
+    """A row with the configuration and the problem filled in, nothing measured yet.
+
+    ``available``: the memory the configuration may use, for the blocked layout's estimate.
+    """
     return Row(
         key=key,
         data=cfg.data,
@@ -111,7 +114,7 @@ def base_row(key: ConfigKey, cfg: SweepConfig) -> Row:
         lam=cfg.lam,
         loo=cfg.loo,
         threads=cfg.threads,
-        memory_estimate_bytes=memory_estimate(key, cfg),
+        memory_estimate_bytes=memory_estimate(key, cfg, available),
     )
 
 
@@ -119,9 +122,11 @@ def measure_case(key: ConfigKey, cfg: SweepConfig, reference: Reference) -> Row:
     """Measure one configuration: timings, memory, precision, time-to-fit. Raises on failure."""
     row = base_row(key, cfg)
     params = cfg.problem()
-    backend = get_backend(key.backend, dtype=key.dtype, device=key.device)
-    row.info = backend.info()
+    backend = get_backend(key.backend, dtype=key.dtype, device=key.device, layout=key.layout)
     Z, X = problem_inputs(cfg.data, key.n, cfg.latent_dim, noise=cfg.noise, seed=cfg.seed)
+    resolved, block = backend.resolve_layout(key.n, cfg.latent_dim, X.shape[1])
+    row.info = backend.info() | {"resolved_layout": resolved, "block_rows": block}
+    row.bound_s = bound(key, cfg, X.shape[1], pair_rates(backend))
     Zd, Xd = backend.asarray(Z), backend.asarray(X)
     backend.sync((Zd, Xd))
     result = None
@@ -148,7 +153,9 @@ def measure_case(key: ConfigKey, cfg: SweepConfig, reference: Reference) -> Row:
             raise RuntimeError(msg)
         row.timings[fn] = Timing.from_samples(row.samples[fn], first_s=t_first, compile_s=t_compile)
     row.grad_ratio = row.timings["value_and_grad"].median_s / row.timings["value"].median_s
-    if cfg.fit_iters and key.n <= cfg.fit_max_n:
+    # Time-to-fit once per backend, dtype and N: the estimator chooses its layout itself (auto,
+    # dense at these N), so the blocked rows would time the very same fits again.
+    if cfg.fit_iters and key.n <= cfg.fit_max_n and key.layout == "dense":
         row.fits = time_fits(key, cfg, X, row.samples)
     assert result is not None
     value, grad = (backend.to_numpy(a) for a in result)
@@ -195,11 +202,77 @@ def time_fits(
     return fits
 
 
-def memory_estimate(key: ConfigKey, cfg: SweepConfig) -> int:
-    """Bytes value_and_grad is expected to need: the backend's N x N buffer count times N^2."""
+def memory_estimate(key: ConfigKey, cfg: SweepConfig, available: int | None = None) -> int:
+    """Bytes value_and_grad is expected to need.
+
+    Dense: the backend's N x N buffer count times N^2 (``BackendSpec.n2_buffers``). Blocked: the
+    block rule of :func:`ukr_bench.problem.plan_layout` (every thread's block buffers), plus the
+    O(N (L + D)) arrays, counted generously as 16 of them.
+    """
     spec = REGISTRY[key.backend]
     itemsize = np.dtype(key.dtype).itemsize
-    return int(spec.n2_buffers(cfg.latent_dim) * key.n**2 * itemsize)
+    linear = 16 * key.n * (cfg.latent_dim + 4) * itemsize
+    if key.layout == "dense":
+        return int(spec.n2_buffers(cfg.latent_dim) * key.n**2 * itemsize) + linear
+    from ukr_bench.problem import BLOCK_BUFFERS, plan_layout
+
+    kind = parse_device(key.device)[0]
+    _, block = plan_layout(
+        key.n, key.n, cfg.latent_dim, 3, check_dtype(key.dtype), available or 2**34,
+        layout="blocked", device_kind=kind, workers=cfg.threads,
+    )  # fmt: skip
+    workers = cfg.threads if kind == "cpu" else 1
+    return int(workers * BLOCK_BUFFERS * (block or 1) * key.n * itemsize) + linear
+
+
+#: Floating-point operations per pair of points in one value + gradient, besides its exp:
+#: the squared distance (3 per latent dimension), scale, max-subtract and normalise (3),
+#: Y = R X and the residual products e.x_m (2 D each), the softmax backward (3) and the
+#: latent products B Z (2 per latent dimension).
+def flops_per_pair(latent_dim: int, data_dim: int) -> int:
+    return 5 * latent_dim + 4 * data_dim + 6
+
+
+_RATES: dict[tuple[str, str, str], tuple[float, float]] = {}
+
+
+def pair_rates(backend: Backend) -> tuple[float, float]:
+    """(exp per second, flop per second) this backend reaches on its device and dtype.
+
+    Measured once per worker and (backend, dtype, device), with the backend's own array
+    namespace: ``exp`` of 2^22 elements and a 1024 x 1024 matrix product (its GEMM rate, the
+    fastest way that device does arithmetic), each the best of 5 synchronised calls.
+    """
+    key = (backend.name, backend.dtype, backend.device)
+    if key in _RATES:
+        return _RATES[key]
+    rng = np.random.default_rng(0)
+    with backend.context():
+        a = backend.asarray(-rng.random((1024, 4096)).astype(backend.dtype))
+        m = backend.asarray(rng.random((1024, 1024)).astype(backend.dtype))
+        xp = backend.xp
+
+        def best(f: Callable[[], Any]) -> float:
+            backend.sync(f())
+            times = []
+            for _ in range(5):
+                t0 = time.perf_counter()
+                backend.sync(f())
+                times.append(time.perf_counter() - t0)
+            return min(times)
+
+        exp_rate = a.shape[0] * a.shape[1] / best(lambda: xp.exp(a))
+        flop_rate = 2 * 1024**3 / best(lambda: m @ m)
+    _RATES[key] = (exp_rate, flop_rate)
+    return _RATES[key]
+
+
+def bound(key: ConfigKey, cfg: SweepConfig, data_dim: int, rates: tuple[float, float]) -> float:
+    """A lower bound on one value + gradient: N^2 pairs, each one exp at the measured exp rate
+    and :func:`flops_per_pair` operations at the measured GEMM rate (no memory traffic)."""
+    exp_rate, flop_rate = rates
+    per_pair = 1.0 / exp_rate + flops_per_pair(cfg.latent_dim, data_dim) / flop_rate
+    return float(key.n) ** 2 * per_pair
 
 
 def memory_limit(key: ConfigKey, cfg: SweepConfig, meta: RunMeta) -> int | None:
@@ -276,9 +349,9 @@ def run_worker(run_dir: Path | str, backend: str, *, measure: Measure = measure_
         rows = read_rows(run_dir)
         if key in {r.key for r in rows}:
             continue
-        row = base_row(key, cfg)
-        failed = [r for r in rows if r.key.series == key.series and r.status.fatal]
         limit = memory_limit(key, cfg, meta)
+        row = base_row(key, cfg, limit)
+        failed = [r for r in rows if r.key.series == key.series and r.status.fatal]
         if failed:
             first = min(failed, key=lambda r: r.key.n)
             row.status = Status.SKIPPED

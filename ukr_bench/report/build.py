@@ -69,7 +69,9 @@ def single_run_blocks(
                 "table",
                 tables.winners(clean),
                 "Fastest backend for value + gradient, by N range (lead: ratio of medians "
-                "[95 % bootstrap interval])",
+                "[95 % bootstrap interval]; x bound: its time over the per-pair lower bound "
+                "measured in the same run, one exp and 5L + 4D + 6 flops per pair at the best "
+                "exp and GEMM rates any backend reached)",
             ),
         ]
         if draw:

@@ -157,10 +157,17 @@ def fig_time(ok: pd.DataFrame, stem: Path) -> Path:
                 bad = g[g["flag"].fillna("") != ""]
                 ax.plot(bad["n"], bad[VG_MEDIAN], "x", color="red", markersize=9, zorder=5)
 
+        if "bound_s" in ok.columns and ok["bound_s"].notna().any():
+            best = ok.groupby(["dtype", "device", "n"])["bound_s"].min().reset_index()
+            for (dtype, device), b in best.groupby(["dtype", "device"]):
+                ax.plot(b["n"], b["bound_s"], color="black", linewidth=1.0,
+                        linestyle=style.LINESTYLES.get(str(dtype), "-"),
+                        label=f"bound {dtype} {device}")  # fmt: skip
+
     return figure(
         plot,
         stem,
-        title="Value + gradient, steady state (median; band: IQR)",
+        title="Value + gradient, steady state (median; band: IQR; black: the per-pair bound)",
         ns=ok["n"],
         ylabel="time per call [s]",
     )
@@ -168,12 +175,13 @@ def fig_time(ok: pd.DataFrame, stem: Path) -> Path:
 
 def speedup(ok: pd.DataFrame) -> pd.DataFrame | None:
     """``ok`` with a column ``speedup``: the baseline backend's median value + gradient time over
-    this row's, same dtype, device and N (the baseline: the registry's). None without a baseline."""
+    this row's, same layout, dtype, device and N (the baseline: the registry's). None without a
+    baseline."""
     name = style.baseline_backend()
-    base = ok[ok.backend == name].set_index(["dtype", "device", "n"])[VG_MEDIAN]
+    base = ok[ok.backend == name].set_index(["layout", "dtype", "device", "n"])[VG_MEDIAN]
     if base.empty:
         return None
-    idx = list(zip(ok["dtype"], ok["device"], ok["n"], strict=True))
+    idx = list(zip(ok["layout"], ok["dtype"], ok["device"], ok["n"], strict=True))
     return ok.assign(speedup=base.reindex(idx).to_numpy() / ok[VG_MEDIAN].to_numpy())
 
 
@@ -191,7 +199,7 @@ def fig_speedup(ok: pd.DataFrame, stem: Path) -> Path | None:
     return figure(
         plot,
         stem,
-        title=f"Speed relative to {name} (same dtype and device, value + gradient)",
+        title=f"Speed relative to {name} (same layout, dtype and device, value + gradient)",
         ns=ok["n"],
         ylabel=f"{name} time / backend time",
         ratio=True,

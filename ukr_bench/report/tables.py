@@ -41,6 +41,9 @@ def winners_per_n(ok: pd.DataFrame) -> pd.DataFrame:
         names = [style.label(s).removesuffix(f" {dtype} {device}") for s in
                  g[list(style.SERIES)].itertuples(index=False)]  # fmt: skip
         first = g.iloc[0]
+        bounds = g["bound_s"].dropna() if "bound_s" in g.columns else pd.Series(dtype=float)
+        # the machine's bound: the best rates any backend reached at this dtype and device
+        x_bound = float(first[VG_MEDIAN]) / float(bounds.min()) if len(bounds) else np.nan
         tied, lead = [names[0]], None
         for name, (_, other) in zip(names[1:], g.iloc[1:].iterrows(), strict=True):
             c = stats.compare(stats.samples_of(first), stats.samples_of(other))
@@ -56,14 +59,18 @@ def winners_per_n(ok: pd.DataFrame) -> pd.DataFrame:
                 "lead": "only backend" if lead is None else str(lead),
                 "ratio": np.nan if lead is None else lead.ratio,
                 "time": float(first[VG_MEDIAN]),
+                "x_bound": x_bound,
             }
         )
-    return pd.DataFrame(out)
+    columns = ["dtype", "device", "N", "fastest", "lead", "ratio", "time", "x_bound"]
+    return pd.DataFrame(out, columns=columns)
 
 
 def winners(ok: pd.DataFrame) -> pd.DataFrame:
     """:func:`winners_per_n`, consecutive N with the same verdict merged into one line."""
     per_n = winners_per_n(ok)
+    if per_n.empty:
+        return pd.DataFrame({"": ["no configuration passed the plausibility checks"]})
     out = []
     for (dtype, device), g in per_n.groupby(["dtype", "device"], sort=True):
         rows = cast(list[dict[str, Any]], g.to_dict("records"))
@@ -87,6 +94,10 @@ def winners(ok: pd.DataFrame) -> pd.DataFrame:
                         "fastest": chunk[0]["fastest"],
                         "lead over the next backend": lead,
                         "its time": ", ".join(fmt_time(c["time"]) for c in chunk),
+                        "x bound": ", ".join(
+                            f"{c['x_bound']:.1f}" if np.isfinite(c["x_bound"]) else "–"
+                            for c in chunk
+                        ),
                     }
                 )
                 start = i
