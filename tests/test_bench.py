@@ -51,6 +51,20 @@ def new_run_dir(tmp_path: Path, cfg: SweepConfig) -> Path:
     return run_dir
 
 
+def inflight_pid(run_dir: Path) -> int:
+    """The pid in the in-flight marker (rewritten between configurations: retried briefly)."""
+    import json
+
+    deadline = time.time() + 10
+    while True:
+        try:
+            return int(json.loads((run_dir / INFLIGHT_FILE).read_text())["pid"])
+        except (OSError, ValueError, KeyError):
+            if time.time() > deadline:
+                raise
+            time.sleep(0.005)
+
+
 def faulty_worker(fault: str):
     """A worker command whose process runs ``fault`` when it reaches the configuration N=16."""
 
@@ -156,8 +170,12 @@ def test_resume_after_a_kill_redoes_nothing(tmp_path: Path) -> None:
     assert read_meta(run_dir).resumed
 
 
-def test_killing_the_sweep_alone_leaves_no_orphan_and_resume_completes(tmp_path: Path) -> None:
-    """SIGKILL to the sweep's main process only (as the OOM killer or a closed terminal does)."""
+@pytest.mark.parametrize("rows_before_kill", [0, 2])
+def test_killing_the_sweep_alone_leaves_no_orphan_and_resume_completes(
+    tmp_path: Path, rows_before_kill: int
+) -> None:
+    """SIGKILL to the sweep's main process only (as the OOM killer or a closed terminal does),
+    at the first configuration and after two have finished."""
     run_dir = tmp_path / "run"
     cfg = SweepConfig(
         backends=["numpy"], dtypes=["float64"], **(TINY | {"ns": [100, 200, 400, 800, 1600]})
@@ -169,11 +187,11 @@ def test_killing_the_sweep_alone_leaves_no_orphan_and_resume_completes(tmp_path:
     env = os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)}
     proc = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while not (run_dir / INFLIGHT_FILE).exists() and time.time() < deadline:
+    while time.time() < deadline and not (
+        (run_dir / INFLIGHT_FILE).exists() and len(read_rows(run_dir)) >= rows_before_kill
+    ):
         time.sleep(0.01)
-    import json
-
-    worker_pid = json.loads((run_dir / INFLIGHT_FILE).read_text())["pid"]
+    worker_pid = inflight_pid(run_dir)
     proc.kill()  # the parent alone, not its group
     proc.wait()
     gone = time.time() + 2

@@ -184,20 +184,26 @@ def resume_sweep(
     meta.resumed.append(
         {"date": datetime.now(timezone.utc).isoformat(), "command": command or list(sys.argv)}
     )
-    with run_lock(run_dir):  # refuse before touching meta.json if another sweep writes here
+    # One lock for the whole resume: refused before meta.json is touched if another sweep
+    # writes here, and no other sweep can slip in between.
+    with run_lock(run_dir):
         write_meta(run_dir, meta)
-    return _sweep(run_dir, progress=progress, worker_cmd=worker_cmd)
+        return _sweep_locked(run_dir, progress=progress, worker_cmd=worker_cmd)
 
 
 def _sweep(run_dir: Path, *, progress: bool, worker_cmd: WorkerCommand) -> Path:
     with run_lock(run_dir):
-        cfg = SweepConfig.from_dict(read_meta(run_dir).config)
-        plan = cfg.plan()
-        with _progress(progress, len(plan)) as update:
-            for backend in cfg.backends:
-                _run_backend(run_dir, backend, cfg, plan, worker_cmd, update)
-            update(len(done_keys(run_dir) & set(plan)), "done")
-        write_table(run_dir)
+        return _sweep_locked(run_dir, progress=progress, worker_cmd=worker_cmd)
+
+
+def _sweep_locked(run_dir: Path, *, progress: bool, worker_cmd: WorkerCommand) -> Path:
+    cfg = SweepConfig.from_dict(read_meta(run_dir).config)
+    plan = cfg.plan()
+    with _progress(progress, len(plan)) as update:
+        for backend in cfg.backends:
+            _run_backend(run_dir, backend, cfg, plan, worker_cmd, update)
+        update(len(done_keys(run_dir) & set(plan)), "done")
+    write_table(run_dir)
     return run_dir
 
 
