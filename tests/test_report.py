@@ -256,7 +256,7 @@ def test_runs_that_disagree_tie_in_the_comparison(tmp_path: Path) -> None:
     (b / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     md = flat(write_report([a, b], tmp_path / "cmp").read_text())
     assert "| float64 | cpu | 100 | jax |" in md
-    assert "| float64 | cpu | 200 | tie (runs disagree: jax, numpy) |" in md
+    assert "| float64 | cpu | 200 | tie (runs disagree: jax / numpy) |" in md
 
 
 def test_duplicate_rows_are_reported_and_counted_once(tmp_path: Path) -> None:

@@ -107,9 +107,14 @@ def figure(
     ylabel: str,
     logy: bool = True,
     ratio: bool = False,
+    legend_entries: int = 0,
 ) -> Path:
-    """One panel against N: draw with ``plot(ax)``, label, save; returns the PNG's path."""
-    fig, ax = _pyplot().subplots(figsize=(10.5, 5.2), dpi=130, layout="constrained")
+    """One panel against N: draw with ``plot(ax)``, label, save; returns the PNG's path.
+
+    ``legend_entries``: a long legend makes the figure taller, so the axes keep their size.
+    """
+    height = max(5.2, 0.19 * legend_entries + 1.0)
+    fig, ax = _pyplot().subplots(figsize=(10.5, height), dpi=130, layout="constrained")
     plot(ax)
     if logy:
         ax.set_yscale("log")
@@ -361,9 +366,11 @@ def fig_overlay(all_ok: pd.DataFrame, runs: list[str], stem: Path) -> Path:
                     linestyle=style.RUN_LINESTYLES[i % len(style.RUN_LINESTYLES)],
                 )  # fmt: skip
 
+    entries = sum(len(series(all_ok[all_ok.run == run])) for run in runs)
     return figure(
         plot,
         stem,
+        legend_entries=entries,
         title="Value + gradient across runs (line style: run)",
         ns=all_ok["n"],
         ylabel="time per call [s]",

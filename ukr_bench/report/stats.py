@@ -135,6 +135,6 @@ def consensus(tables: list[pd.DataFrame], on: list[str], column: str) -> pd.Data
         seen = [str(v) for v in values if pd.notna(v)]
         if len(set(seen)) == 1 and len(seen) == len(runs):
             return seen[0]
-        return f"tie (runs disagree: {', '.join(seen)})"
+        return f"tie (runs disagree: {' / '.join(seen)})"
 
     return merged.apply(verdict, axis=1).rename(column).reset_index()
