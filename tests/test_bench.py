@@ -117,6 +117,8 @@ def test_sweep_writes_schema_and_metadata(tmp_path: Path) -> None:
     }
     for r in rows:  # what ran is what the key says, and the bound is below the time
         assert r.info["resolved_layout"] == r.key.layout
+        described = r.info["gradient"]  # in words, consistent with the key's kind
+        assert described.startswith("hand-derived" if r.key.gradient == "manual" else "autodiff")
         assert (r.info["block_rows"] is None) == (r.key.layout == "dense")
         assert r.bound_s is not None
         assert 0 < r.bound_s < r.timings["value_and_grad"].min_s

@@ -125,7 +125,11 @@ def measure_case(key: ConfigKey, cfg: SweepConfig, reference: Reference) -> Row:
     backend = get_backend(key.backend, dtype=key.dtype, device=key.device, layout=key.layout)
     Z, X = problem_inputs(cfg.data, key.n, cfg.latent_dim, noise=cfg.noise, seed=cfg.seed)
     resolved, block = backend.resolve_layout(key.n, cfg.latent_dim, X.shape[1])
-    row.info = backend.info() | {"resolved_layout": resolved, "block_rows": block}
+    row.info = backend.info() | {
+        "resolved_layout": resolved,
+        "block_rows": block,
+        "gradient": backend.describe_gradient(resolved),  # e.g. "hand-derived (blocked custom_vjp)"
+    }
     row.bound_s = bound(key, cfg, X.shape[1], pair_rates(backend))
     Zd, Xd = backend.asarray(Z), backend.asarray(X)
     backend.sync((Zd, Xd))
