@@ -6,6 +6,8 @@ other selected test let through. References: closed-form values worked out by ha
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from conftest import BACKENDS
@@ -65,7 +67,11 @@ def test_numpy_info_records_its_version() -> None:
         "dtype": "float64",
         "device": "cpu",
         "gradient": "hand-derived",
+        "layout": "auto",
+        "block_size": None,
         "numpy": np.__version__,
+        # the blocked layout's thread pool: one worker per CPU this process may use
+        "blocked_workers": len(os.sched_getaffinity(0)),
     }
 
 

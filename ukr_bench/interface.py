@@ -18,7 +18,7 @@ import contextlib
 import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, cast
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -171,8 +171,7 @@ class Backend(ABC):
         layout, block = self.resolve_layout(Z.shape[0], Z.shape[1], X.shape[1])
         if layout == "dense":
             return self._value_dense(Z, X, sigma, lam, loo)
-        assert block is not None  # resolve_layout gives blocked layouts a block size
-        return self._value_blocked(Z, X, sigma, lam, loo, block)
+        return self._value_blocked(Z, X, sigma, lam, loo, _rows(block))
 
     def value_and_grad(
         self, Z: Array, X: Array, sigma: float, lam: float, loo: bool
@@ -181,8 +180,7 @@ class Backend(ABC):
         layout, block = self.resolve_layout(Z.shape[0], Z.shape[1], X.shape[1])
         if layout == "dense":
             return self._value_and_grad_dense(Z, X, sigma, lam, loo)
-        assert block is not None  # resolve_layout gives blocked layouts a block size
-        return self._value_and_grad_blocked(Z, X, sigma, lam, loo, block)
+        return self._value_and_grad_blocked(Z, X, sigma, lam, loo, _rows(block))
 
     def predict(self, Zq: Array, Z: Array, X: Array, sigma: float) -> Array:
         """f(Zq) (M x D): the Nadaraya-Watson map of queries ``Zq`` (M x L), no leave-one-out.
@@ -193,8 +191,7 @@ class Backend(ABC):
         layout, block = self.resolve_layout(Z.shape[0], Z.shape[1], X.shape[1], rows=Zq.shape[0])
         if layout == "dense":
             return self._predict_dense(Zq, Z, X, sigma)
-        assert block is not None  # resolve_layout gives blocked layouts a block size
-        return self._predict_blocked(Zq, Z, X, sigma, block)
+        return self._predict_blocked(Zq, Z, X, sigma, _rows(block))
 
     def project_value_and_grad(
         self, Zq: Array, Xq: Array, Z: Array, X: Array, sigma: float
@@ -203,8 +200,7 @@ class Backend(ABC):
         layout, block = self.resolve_layout(Z.shape[0], Z.shape[1], X.shape[1], rows=Zq.shape[0])
         if layout == "dense":
             return self._project_value_and_grad_dense(Zq, Xq, Z, X, sigma)
-        assert block is not None  # resolve_layout gives blocked layouts a block size
-        return self._project_value_and_grad_blocked(Zq, Xq, Z, X, sigma, block)
+        return self._project_value_and_grad_blocked(Zq, Xq, Z, X, sigma, _rows(block))
 
     # The raw computations, one pair per layout. Dense: the N x N arrays at once. Blocked: row
     # blocks of ``block`` rows (the last may be shorter), never an N x N array.
@@ -315,6 +311,12 @@ class Backend(ABC):
             "layout": self.layout,
             "block_size": self.block_size,
         }
+
+
+def _rows(block: int | None) -> int:
+    """Rows per block as the ``_blocked`` methods take them. None passes through unchanged: a
+    backend that tiles by itself (KeOps) resolves ``blocked`` without a block size."""
+    return cast(int, block)
 
 
 def available_backends() -> list[str]:
