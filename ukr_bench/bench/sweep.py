@@ -273,9 +273,10 @@ def _supervise(
                 size = results.stat().st_size if results.exists() else 0
                 if size != seen_size:
                     seen_size, done = size, len(done_keys(run_dir) & plan)
-                inflight = _inflight(run_dir)
+                found = _inflight_started(run_dir)
+                inflight = None if found is None else found[0]
                 update(done, str(inflight.key) if inflight else backend)
-                if inflight is not None and time.time() - _started(run_dir) > timeout:
+                if found is not None and time.time() - found[1] > timeout:
                     proc.kill()
                     proc.wait()
                     return proc.returncode, inflight
@@ -289,19 +290,21 @@ def _supervise(
     return proc.returncode, None
 
 
-def _started(run_dir: Path) -> float:
-    try:
-        return float(json.loads((run_dir / INFLIGHT_FILE).read_text()).get("started", 0.0))
-    except (OSError, json.JSONDecodeError):
-        return time.time()
-
-
 def _inflight(run_dir: Path) -> Row | None:
+    """The configuration being measured, or None; see :func:`_inflight_started`."""
+    found = _inflight_started(run_dir)
+    return None if found is None else found[0]
+
+
+def _inflight_started(run_dir: Path) -> tuple[Row, float] | None:
+    """The in-flight row and when its measuring started (one read of the marker)."""
     try:
         raw = json.loads((run_dir / INFLIGHT_FILE).read_text())
     except (OSError, json.JSONDecodeError):
         return None
-    return Row.from_json(upgrade_row({k: v for k, v in raw.items() if k not in ("started", "pid")}))
+    started = float(raw.pop("started", time.time()))
+    raw.pop("pid", None)
+    return Row.from_json(upgrade_row(raw)), started
 
 
 def _record_failure(row: Row, status: Status, reason: str, run_dir: Path) -> None:
