@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 GradientKind = Literal["autodiff", "manual"]
+#: How a gradient can be obtained: by automatic differentiation, or by the hand-derived formula.
+GRADIENT_KINDS: tuple[GradientKind, ...] = ("autodiff", "manual")
 
 
 def _blas_threads(threads: int) -> dict[str, str]:
@@ -78,12 +80,27 @@ class BackendSpec:
     #: How the gradient is obtained in the blocked layout, where it differs from ``gradient``.
     blocked_gradient: GradientKind | None = None
     also_requires: tuple[str, ...] = ()  # further importable packages (keops: torch)
+    #: Every way of obtaining the gradient the backend implements, in each of its layouts
+    #: (``get_backend(..., gradient=...)``); the harness sweeps these.
+    gradients: tuple[GradientKind, ...] = ("autodiff",)
+
+    def __post_init__(self) -> None:
+        defaults = {self.gradient, self.blocked_gradient or self.gradient}
+        if not defaults <= set(self.gradients) <= set(GRADIENT_KINDS):
+            msg = f"backend {self.name!r}: gradients {self.gradients} must hold its defaults {sorted(defaults)}"
+            raise ValueError(msg)
 
     def n2_buffers(self, latent_dim: int) -> float:
         return self.n2_base + self.n2_per_latent * latent_dim
 
-    def gradient_for(self, layout: str) -> GradientKind:
-        """How the gradient is obtained in ``layout``: a result row's ``gradient`` field."""
+    def gradient_for(self, layout: str, gradient: str = "auto") -> GradientKind:
+        """How the gradient is obtained in ``layout``: a result row's ``gradient`` field.
+
+        ``gradient`` is what was asked for ("autodiff", "manual"); "auto" is the backend's
+        default for the layout (autodiff dense, hand-derived blocked for JAX and torch).
+        """
+        if gradient != "auto":
+            return check_gradient(gradient, self)
         if layout == "blocked" and self.blocked_gradient is not None:
             return self.blocked_gradient
         return self.gradient
@@ -92,6 +109,19 @@ class BackendSpec:
         if self.requires is None:
             return True
         return all(_importable(name) for name in (self.requires, *self.also_requires))
+
+
+def check_gradient(gradient: object, spec: BackendSpec | None = None) -> GradientKind:
+    """``gradient`` as a :data:`GradientKind`, or a ValueError naming it and the supported values.
+
+    With ``spec``, only the kinds that backend implements are accepted.
+    """
+    supported = GRADIENT_KINDS if spec is None else spec.gradients
+    if gradient not in supported:
+        where = "" if spec is None else f" for backend {spec.name!r}"
+        msg = f"gradient must be one of {['auto', *supported]}{where}, got {gradient!r}"
+        raise ValueError(msg)
+    return gradient  # type: ignore[return-value]
 
 
 def _importable(name: str) -> bool:
@@ -113,6 +143,7 @@ REGISTRY: dict[str, BackendSpec] = {
             n2_base=4.0,  # float64 at N = 8000 peaked at 4.4 N^2 (float32: 3.2 N^2)
             n2_per_latent=0.5,
             blocked_gradient="manual",  # a hand-derived custom_vjp
+            gradients=("autodiff", "manual"),
             color="#1f77b4",
             marker="o",
         ),
@@ -123,6 +154,7 @@ REGISTRY: dict[str, BackendSpec] = {
             None,
             "pip install ukr-bench",
             gradient="manual",
+            gradients=("manual",),  # NumPy has no autodiff
             host_only=True,
             n2_base=3.5,
             baseline=True,
@@ -138,6 +170,7 @@ REGISTRY: dict[str, BackendSpec] = {
             n2_base=4.5,  # 6 N^2 at N = 8000
             n2_per_latent=1.0,
             blocked_gradient="manual",  # a hand-derived autograd.Function
+            gradients=("autodiff", "manual"),
             color="#ff7f0e",
             marker="^",
         ),

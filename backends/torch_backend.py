@@ -52,6 +52,48 @@ def objective(
     return ((res * res).sum() + lam * (Z * Z).sum()) / N
 
 
+@torch.no_grad()
+def value_and_grad_manual(
+    Z: torch.Tensor,
+    X: torch.Tensor,
+    sigma: float,
+    lam: float,
+    loo: bool,
+    assembly: str = "differences",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """E(Z) and its hand-derived gradient (dense), eager, in place where the formula allows.
+
+    The formulas of :func:`backends.jax_backend.value_and_grad_manual`: ``B'_nm = R_nm
+    e_n.(x_m - y_n)``, ``dE/dz_kl = (2 / (N sigma^2)) (colsum - rowsum)(B' * D^l)_k + 2 lam
+    z_kl / N`` with ``D^l_nm = z_nl - z_ml`` (``assembly="differences"``; ``"products"`` is the
+    GEMM form that cancels in float32). Three N x N buffers at the peak (R, B', one scratch).
+    """
+    N, L = Z.shape
+    A = _sqdist(Z, Z).mul_(-1.0 / (2.0 * sigma**2))
+    if loo:
+        A.fill_diagonal_(float("-inf"))
+    R = torch.softmax(A, dim=1)
+    del A
+    Y = R @ X
+    e = Y - X
+    value = ((e * e).sum() + lam * (Z * Z).sum()) / N
+    B = e @ X.T
+    B.sub_((e * Y).sum(dim=1, keepdim=True)).mul_(R)
+    del R
+    if assembly == "products":
+        grad = B @ Z + B.T @ Z - (B.sum(dim=1) + B.sum(dim=0))[:, None] * Z
+    else:
+        grad = torch.empty_like(Z)
+        T = torch.empty_like(B)
+        for l in range(L):
+            torch.sub(Z[:, l, None], Z[None, :, l], out=T).mul_(B)
+            grad[:, l] = T.sum(dim=0) - T.sum(dim=1)
+    grad.mul_(2.0 / (N * sigma**2))
+    if lam:
+        grad.add_(Z, alpha=2.0 * lam / N)
+    return value, grad
+
+
 def predict(Zq: torch.Tensor, Z: torch.Tensor, X: torch.Tensor, sigma: float) -> torch.Tensor:
     """f(Zq) (M x D), the Nadaraya-Watson map of :mod:`ukr_bench.problem`, no leave-one-out."""
     R = torch.softmax(_sqdist(Zq, Z) / (-2.0 * sigma**2), dim=1)
@@ -203,6 +245,10 @@ class TorchBackend(Backend):
     name = "torch"
     gradient = "autodiff (torch.autograd)"
     blocked_gradient = "hand-derived (blocked autograd.Function)"
+    other_gradients: ClassVar[dict[str, str]] = {
+        "dense": "hand-derived (dense, eager)",
+        "blocked": "autodiff (torch.autograd, torch.utils.checkpoint per block)",
+    }
     xp: ClassVar[Any] = torch
 
     def _resolve_device(self, kind: str, index: int) -> None:
@@ -235,6 +281,19 @@ class TorchBackend(Backend):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         Z = Z.detach().requires_grad_(True)
         value = objective(Z, X, sigma, lam, loo)
+        (grad,) = torch.autograd.grad(value, Z)
+        return value.detach(), grad
+
+    def _value_and_grad_dense_manual(
+        self, Z: torch.Tensor, X: torch.Tensor, sigma: float, lam: float, loo: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return value_and_grad_manual(Z, X, sigma, lam, loo)
+
+    def _value_and_grad_blocked_autodiff(
+        self, Z: torch.Tensor, X: torch.Tensor, sigma: float, lam: float, loo: bool, block: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        Z = Z.detach().requires_grad_(True)
+        value = objective_blocked_autodiff(Z, X, sigma, lam, loo, block)
         (grad,) = torch.autograd.grad(value, Z)
         return value.detach(), grad
 

@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Literal, cast
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ukr_bench.backends import REGISTRY, BackendSpec
+from ukr_bench.backends import REGISTRY, BackendSpec, GradientKind, check_gradient
 from ukr_bench.problem import (
     DType,
     Layout,
@@ -40,6 +40,8 @@ from ukr_bench.problem import (
 Array = Any  # a framework's array type: numpy.ndarray, jax.Array or torch.Tensor
 FunctionName = Literal["value", "value_and_grad"]
 FUNCTIONS: tuple[FunctionName, ...] = ("value", "value_and_grad")
+#: How the gradient is asked for: "auto" is the backend's default for the layout.
+GradientChoice = Literal["auto", "autodiff", "manual"]
 
 
 class BackendNotInstalledError(ImportError):
@@ -63,6 +65,12 @@ class Backend(ABC):
     memory layout; :meth:`value`, :meth:`value_and_grad`, :meth:`predict` and
     :meth:`project_value_and_grad` dispatch to the ``_<method>_dense`` or ``_<method>_blocked``
     implementation that :meth:`resolve_layout` names for the call's N.
+
+    :attr:`gradient_choice` (``"auto"``, ``"autodiff"`` or ``"manual"``) chooses how
+    :meth:`value_and_grad` obtains the gradient: ``"manual"`` is the hand-derived formula of
+    :mod:`backends.numpy_backend`, ``"autodiff"`` the framework's reverse mode; ``"auto"`` the
+    backend's default for the layout (:meth:`gradient_kind`). A non-default kind is implemented
+    as ``_value_and_grad_<layout>_<kind>``. ``predict`` and the projection are not affected.
     """
 
     name: ClassVar[str]
@@ -73,6 +81,8 @@ class Backend(ABC):
     layouts: ClassVar[tuple[str, ...]] = ("dense", "blocked")
     #: How the gradient is obtained in the blocked layout, when it differs from :attr:`gradient`.
     blocked_gradient: ClassVar[str | None] = None
+    #: In words, the gradients offered besides each layout's default (``gradient="..."``).
+    other_gradients: ClassVar[dict[str, str]] = {}
 
     def __init__(
         self,
@@ -81,6 +91,7 @@ class Backend(ABC):
         *,
         layout: Layout | str = "auto",
         block_size: int | None = None,
+        gradient: GradientChoice | str = "auto",
     ) -> None:
         self.dtype: DType = check_dtype(dtype)
         kind, index = parse_device(device)
@@ -90,6 +101,9 @@ class Backend(ABC):
             msg = f"layout {self.layout!r} is not implemented by backend {self.name!r}: use one of {[*self.layouts, 'auto']}"
             raise ValueError(msg)
         self.block_size: int | None = check_block_size(block_size)
+        self.gradient_choice: GradientChoice = (
+            "auto" if gradient == "auto" else check_gradient(gradient, self._spec())
+        )
         self._resolve_device(kind, index)
         self._device_kind = kind
         self._available: int | None = None
@@ -104,8 +118,25 @@ class Backend(ABC):
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(dtype={self.dtype!r}, device={self.device!r}, "
-            f"layout={self.layout!r}, block_size={self.block_size!r})"
+            f"layout={self.layout!r}, block_size={self.block_size!r}, "
+            f"gradient={self.gradient_choice!r})"
         )
+
+    @classmethod
+    def _spec(cls) -> BackendSpec:
+        return REGISTRY[cls.name]
+
+    # -- gradient ---------------------------------------------------------------------------
+
+    def gradient_kind(self, layout: str) -> GradientKind:
+        """How :meth:`value_and_grad` obtains the gradient in ``layout``: "autodiff" or "manual"."""
+        return self._spec().gradient_for(layout, self.gradient_choice)
+
+    def _value_and_grad_method(self, layout: str) -> Callable[..., Any]:
+        """``_value_and_grad_<layout>``, or ``..._<kind>`` where the kind is not the default."""
+        kind = self.gradient_kind(layout)
+        suffix = "" if kind == self._spec().gradient_for(layout) else f"_{kind}"
+        return cast(Callable[..., Any], getattr(self, f"_value_and_grad_{layout}{suffix}"))
 
     # -- layout ---------------------------------------------------------------------------------
 
@@ -154,6 +185,8 @@ class Backend(ABC):
 
     def describe_gradient(self, layout: str) -> str:
         """How the gradient is obtained in ``layout`` (for reports: autodiff vs hand-derived)."""
+        if self.gradient_kind(layout) != self._spec().gradient_for(layout):
+            return self.other_gradients[layout]
         if layout == "blocked" and self.blocked_gradient is not None:
             return self.blocked_gradient
         return self.gradient
@@ -178,9 +211,10 @@ class Backend(ABC):
     ) -> tuple[Array, Array]:
         """E(Z) (0-d) and dE/dZ (N x L), as backend arrays."""
         layout, block = self.resolve_layout(Z.shape[0], Z.shape[1], X.shape[1])
+        method = self._value_and_grad_method(layout)
         if layout == "dense":
-            return self._value_and_grad_dense(Z, X, sigma, lam, loo)
-        return self._value_and_grad_blocked(Z, X, sigma, lam, loo, _rows(block))
+            return method(Z, X, sigma, lam, loo)  # type: ignore[no-any-return]
+        return method(Z, X, sigma, lam, loo, _rows(block))  # type: ignore[no-any-return]
 
     def predict(self, Zq: Array, Z: Array, X: Array, sigma: float) -> Array:
         """f(Zq) (M x D): the Nadaraya-Watson map of queries ``Zq`` (M x L), no leave-one-out.
@@ -268,7 +302,10 @@ class Backend(ABC):
         for this N (:meth:`resolve_layout`).
         """
         layout, block = self.resolve_layout(Z.shape[0], Z.shape[1], X.shape[1])
-        method = getattr(self, f"_{fn}_{layout}")
+        if fn == "value_and_grad":
+            method = self._value_and_grad_method(layout)
+        else:
+            method = getattr(self, f"_{fn}_{layout}")
         args = (params.sigma, params.lam, params.loo) + ((block,) if layout == "blocked" else ())
 
         def call(Z: Array, X: Array) -> Any:
@@ -308,6 +345,7 @@ class Backend(ABC):
             "dtype": self.dtype,
             "device": self.device,
             "gradient": self.gradient,
+            "gradient_choice": self.gradient_choice,
             "layout": self.layout,
             "block_size": self.block_size,
         }
@@ -352,18 +390,27 @@ def get_backend(
     device: str = "cpu",
     layout: Layout | str = "auto",
     block_size: int | None = None,
+    gradient: GradientChoice | str = "auto",
 ) -> Backend:
     """A :class:`Backend` instance for ``backend`` computing in ``dtype`` on ``device``.
 
     ``layout`` ("dense", "blocked" or "auto") and ``block_size`` (rows per block, None for the
     rule of :func:`ukr_bench.problem.plan_layout`) choose the memory layout;
-    :meth:`Backend.resolve_layout` says which one a call at a given N uses.
+    :meth:`Backend.resolve_layout` says which one a call at a given N uses. ``gradient``
+    ("autodiff", "manual" or "auto": the backend's default for the layout) chooses how the
+    gradient is obtained; a kind the backend does not implement raises a ValueError naming
+    ``gradient`` (NumPy is hand-derived only, KeOps autodiff only).
     """
     dtype = check_dtype(dtype)
     parse_device(device)
     layout = check_layout(layout)
     block_size = check_block_size(block_size)
-    return backend_class(backend)(dtype=dtype, device=device, layout=layout, block_size=block_size)
+    spec = _spec(backend)
+    if gradient != "auto":
+        check_gradient(gradient, spec)  # before importing the framework
+    return backend_class(backend)(
+        dtype=dtype, device=device, layout=layout, block_size=block_size, gradient=gradient
+    )
 
 
 def value_and_grad(
@@ -378,6 +425,7 @@ def value_and_grad(
     device: str = "cpu",
     layout: Layout | str = "auto",
     block_size: int | None = None,
+    gradient: GradientChoice | str = "auto",
 ) -> tuple[float, NDArray[np.floating]]:
     """The UKR objective E(Z) and its gradient, computed by ``backend``.
 
@@ -399,6 +447,11 @@ def value_and_grad(
         O(block x N)); ``auto`` picks dense while it is small and fits, blocked otherwise.
     block_size : int >= 1 or None
         Rows per block for ``blocked`` (None: the rule of :func:`ukr_bench.problem.plan_layout`).
+    gradient : {"auto", "autodiff", "manual"}
+        How the gradient is obtained: the framework's autodiff, or the hand-derived formula
+        written in the framework's arrays; "auto" is the backend's default for the layout
+        (jax, torch: autodiff dense, hand-derived blocked; numpy: hand-derived only; keops:
+        autodiff only).
 
     Returns
     -------
@@ -412,7 +465,9 @@ def value_and_grad(
     layout = check_layout(layout)
     block_size = check_block_size(block_size)
     Z, X = check_inputs(Z, X, params, dtype)
-    b = get_backend(backend, dtype=dtype, device=device, layout=layout, block_size=block_size)
+    b = get_backend(
+        backend, dtype=dtype, device=device, layout=layout, block_size=block_size, gradient=gradient
+    )
     value, grad = b.sync(
         b.value_and_grad(b.asarray(Z), b.asarray(X), params.sigma, params.lam, params.loo)
     )
