@@ -18,8 +18,14 @@ Derivation, backwards through the computation:
    Collecting both roles of :math:`z_k` with :math:`S = B + B^\top`:
 
    .. math:: \frac{\partial E}{\partial z_k}
-             = -\frac1{\sigma^2}\sum_m S_{km}(z_k - z_m) + \frac{2\lambda}{N} z_k
-             = -\frac1{\sigma^2}\Big(z_k \sum_m S_{km} - (SZ)_k\Big) + \frac{2\lambda}{N} z_k .
+             = -\frac1{\sigma^2}\sum_m S_{km}(z_k - z_m) + \frac{2\lambda}{N} z_k .
+
+   It is summed from the differences :math:`z_k - z_m`, one latent dimension at a time, as
+   autodiff does. The GEMM form :math:`z_k \sum_m S_{km} - (SZ)_k` is cheaper but cancels: both
+   terms are of the size of :math:`|z|`, their difference of the neighbours' distances, and
+   its float32 gradient error was 1.2e-6 (relative, N = 1000) against 3e-7 from the
+   differences and 2.6e-7 from autodiff (``benchmarks/gradient_forms.py``, issue 12). The
+   ``e_n.x_m - e_n.y_n`` of step 2 does not matter in comparison (differences there: no gain).
 
 Projection (queries :math:`z_q` with data :math:`x_q`, training :math:`Z, X` fixed, no
 leave-one-out): :math:`A_{qm} = -\lVert z_q - z_m\rVert^2/(2\sigma^2)`, :math:`R` its row-wise
@@ -47,11 +53,9 @@ A_{Im})` unnormalised and :math:`s_I = K_I\mathbf 1`:
   :math:`e_I = Y_I - X_I`, the value's :math:`\sum \lVert e_I\rVert^2`;
 * :math:`B'_I = K_I \odot \big([e_I / s_I,\ -(e_I\cdot y_I)/s_I]\,[X, \mathbf 1]^\top\big)`,
   i.e. :math:`B_I = \tfrac2N B'_I` (:math:`R_I = K_I / s_I` folded into the small factor);
-* row terms (:math:`B` in :math:`S = B + B^\top`): :math:`[B'_I Z,\ B'_I\mathbf 1] = B'_I [Z, \mathbf
-  1]`, giving :math:`(B'Z)_I - Z_I \odot B'_I\mathbf 1`;
-* column terms (:math:`B^\top`): accumulate :math:`[B'^\top Z,\ B'^\top \mathbf 1] \mathrel{+}=
-  B'^\top_I [Z_I, \mathbf 1]` over blocks, giving :math:`(B'^\top Z)_k - z_k (B'^\top\mathbf
-  1)_k` at the end;
+* with :math:`P^l_I = B'_I \odot D^l_I`, :math:`D^l_{nm} = z_{nl} - z_{ml}` (the differences, as
+  in step 3): row terms (:math:`B` in :math:`S = B + B^\top`) :math:`-P^l_I\mathbf 1`;
+* column terms (:math:`B^\top`): accumulate :math:`\mathbf 1^\top P^l_I` over blocks;
 
 and :math:`\partial E/\partial Z = \tfrac{2}{N\sigma^2}(\text{row} + \text{column terms}) +
 \tfrac{2\lambda}{N} Z`. Logits come from :math:`Z / (\sqrt2\sigma)`, so that
@@ -100,6 +104,20 @@ def _responsibilities(Z: Arr, sigma: float, loo: bool, Zq: Arr | None = None) ->
     return A
 
 
+def _weighted_differences(S: Arr, Z: Arr) -> Arr:
+    """sum_m S_km (z_m - z_k) (N x L) for a symmetric S (N x N), from the differences.
+
+    One N x N scratch buffer; see step 3 of the derivation for why not ``SZ - rowsum(S) Z``.
+    """
+    T = np.empty_like(S)
+    out = np.empty_like(Z)
+    for l in range(Z.shape[1]):
+        np.subtract(Z[None, :, l], Z[:, l, None], out=T)
+        T *= S
+        out[:, l] = T.sum(axis=1)
+    return out
+
+
 class NumpyBackend(Backend):
     """Hand-derived gradient in NumPy, dense or in row blocks on a thread pool; host only."""
 
@@ -134,7 +152,8 @@ class NumpyBackend(Backend):
         del R
         B += B.T  # S = B + B^T in place; NumPy buffers the overlapping transpose
         B *= 2.0 / N
-        grad = (B @ Z - B.sum(axis=1, keepdims=True) * Z) / sigma**2
+        grad = _weighted_differences(B, Z)
+        grad /= sigma**2
         if lam:
             grad += (2.0 * lam / N) * Z
         return value, grad
@@ -290,8 +309,8 @@ def _objective_blocked(
     """sum_n ||e_n||^2 and (with ``grad``) dE/dZ without the prior, over row blocks (see above)."""
     N, L = Z.shape
     Zs_t = np.ascontiguousarray((Z / (np.sqrt(2.0) * sigma)).T)
+    Z_t = np.ascontiguousarray(Z.T)
     X1 = np.concatenate([X, np.ones((N, 1), dtype=X.dtype)], axis=1)
-    Z1 = np.concatenate([Z, np.ones((N, 1), dtype=Z.dtype)], axis=1)
     row = np.empty_like(Z) if grad else None
 
     def work(r0: int, r1: int, K: Arr, T: Arr, acc: Any) -> Any:
@@ -305,10 +324,13 @@ def _objective_blocked(
             return sq if acc is None else acc + sq
         W = np.concatenate([e / s, -np.sum(e * Y, axis=1, keepdims=True) / s], axis=1)
         np.matmul(W, X1.T, out=T)
-        T *= K  # B' = R * (e.x_m - e.y_n)
-        BZ1 = T @ Z1  # [B'Z, row sums of B']
-        row[r0:r1] = BZ1[:, :L] - BZ1[:, L:] * Z[r0:r1]
-        col = T.T @ Z1[r0:r1]  # [B'^T Z_I, column sums of B'] (N x (L+1))
+        T *= K  # B' = R * (e.x_m - e.y_n); K is scratch from here on
+        col = np.empty((N, L), dtype=Z.dtype)
+        for l in range(L):
+            np.subtract(Z_t[l, r0:r1, None], Z_t[l, None, :], out=K)
+            K *= T  # P^l
+            row[r0:r1, l] = -K.sum(axis=1)
+            col[:, l] = K.sum(axis=0)
         if acc is None:
             return [sq, col]
         acc[0] += sq
@@ -322,8 +344,7 @@ def _objective_blocked(
     col = parts[0][1]
     for p in parts[1:]:
         col += p[1]
-    row += col[:, :L]
-    row -= col[:, L:] * Z
+    row += col
     row *= 2.0 / (N * sigma**2)
     return value, row
 

@@ -140,21 +140,23 @@ def _blocked_pass(
 
     The objective is ``Zq is Z``, ``Xq is X`` with ``columns`` (its B^T terms); the projection
     has no column terms. Per block (see :mod:`backends.numpy_backend`): K, s = row sums,
-    Y = K X / s, e = Y - Xq, B' = K * ([e/s, -(e.y)/s] [X, 1]^T), row terms B'[Z, 1], column
-    terms B'^T [Zq_I, 1]; the gradient of sum ||e||^2 is (2/sigma^2)(row + column terms).
+    Y = K X / s, e = Y - Xq, B' = K * ([e/s, -(e.y)/s] [X, 1]^T); with P^l = B' * D^l,
+    D^l_qm = zq_ql - z_ml (the differences, not the GEMM form B'Z - Zq * B'1, which cancels in
+    float32): row terms -rowsum(P^l), column terms colsum(P^l); the gradient of sum ||e||^2 is
+    (2/sigma^2)(row + column terms).
     """
     (M, L), N = Zq.shape, Z.shape[0]
     scale = 1.0 / (math.sqrt(2.0) * sigma)
     Zs_t = (Z * scale).T.contiguous()
     Zqs_t = Zs_t if columns else (Zq * scale).T.contiguous()
     ones = torch.ones((N, 1), dtype=Z.dtype, device=Z.device)
-    X1, Z1 = torch.cat([X, ones], dim=1), torch.cat([Z, ones], dim=1)
+    X1 = torch.cat([X, ones], dim=1)
     K_buf = torch.empty((min(block, M), N), dtype=Z.dtype, device=Z.device)
     T_buf = torch.empty_like(K_buf)
     Y = None if Xq is not None else torch.empty((M, X.shape[1]), dtype=X.dtype, device=X.device)
     sq = torch.zeros((), dtype=Z.dtype, device=Z.device)
     row = torch.empty_like(Zq) if grad else None
-    col = torch.zeros((N, L + 1), dtype=Z.dtype, device=Z.device) if grad and columns else None
+    col = torch.zeros((N, L), dtype=Z.dtype, device=Z.device) if grad and columns else None
     for r0 in range(0, M, block):
         r1 = min(r0 + block, M)
         K, T = K_buf[: r1 - r0], T_buf[: r1 - r0]
@@ -171,14 +173,15 @@ def _blocked_pass(
             continue
         W = torch.cat([e / s, -(e * Yb).sum(dim=1, keepdim=True) / s], dim=1)
         torch.matmul(W, X1.T, out=T)
-        T.mul_(K)  # B'
-        BZ1 = T @ Z1
-        row[r0:r1] = BZ1[:, :L] - BZ1[:, L:] * Zq[r0:r1]  # type: ignore[index]
-        if col is not None:
-            col.add_(T.T @ Z1[r0:r1])
+        T.mul_(K)  # B'; K is scratch from here on
+        for l in range(L):
+            torch.sub(Zq[r0:r1, l, None], Z[None, :, l], out=K).mul_(T)  # P^l
+            row[r0:r1, l] = -K.sum(dim=1)  # type: ignore[index]
+            if col is not None:
+                col[:, l] += K.sum(dim=0)
     if row is not None:
         if col is not None:
-            row += col[:, :L] - col[:, L:] * Z
+            row += col
         row *= 2.0 / sigma**2
     return Y, sq, row
 

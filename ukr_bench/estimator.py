@@ -57,6 +57,9 @@ class UKR(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):  # 
     backend, dtype, device
         Where E(Z) and its gradient are computed; see :func:`ukr_bench.get_backend`. Input of
         any real or integer dtype is converted to ``dtype``, and every output has it.
+    gradient : {"auto", "autodiff", "manual"}
+        How the training gradient is obtained: the framework's autodiff or the hand-derived
+        formula; "auto" is the backend's default for its layout (see :func:`ukr_bench.get_backend`).
     optimizer : {"rprop", "gd", "lbfgs"}
         iRprop+ (Klanke's choice; scale-free), plain gradient descent (the tutorial's) or
         L-BFGS (``scipy.optimize.minimize``, on the host; L-BFGS-B with ``constraint="box"``).
@@ -110,6 +113,7 @@ class UKR(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):  # 
         backend: str = "numpy",
         dtype: str = "float64",
         device: str = "cpu",
+        gradient: str = "auto",
         optimizer: str = "rprop",
         max_iter: int = 200,
         learning_rate: float | None = None,
@@ -125,6 +129,7 @@ class UKR(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):  # 
         self.backend = backend
         self.dtype = dtype
         self.device = device
+        self.gradient = gradient
         self.optimizer = optimizer
         self.max_iter = max_iter
         self.learning_rate = learning_rate

@@ -80,6 +80,7 @@ def fit(
     backend: str = "numpy",
     dtype: str = "float64",
     device: str = "cpu",
+    gradient: str = "auto",
     optimizer: str = "rprop",
     max_iter: int = 200,
     learning_rate: float | None = None,
@@ -113,7 +114,7 @@ def fit(
             f"needs at least {needed}"
         )
         raise ValueError(msg)
-    b = get_backend(backend, dtype=dtype, device=device)
+    b = get_backend(backend, dtype=dtype, device=device, gradient=gradient)
     Xd = b.asarray(X)
     Z0 = _initial_latents(X, L, params, b, Xd, init, constraint, random_state)
     if optimizer == "lbfgs":

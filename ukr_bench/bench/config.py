@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ukr_bench.backends import REGISTRY
+from ukr_bench.backends import GRADIENT_KINDS, REGISTRY
 from ukr_bench.data import DATASETS
 from ukr_bench.interface import available_backends
 from ukr_bench.optim import OPTIMIZERS
@@ -55,6 +55,13 @@ class SweepConfig:
     layouts: list[str] = field(
         default_factory=lambda: ["dense", "blocked"],
         metadata=_help("memory layouts: dense (N x N arrays), blocked (row blocks)"),
+    )
+    gradients: list[str] = field(
+        default_factory=lambda: list(GRADIENT_KINDS),
+        metadata=_help(
+            "how the gradient is obtained: autodiff, manual (hand-derived), auto (each backend's "
+            "default for the layout); a backend runs those it implements (numpy: manual only)"
+        ),
     )
     dtypes: list[str] = field(default_factory=lambda: list(DTYPES), metadata=_help("precisions"))
     devices: list[str] = field(
@@ -108,7 +115,9 @@ class SweepConfig:
         if unknown:
             msg = f"unknown sweep configuration field(s) {unknown}; known: {sorted(names)}"
             raise ValueError(msg)
-        return cls(**values)
+        # Runs made before the gradient axis measured each backend's default gradient only:
+        # --resume repeats exactly that.
+        return cls(**({"gradients": ["auto"]} | values))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -124,6 +133,11 @@ class SweepConfig:
         for layout in self.layouts:
             if layout not in ("dense", "blocked"):
                 msg = f"layouts: every layout must be 'dense' or 'blocked', got {layout!r}"
+                raise ValueError(msg)
+        _check_nonempty_unique("gradients", self.gradients)
+        for gradient in self.gradients:
+            if gradient not in ("auto", *GRADIENT_KINDS):
+                msg = f"gradients: every gradient must be one of {['auto', *GRADIENT_KINDS]}, got {gradient!r}"
                 raise ValueError(msg)
         _check_nonempty_unique("dtypes", self.dtypes)
         self.dtypes = [check_dtype(d) for d in self.dtypes]
@@ -168,19 +182,26 @@ class SweepConfig:
     def plan(self) -> list[ConfigKey]:
         """Every configuration, grouped by backend (one worker each), N ascending within a series.
 
-        Host-only backends get no GPU configurations; a backend gets only the layouts it
-        implements (KeOps tiles by itself: blocked only).
+        Host-only backends get no GPU configurations; a backend gets only the layouts and
+        gradients it implements (KeOps tiles by itself: blocked only; NumPy: manual only).
         """
         return [
-            ConfigKey(b, layout, REGISTRY[b].gradient_for(layout), dt, dev, n)
+            ConfigKey(b, layout, gradient, dt, dev, n)
             for b in self.backends
             for dev in self.devices
             if not (REGISTRY[b].host_only and parse_device(dev)[0] != "cpu")
             for layout in self.layouts
             if layout in REGISTRY[b].layouts
+            for gradient in self.gradient_kinds(b, layout)
             for dt in self.dtypes
             for n in self.ns
         ]
+
+    def gradient_kinds(self, backend: str, layout: str) -> list[str]:
+        """The gradients of ``backend`` in ``layout`` this sweep measures, in registry order."""
+        spec = REGISTRY[backend]
+        wanted = {spec.gradient_for(layout) if g == "auto" else g for g in self.gradients}
+        return [g for g in spec.gradients if g in wanted]
 
 
 #: Presets: named sets of overrides, applied under the options the user gives.

@@ -122,7 +122,9 @@ def measure_case(key: ConfigKey, cfg: SweepConfig, reference: Reference) -> Row:
     """Measure one configuration: timings, memory, precision, time-to-fit. Raises on failure."""
     row = base_row(key, cfg)
     params = cfg.problem()
-    backend = get_backend(key.backend, dtype=key.dtype, device=key.device, layout=key.layout)
+    backend = get_backend(
+        key.backend, dtype=key.dtype, device=key.device, layout=key.layout, gradient=key.gradient
+    )
     Z, X = problem_inputs(cfg.data, key.n, cfg.latent_dim, noise=cfg.noise, seed=cfg.seed)
     resolved, block = backend.resolve_layout(key.n, cfg.latent_dim, X.shape[1])
     row.info = backend.info() | {
@@ -159,7 +161,14 @@ def measure_case(key: ConfigKey, cfg: SweepConfig, reference: Reference) -> Row:
     row.grad_ratio = row.timings["value_and_grad"].median_s / row.timings["value"].median_s
     # Time-to-fit once per backend, dtype and N: the estimator chooses its layout itself (auto,
     # dense at these N), so the blocked rows would time the very same fits again.
-    if cfg.fit_iters and key.n <= cfg.fit_max_n and key.layout == "dense":
+    # Likewise once per gradient: the estimator uses the backend's default one.
+    default = REGISTRY[key.backend].gradient_for(key.layout) if key.backend in REGISTRY else None
+    if (
+        cfg.fit_iters
+        and key.n <= cfg.fit_max_n
+        and key.layout == "dense"
+        and key.gradient == default
+    ):
         row.fits = time_fits(key, cfg, X, row.samples)
     assert result is not None
     value, grad = (backend.to_numpy(a) for a in result)
