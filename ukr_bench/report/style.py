@@ -33,14 +33,16 @@ def device_kind(device: str) -> str:
 
 
 def label(series: Sequence[str]) -> str:
-    """``jax float32 cpu``; the layout and gradient source are named where not the default
-    (dense; the backend's own way of obtaining its gradient)."""
+    """``jax float32 cpu``, ``jax blocked manual float32 cpu``: the layout is named where not
+    dense, the gradient source where it is not the backend's default kind (its dense one:
+    autodiff for jax, torch and keops, manual for numpy), so an unnamed jax or torch gradient
+    is autodiff in either layout and no two series of a run share a label."""
     backend, layout, gradient, dtype, device = series
     parts = [backend]
     if layout != "dense":
         parts.append(layout)
     if backend not in REGISTRY or gradient != REGISTRY[backend].gradient:
-        parts.append(f"{gradient} gradient")
+        parts.append(gradient)
     return " ".join([*parts, dtype, device])
 
 
