@@ -121,7 +121,7 @@ def check_gradient(gradient: object, spec: BackendSpec | None = None) -> Gradien
         where = "" if spec is None else f" for backend {spec.name!r}"
         msg = f"gradient must be one of {['auto', *supported]}{where}, got {gradient!r}"
         raise ValueError(msg)
-    return gradient  # type: ignore[return-value]
+    return gradient
 
 
 def _importable(name: str) -> bool:

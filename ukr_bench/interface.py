@@ -213,8 +213,8 @@ class Backend(ABC):
         layout, block = self.resolve_layout(Z.shape[0], Z.shape[1], X.shape[1])
         method = self._value_and_grad_method(layout)
         if layout == "dense":
-            return method(Z, X, sigma, lam, loo)  # type: ignore[no-any-return]
-        return method(Z, X, sigma, lam, loo, _rows(block))  # type: ignore[no-any-return]
+            return method(Z, X, sigma, lam, loo)
+        return method(Z, X, sigma, lam, loo, _rows(block))
 
     def predict(self, Zq: Array, Z: Array, X: Array, sigma: float) -> Array:
         """f(Zq) (M x D): the Nadaraya-Watson map of queries ``Zq`` (M x L), no leave-one-out.
