@@ -82,6 +82,38 @@ def single_run_blocks(
             Block("h2", "Steady-state medians"),
             Block("table", tables.median_table(ok), "Median time of one value + gradient call"),
         ]
+        cost = figures.autodiff_cost(clean)
+        if not cost.empty:
+            worse = cost[cost["low"] > 1.0]
+            blocks += [
+                Block("h2", "What autodiff costs"),
+                Block(
+                    "table",
+                    tables.autodiff_cost_table(cost),
+                    "autodiff / hand-derived value + gradient time, same framework, layout, "
+                    "dtype and N (ratio of medians [95 % bootstrap interval]; 1: autodiff costs "
+                    f"nothing extra). Over every N: autodiff slower in {len(worse)} of "
+                    f"{len(cost)} configurations (interval above 1), median ratio "
+                    f"{cost['ratio'].median():.2f}x, range {cost['ratio'].min():.2f}–"
+                    f"{cost['ratio'].max():.2f}x.",
+                ),
+            ]
+        ratios = tables.grad_ratio_table(clean)
+        if not ratios.empty:
+            big = clean[clean["n"] >= 1000]["grad_ratio"]
+            within = int((big <= figures.GRAD_RATIO_GOAL).sum())
+            blocks += [
+                Block("h2", "The cheap-gradient principle"),
+                Block(
+                    "table",
+                    ratios,
+                    "(value + gradient) time / value time at N >= 1000. Reverse mode needs at "
+                    f"most {figures.CHEAP_GRADIENT_BOUND:g} times the value's operations "
+                    "(Griewank & Walther 2008); the measured constant, the largest ratio of any "
+                    f"backend and gradient here, is {big.max():.2f}; {within} of {len(big)} "
+                    f"configurations are within the goal of {figures.GRAD_RATIO_GOAL:g}.",
+                ),
+            ]
         prec = tables.precision_table(ok)
         if not prec.empty:
             blocks += [

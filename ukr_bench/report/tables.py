@@ -130,6 +130,39 @@ def precision_table(ok: pd.DataFrame) -> pd.DataFrame:
     return t.map(lambda x: f"{x:.1e}").reset_index()
 
 
+#: N of the autodiff-cost table (those the run has; else its largest N).
+AUTODIFF_COST_NS = (1000, 8000)
+
+
+def autodiff_cost_table(cost: pd.DataFrame) -> pd.DataFrame:
+    """autodiff / manual time at N = 1000 and 8000 (``figures.autodiff_cost``), with intervals."""
+    if cost.empty:
+        return pd.DataFrame()
+    ns = [n for n in AUTODIFF_COST_NS if n in set(cost["n"])] or [int(cost["n"].max())]
+    t = cost[cost["n"].isin(ns)].copy()
+
+    def cell(r: pd.Series) -> str:
+        if np.isnan(r["low"]):
+            return f"{r['ratio']:.2f}x"
+        return f"{r['ratio']:.2f}x [{r['low']:.2f}–{r['high']:.2f}]"
+
+    t["autodiff / manual"] = t.apply(cell, axis=1)
+    t = t.rename(columns={"n": "N"})
+    cols = ["backend", "layout", "dtype", "device", "N", "autodiff / manual"]
+    return t[cols].sort_values(cols[:5]).reset_index(drop=True)
+
+
+def grad_ratio_table(ok: pd.DataFrame, min_n: int = 1000) -> pd.DataFrame:
+    """(value + gradient) / value time per series at N >= ``min_n``: one column per N, and the max."""
+    big = ok[ok["n"] >= min_n]
+    if big.empty or "grad_ratio" not in big.columns:
+        return pd.DataFrame()
+    t = big.pivot_table(index=list(style.SERIES), columns="n", values="grad_ratio")
+    t.columns = [f"N={int(c)}" for c in t.columns]
+    t["max"] = t.max(axis=1)
+    return t.map(lambda x: f"{x:.2f}" if pd.notna(x) else "").reset_index()
+
+
 def problems_table(df: pd.DataFrame) -> pd.DataFrame:
     """Every row whose status is not ok, with its reason."""
     bad = df[df.status != Status.OK.value]
