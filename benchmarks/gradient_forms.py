@@ -3,12 +3,12 @@
     PYTHONPATH=. python benchmarks/gradient_forms.py [--n 1000 4000] [--rounds 15]
         [--frameworks jax torch numpy] [--array-api PATH]
 
-Per framework, dtype and N (dense layout), interleaved rounds (each round times every variant
+Per framework, layout, dtype and N, interleaved rounds (each round times every variant
 once, so the machine's load hits all of them alike), medians:
 
 * ``value``: the objective alone; ``autodiff``: the framework's reverse mode;
 * ``manual``: the hand-derived gradient as shipped (latent assembly from differences);
-* ``manual-products``: the same with the GEMM assembly ``B'Z + B'^T Z - (rowsum + colsum) Z``;
+* dense only: ``manual-products``: the same with the GEMM assembly ``B'Z + B'^T Z - (rowsum + colsum) Z``;
 * ``manual-xp``: the hand-derived formula written once against the array API standard
   (``array_api_compat.array_namespace``; JAX under ``jit``), when ``array_api_compat`` is
   importable (``--array-api`` adds a folder holding it to ``sys.path``).
@@ -63,19 +63,23 @@ def manual_xp(Z: Any, X: Any, sigma: float, lam: float, loo: bool) -> tuple[Any,
     return value, grad
 
 
-def variants(framework: str, dtype: str) -> tuple[Any, dict[str, Callable[[Any, Any], Any]]]:
+def variants(
+    framework: str, dtype: str, layout: str = "dense"
+) -> tuple[Any, dict[str, Callable[[Any, Any], Any]]]:
     """The backend object and the functions to time, each ``f(Z, X) -> value or (value, grad)``."""
-    b = get_backend(framework, dtype=dtype, layout="dense")
+    b = get_backend(framework, dtype=dtype, layout=layout)
     out: dict[str, Callable[[Any, Any], Any]] = {}
 
     def bound(fn: str, **kw: Any) -> Callable[[Any, Any], Any]:
-        kb = get_backend(framework, dtype=dtype, layout="dense", **kw)
+        kb = get_backend(framework, dtype=dtype, layout=layout, **kw)
         return lambda Z, X: getattr(kb, fn)(Z, X, SIGMA, LAM, LOO)
 
     out["value"] = bound("value")
     if framework != "numpy":
         out["autodiff"] = bound("value_and_grad", gradient="autodiff")
     out["manual"] = bound("value_and_grad", gradient="manual")
+    if layout == "blocked":
+        return b, out
     if framework == "jax":
         import jax
 
@@ -114,9 +118,9 @@ def _has_array_api() -> bool:
     return True
 
 
-def measure(framework: str, dtype: str, n: int, rounds: int) -> None:
+def measure(framework: str, dtype: str, n: int, rounds: int, layout: str = "dense") -> None:
     Z, X = problem_inputs("saddle", n, 2)
-    b, fns = variants(framework, dtype)
+    b, fns = variants(framework, dtype, layout)
     Zd, Xd = b.asarray(Z), b.asarray(X)
     for f in fns.values():  # warm-up (JAX compiles here)
         b.sync(f(Zd, Xd))
@@ -136,7 +140,7 @@ def measure(framework: str, dtype: str, n: int, rounds: int) -> None:
         ratios.append(f"xp/manual {med['manual-xp'] / med['manual']:.2f}")
     if "manual-products" in med:
         ratios.append(f"products/manual {med['manual-products'] / med['manual']:.2f}")
-    print(f"{framework} {dtype} N={n}: " + ", ".join(cells))
+    print(f"{framework} {layout} {dtype} N={n}: " + ", ".join(cells))
     print("    " + ", ".join(ratios))
     if dtype == "float32":
         ref = get_backend("numpy", layout="dense").value_and_grad(Z, X, SIGMA, LAM, LOO)[1]
@@ -154,14 +158,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--frameworks", nargs="+", default=["jax", "torch", "numpy"])
     parser.add_argument("--dtypes", nargs="+", default=["float32", "float64"])
+    parser.add_argument("--layouts", nargs="+", default=["dense", "blocked"])
     parser.add_argument("--array-api", help="a folder holding array_api_compat, put on sys.path")
     args = parser.parse_args()
     if args.array_api:
         sys.path.append(args.array_api)
     for framework in args.frameworks:
-        for dtype in args.dtypes:
-            for n in args.n:
-                measure(framework, dtype, n, args.rounds)
+        for layout in args.layouts:
+            for dtype in args.dtypes:
+                for n in args.n:
+                    measure(framework, dtype, n, args.rounds, layout)
 
 
 if __name__ == "__main__":

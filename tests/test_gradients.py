@@ -13,10 +13,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import itertools
 import textwrap
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,9 +30,11 @@ from ukr_bench import UKR, Params, get_backend, relative_error, value_and_grad
 from ukr_bench.backends import REGISTRY
 from ukr_bench.bench.config import SweepConfig
 from ukr_bench.data import problem_inputs
-from ukr_bench.report.style import label
+from ukr_bench.report.build import load_run
+from ukr_bench.report.style import SERIES, label
 
 FRAMEWORKS = ["jax", "torch"]  # both kinds, both layouts
+SERIES_COLUMNS = list(SERIES)
 LAYOUT_BLOCK = {"dense": None, "blocked": 3}  # 3 divides none of the grid's N
 
 
@@ -275,3 +279,61 @@ def test_labels_tell_autodiff_from_manual() -> None:
     assert label(("jax", "blocked", "manual", "float32", "cpu")) == "jax blocked manual float32 cpu"
     assert label(("jax", "dense", "manual", "float64", "cpu")) == "jax manual float64 cpu"
     assert label(("numpy", "dense", "manual", "float64", "cpu")) == "numpy float64 cpu"
+
+
+# -- the report -----------------------------------------------------------------------------------
+
+
+def synthetic_run(path: Path) -> Path:
+    """A run of jax with both gradients: autodiff 1.5x the manual time, grad ratios 2 and 4."""
+    from test_report import make_run, ok_row
+
+    rows = []
+    for dtype, n in itertools.product(["float32", "float64"], [250, 1000, 8000]):
+        t = 1e-8 * n**2
+        for gradient, factor in [("autodiff", 1.5), ("manual", 1.0)]:
+            row = ok_row("jax", dtype, n, factor * t)
+            row.key = dataclasses.replace(row.key, gradient=gradient)
+            row.grad_ratio = 2.0 * factor + (1.0 if n == 8000 else 0.0)
+            rows.append(row)
+    return make_run(path, backends=(), extra_rows=rows)
+
+
+def test_report_answers_what_autodiff_costs(tmp_path: Path) -> None:
+    from ukr_bench.report import write_report
+    from ukr_bench.report.figures import autodiff_cost
+    from ukr_bench.report.tables import autodiff_cost_table, grad_ratio_table
+
+    run = synthetic_run(tmp_path / "run")
+    df, _ = load_run(run)
+    cost = autodiff_cost(df)
+    assert len(cost) == 6  # dtype x N, jax dense
+    assert np.allclose(cost["ratio"], 1.5)
+    # samples +-2 % around each median: the interval holds 1.5 and lies above 1
+    assert ((cost["low"] <= 1.5) & (cost["high"] >= 1.5) & (cost["low"] > 1.4)).all()
+    table = autodiff_cost_table(cost)
+    assert list(table["N"]) == [1000, 8000, 1000, 8000]
+    assert table["autodiff / manual"].str.startswith("1.50x [").all()
+    ratios = grad_ratio_table(df)
+    assert list(ratios.columns) == [*SERIES_COLUMNS, "N=1000", "N=8000", "max"]
+    auto = ratios[(ratios.gradient == "autodiff") & (ratios.dtype == "float64")].iloc[0]
+    assert (auto["N=1000"], auto["N=8000"], auto["max"]) == ("3.00", "4.00", "4.00")
+    md = write_report([run]).read_text()
+    assert "## What autodiff costs" in md
+    assert "autodiff slower in 6 of 6 configurations" in md
+    assert (
+        "the measured constant, the largest ratio of any backend and gradient here, is 4.00" in md
+    )
+    assert "6 of 8 configurations are within the goal of 3" in md  # not autodiff at N = 8000
+    assert (run / "figures" / "autodiff_cost.png").is_file()
+    assert "jax manual float32 cpu" in md  # both series named apart in the tables
+
+
+def test_report_without_both_gradients_has_no_autodiff_cost(tmp_path: Path) -> None:
+    from test_report import make_run
+
+    from ukr_bench.report import write_report
+
+    md = write_report([make_run(tmp_path / "run")]).read_text()
+    assert "What autodiff costs" not in md
+    assert "## The cheap-gradient principle" not in md  # N < 1000 only
