@@ -138,6 +138,8 @@ def line(
         g["n"],
         g[y],
         color=style.color(backend),
+        # the non-default gradient (jax, torch: hand-derived) drawn thick, told apart
+        linewidth=kw.pop("linewidth", 2.4 if style.is_alternative_gradient(key) else 1.3),
         linestyle=kw.pop("linestyle", style.LINESTYLES.get(dtype, "-")),
         marker=style.DEVICE_MARKERS.get(style.device_kind(device), "^"),
         # the blocked layout hollow, the dense one filled: same backend colour, told apart

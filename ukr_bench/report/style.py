@@ -41,9 +41,15 @@ def label(series: Sequence[str]) -> str:
     parts = [backend]
     if layout != "dense":
         parts.append(layout)
-    if backend not in REGISTRY or gradient != REGISTRY[backend].gradient:
+    if is_alternative_gradient(series):
         parts.append(gradient)
     return " ".join([*parts, dtype, device])
+
+
+def is_alternative_gradient(series: Sequence[str]) -> bool:
+    """Whether ``series``' gradient is not its backend's default kind (named in its label)."""
+    backend, gradient = series[0], series[2]
+    return backend not in REGISTRY or gradient != REGISTRY[backend].gradient
 
 
 def baseline_backend() -> str | None:
