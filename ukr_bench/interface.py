@@ -345,7 +345,6 @@ class Backend(ABC):
             "dtype": self.dtype,
             "device": self.device,
             "gradient": self.gradient,
-            "gradient_choice": self.gradient_choice,
             "layout": self.layout,
             "block_size": self.block_size,
         }
