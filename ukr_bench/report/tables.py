@@ -160,7 +160,7 @@ def grad_ratio_table(ok: pd.DataFrame, min_n: int = 1000) -> pd.DataFrame:
     t = big.pivot_table(index=list(style.SERIES), columns="n", values="grad_ratio")
     t.columns = [f"N={int(c)}" for c in t.columns]
     t["max"] = t.max(axis=1)
-    return t.map(lambda x: f"{x:.2f}" if pd.notna(x) else "").reset_index()
+    return t.map(lambda x: "" if np.isnan(x) else f"{x:.2f}").reset_index()
 
 
 def problems_table(df: pd.DataFrame) -> pd.DataFrame:
