@@ -33,13 +33,16 @@ from ukr_bench.problem import (
     check_inputs,
     check_layout,
     host_available_memory,
-    parse_device,
+    parse_devices,
     plan_layout,
 )
 
 Array = Any  # a framework's array type: numpy.ndarray, jax.Array or torch.Tensor
 FunctionName = Literal["value", "value_and_grad"]
 FUNCTIONS: tuple[FunctionName, ...] = ("value", "value_and_grad")
+#: A device (``"cpu"``, ``"cuda:1"``), a set of devices (``"cuda:0-3"``, ``["cuda:0", "cuda:2"]``)
+#: or a framework's own device set (a ``jax.sharding.Mesh``); see :func:`parse_devices`.
+Devices = Any
 
 
 class BackendNotInstalledError(ImportError):
@@ -77,20 +80,34 @@ class Backend(ABC):
     def __init__(
         self,
         dtype: DType | str = "float64",
-        device: str = "cpu",
+        device: Devices = "cpu",
         *,
         layout: Layout | str = "auto",
         block_size: int | None = None,
     ) -> None:
         self.dtype: DType = check_dtype(dtype)
-        kind, index = parse_device(device)
-        self.device: str = device
+        if isinstance(device, (str, list, tuple)):
+            kind, indices = parse_devices(device)
+            name = device if isinstance(device, str) else ",".join(device)
+        else:  # a framework's device set (JAX Mesh); the default backend takes none
+            kind, indices, name = self._device_set(device)
+        self.device: str = name
+        #: How many devices share each call (rows split between them; see :attr:`devices`).
+        self.n_devices: int = len(indices)
         self.layout: Layout = check_layout(layout)
         if self.layout != "auto" and self.layout not in self.layouts:
             msg = f"layout {self.layout!r} is not implemented by backend {self.name!r}: use one of {[*self.layouts, 'auto']}"
             raise ValueError(msg)
+        if self.n_devices > 1:
+            if self.layout == "dense":
+                msg = f"layout 'dense' cannot be split over {self.n_devices} devices ({name!r}): use layout='blocked' (or 'auto'), whose row blocks are what the devices share"
+                raise ValueError(msg)
+            self.layout = "blocked"
         self.block_size: int | None = check_block_size(block_size)
-        self._resolve_device(kind, index)
+        if self.n_devices > 1 or not isinstance(device, (str, list, tuple)):
+            self._resolve_devices(kind, indices, device)
+        else:
+            self._resolve_device(kind, indices[0])
         self._device_kind = kind
         self._available: int | None = None
         self._plans: dict[tuple[int, int, int, int], tuple[str, int | None]] = {}
@@ -100,6 +117,17 @@ class Backend(ABC):
         if kind != "cpu":
             msg = f"device {self.device!r} is not available for backend {self.name!r}: it runs on the host only, use device='cpu'"
             raise DeviceUnavailableError(msg)
+
+    def _device_set(self, device: object) -> tuple[str, tuple[int, ...], str]:
+        """(kind, indices, name) of a framework's own device-set object (JAX: a Mesh)."""
+        msg = f"device must be a string or a list of strings for backend {self.name!r}, got {type(device).__name__}"
+        raise TypeError(msg)
+
+    def _resolve_devices(self, kind: str, indices: tuple[int, ...], device: object) -> None:
+        """Bind several devices (rows sharded between them); the default backend runs on one."""
+        del kind, indices, device
+        msg = f"device {self.device!r} names {self.n_devices} devices, but backend {self.name!r} runs on one: use jax or torch for several"
+        raise DeviceUnavailableError(msg)
 
     def __repr__(self) -> str:
         return (
@@ -310,6 +338,7 @@ class Backend(ABC):
             "gradient": self.gradient,
             "layout": self.layout,
             "block_size": self.block_size,
+            "n_devices": self.n_devices,
         }
 
 
@@ -349,7 +378,7 @@ def get_backend(
     backend: str = "numpy",
     *,
     dtype: DType | str = "float64",
-    device: str = "cpu",
+    device: Devices = "cpu",
     layout: Layout | str = "auto",
     block_size: int | None = None,
 ) -> Backend:
@@ -360,7 +389,8 @@ def get_backend(
     :meth:`Backend.resolve_layout` says which one a call at a given N uses.
     """
     dtype = check_dtype(dtype)
-    parse_device(device)
+    if isinstance(device, (str, list, tuple)):
+        parse_devices(device)
     layout = check_layout(layout)
     block_size = check_block_size(block_size)
     return backend_class(backend)(dtype=dtype, device=device, layout=layout, block_size=block_size)
@@ -375,7 +405,7 @@ def value_and_grad(
     lam: float = 0.0,
     loo: bool = True,
     dtype: DType | str = "float64",
-    device: str = "cpu",
+    device: Devices = "cpu",
     layout: Layout | str = "auto",
     block_size: int | None = None,
 ) -> tuple[float, NDArray[np.floating]]:
@@ -393,7 +423,10 @@ def value_and_grad(
         Kernel bandwidth (> 0), prior weight (>= 0), leave-one-out; see :mod:`ukr_bench.problem`.
     dtype : {"float32", "float64"}
         Precision of the whole computation; inputs are converted to it.
-    device : {"cpu", "cuda", "cuda:<index>"}
+    device : {"cpu", "cuda", "cuda:<index>", "cuda:<i>-<j>", "cpu:<i>-<j>"}, list, or Mesh
+        One device, or several that split the rows between them (jax: the devices JAX sees,
+        forced host devices for ``cpu:0-3``, or a ``jax.sharding.Mesh``; torch: one process per
+        device, started by ``torchrun``). Several devices need the blocked layout.
     layout : {"auto", "dense", "blocked"}
         ``dense`` forms the N x N arrays at once; ``blocked`` processes row blocks (memory
         O(block x N)); ``auto`` picks dense while it is small and fits, blocked otherwise.
