@@ -27,6 +27,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 GradientKind = Literal["autodiff", "manual"]
+#: How a backend runs on several devices (rows split between them): not at all, in one
+#: process (JAX: a mesh of the devices it sees), or one process per device (torch.distributed,
+#: started by ``torchrun``; the harness's one worker per backend cannot do that yet).
+MultiDevice = Literal["none", "in_process", "processes"]
 
 
 def _blas_threads(threads: int) -> dict[str, str]:
@@ -47,6 +51,11 @@ def _xla_env(threads: int) -> dict[str, str]:
     env["XLA_FLAGS"] = xla
     env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
     return env
+
+
+def _xla_host_devices(count: int) -> dict[str, str]:
+    """JAX sees one CPU device unless forced, before it is imported, to see ``count``."""
+    return {"XLA_FLAGS": f"--xla_force_host_platform_device_count={count}"}
 
 
 @dataclass(frozen=True)
@@ -78,6 +87,21 @@ class BackendSpec:
     #: How the gradient is obtained in the blocked layout, where it differs from ``gradient``.
     blocked_gradient: GradientKind | None = None
     also_requires: tuple[str, ...] = ()  # further importable packages (keops: torch)
+    #: Several devices (``device="cuda:0-3"``): how (see :data:`MultiDevice`).
+    multi_device: MultiDevice = "none"
+    #: Environment a worker needs to see ``count`` host (CPU) devices; merged into
+    #: :attr:`process_env` by :meth:`worker_env` (values of a key both set are joined by a
+    #: space, this one first: XLA stops reading XLA_FLAGS at a token it cannot parse, such as
+    #: ``intra_op_parallelism_threads=1`` of ``_xla_env``).
+    host_devices_env: Callable[[int], dict[str, str]] | None = None
+
+    def worker_env(self, threads: int, host_devices: int = 1) -> dict[str, str]:
+        """The worker process's environment: threads, and ``host_devices`` CPU devices."""
+        env = self.process_env(threads)
+        if host_devices > 1 and self.host_devices_env is not None:
+            for key, value in self.host_devices_env(host_devices).items():
+                env[key] = f"{value} {env[key]}".strip() if env.get(key) else value
+        return env
 
     def n2_buffers(self, latent_dim: int) -> float:
         return self.n2_base + self.n2_per_latent * latent_dim
@@ -113,6 +137,8 @@ REGISTRY: dict[str, BackendSpec] = {
             n2_base=4.0,  # float64 at N = 8000 peaked at 4.4 N^2 (float32: 3.2 N^2)
             n2_per_latent=0.5,
             blocked_gradient="manual",  # a hand-derived custom_vjp
+            multi_device="in_process",  # a mesh; rows sharded (backends/jax_sharded.py)
+            host_devices_env=_xla_host_devices,
             color="#1f77b4",
             marker="o",
         ),
@@ -138,6 +164,7 @@ REGISTRY: dict[str, BackendSpec] = {
             n2_base=4.5,  # 6 N^2 at N = 8000
             n2_per_latent=1.0,
             blocked_gradient="manual",  # a hand-derived autograd.Function
+            multi_device="processes",  # torchrun (backends/torch_distributed.py)
             color="#ff7f0e",
             marker="^",
         ),
