@@ -4,13 +4,18 @@
 # ///
 """Nox sessions: ``nox`` runs lint and tests (type check included); ``nox -s bench`` the benchmark.
 
-The heavy environment (jax + torch) is built once per session that needs it and reused across
-runs (``reuse_existing_virtualenvs``); ``lint`` needs only ruff.
+The sessions that need the frameworks (tests, bench, demo, mutate) share one environment,
+``.nox/shared`` (jax + torch + everything the tests need, about 1.8 GB), built by the first of
+them and reused by the others and across runs: nox gives each session a virtualenv of its own,
+so these sessions run with ``venv_backend="none"`` and call the shared one's executables.
+``lint`` and ``report`` need no framework and keep small environments of their own.
 """
 
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import nox
 
@@ -25,12 +30,26 @@ nox.options.reuse_existing_virtualenvs = True
 TORCH = os.environ.get("UKR_BENCH_TORCH", "torch==2.13.0")
 
 
-def install(session: nox.Session, *extras: str) -> None:
-    """Install the project with ``extras``, torch first so the pin above wins."""
-    # silent=False: the multi-GB install takes minutes; show pip's progress instead of nothing.
-    if "torch" in extras and TORCH:
-        session.install(*TORCH.split(), silent=False)
-    session.install("-e", f".[{','.join(extras)}]" if extras else ".", silent=False)
+def install(session: nox.Session) -> None:
+    """Install the project (no framework) into the session's own environment."""
+    session.install("-e", ".", silent=False)
+
+
+SHARED = Path(".nox") / "shared"
+SHARED_EXTRAS = "jax,torch,data,sklearn,test"
+
+
+def shared(session: nox.Session, *packages: str) -> Path:
+    """The shared environment's ``bin`` folder, created and brought up to date; ``packages``
+    are installed into it as well. For sessions declared with ``venv_backend="none"``."""
+    bin_dir = SHARED / ("Scripts" if sys.platform == "win32" else "bin")
+    if not (bin_dir / "python").exists() and not (bin_dir / "python.exe").exists():
+        session.run(sys.executable, "-m", "venv", str(SHARED), external=True)
+    pip = [str(bin_dir / "python"), "-m", "pip", "install", "--disable-pip-version-check"]
+    if TORCH:
+        session.run(*pip, *TORCH.split(), external=True)
+    session.run(*pip, "-e", f".[{SHARED_EXTRAS}]", *packages, external=True)
+    return bin_dir
 
 
 @nox.session
@@ -41,27 +60,25 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "format", "--check", ".")
 
 
-@nox.session
+@nox.session(venv_backend="none")
 def tests(session: nox.Session) -> None:
     """The type check (mypy), then the test suite with every backend exercised.
 
     mypy runs here, in the environment that has every framework installed (their types are
     part of the check), rather than in a second multi-GB environment of its own.
     """
-    install(session, "jax", "torch", "data", "sklearn", "test")
-    session.install("mypy>=1.10", "pandas-stubs")
-    session.run("mypy")
-    session.run("pytest", *session.posargs)
+    bin_dir = shared(session, "mypy>=1.10", "pandas-stubs")
+    session.run(str(bin_dir / "mypy"), external=True)
+    session.run(str(bin_dir / "pytest"), *session.posargs, external=True)
 
 
-@nox.session(default=False)
+@nox.session(default=False, venv_backend="none")
 def bench(session: nox.Session) -> None:
     """The benchmark sweep, then its report: ``nox -s bench -- --quick`` for a smoke run.
 
     Options after ``--`` go to ``ukr-bench bench`` (``nox -s bench -- --help`` lists them).
     """
-    install(session, "jax", "torch")
-    session.run("ukr-bench", "bench", *session.posargs)
+    session.run(str(shared(session) / "ukr-bench"), "bench", *session.posargs, external=True)
 
 
 @nox.session(default=False)
@@ -73,14 +90,13 @@ def report(session: nox.Session) -> None:
     session.run("ukr-bench", "report", *session.posargs)
 
 
-@nox.session(default=False)
+@nox.session(default=False, venv_backend="none")
 def demo(session: nox.Session) -> None:
     """UKR on the noisy saddle per backend (figures in results/figures); -- --tutorial: the tutorial."""
-    install(session, "jax", "torch", "data", "sklearn")
-    session.run("ukr-bench", "demo", *session.posargs)
+    session.run(str(shared(session) / "ukr-bench"), "demo", *session.posargs, external=True)
 
 
-@nox.session(default=False)
+@nox.session(default=False, venv_backend="none")
 def mutate(session: nox.Session) -> None:
     """Mutation testing of the core modules (mutmut 3; configuration in pyproject.toml).
 
@@ -88,10 +104,9 @@ def mutate(session: nox.Session) -> None:
     cached in ``mutants/``), then lists the survivors; ``nox -s mutate -- NAME ...`` reruns
     some. docs/mutation.md has the last scores and why each survivor is equivalent.
     """
-    install(session, "jax", "torch", "data", "test")
-    session.install("mutmut>=3.3,<4")
-    session.run("mutmut", "run", *session.posargs)
-    session.run("mutmut", "results")
+    bin_dir = shared(session, "mutmut>=3.3,<4")
+    session.run(str(bin_dir / "mutmut"), "run", *session.posargs, external=True)
+    session.run(str(bin_dir / "mutmut"), "results", external=True)
 
 
 if __name__ == "__main__":

@@ -65,6 +65,7 @@ column terms: the training latents are fixed).
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import threading
 from collections.abc import Callable
@@ -289,7 +290,9 @@ def _objective_blocked(
 ) -> tuple[Any, Arr | None]:
     """sum_n ||e_n||^2 and (with ``grad``) dE/dZ without the prior, over row blocks (see above)."""
     N, L = Z.shape
-    Zs_t = np.ascontiguousarray((Z / (np.sqrt(2.0) * sigma)).T)
+    # math.sqrt, not np.sqrt: a NumPy float64 scalar would promote a float32 Z to float64 and
+    # every block's distances would be computed in float64 (1.3-2x slower; tests/test_float32.py)
+    Zs_t = np.ascontiguousarray((Z / (math.sqrt(2.0) * sigma)).T)
     X1 = np.concatenate([X, np.ones((N, 1), dtype=X.dtype)], axis=1)
     Z1 = np.concatenate([Z, np.ones((N, 1), dtype=Z.dtype)], axis=1)
     row = np.empty_like(Z) if grad else None
@@ -333,7 +336,7 @@ def _projection_blocked(
 ) -> tuple[Arr, Any, Arr | None]:
     """f(Zq) and, given ``Xq``, E_q and dE_q/dZq, over query blocks (no column terms)."""
     (M, L), N = Zq.shape, Z.shape[0]
-    scale = 1.0 / (np.sqrt(2.0) * sigma)
+    scale = 1.0 / (math.sqrt(2.0) * sigma)  # a Python float: keeps float32 float32
     Zs_t = np.ascontiguousarray((Z * scale).T)
     Zqs_t = np.ascontiguousarray((Zq * scale).T)
     X1 = np.concatenate([X, np.ones((N, 1), dtype=X.dtype)], axis=1)

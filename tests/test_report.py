@@ -15,7 +15,7 @@ from ukr_bench.cli import main as cli_main
 from ukr_bench.report import scaling_exponent, winners, write_report
 from ukr_bench.report.build import load_run
 from ukr_bench.report.figures import speedup
-from ukr_bench.report.tables import precision_table
+from ukr_bench.report.tables import dtype_table, precision_table
 from ukr_bench.schema import ConfigKey, FitTiming, Row, RunMeta, Status, Timing, write_meta
 
 COEF = {"jax": 1e-8, "numpy": 2e-8, "torch": 4e-8}  # seconds per N^2: numpy/jax = 2, torch/jax = 4
@@ -358,3 +358,20 @@ def test_a_run_whose_every_timing_is_flagged_still_reports(tmp_path: Path) -> No
     md = write_report([run]).read_text()
     assert "4 timings flagged as implausible" in md
     assert "no configuration passed the plausibility checks" in md
+
+
+def test_dtype_table_names_where_float32_is_slower(tmp_path: Path) -> None:
+    """float32 is half of float64 everywhere in the synthetic run except numpy at N = 200,
+    where it is made 2x *slower* (the issue's anomaly): exactly that configuration is listed,
+    with its ratio, and the report shows the table."""
+    slow32 = ok_row("numpy", "float32", 200, 2 * COEF["numpy"] * 200**2)
+    run = make_run(tmp_path / "run", extra_rows=[slow32])
+    df, _ = load_run(run)  # the extra row replaces numpy float32 N = 200 (the last one wins)
+    t = dtype_table(df[df.status == "ok"]).set_index("series")
+    assert list(t.index) == ["jax cpu", "numpy cpu", "torch cpu"]
+    assert t.loc["numpy cpu", "float32 slower at N"].startswith("200 (2.00x [")
+    assert t.loc["numpy cpu", "float32 / float64 time"] == "0.50–2.00x"
+    assert t.loc["jax cpu", "float32 slower at N"] == ""
+    assert t.loc["jax cpu", "float32 / float64 time"] == "0.50x"
+    write_report([run], tmp_path / "out")
+    assert "float32 slower at N" in (tmp_path / "out" / "report.md").read_text()

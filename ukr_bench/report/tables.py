@@ -173,3 +173,41 @@ def machine_table(meta: RunMeta) -> pd.DataFrame:
     }
     rows |= {f"note {i + 1}": note for i, note in enumerate(meta.notes)}
     return pd.DataFrame({"": list(rows), "value": [str(x) for x in rows.values()]})
+
+
+def dtype_table(ok: pd.DataFrame) -> pd.DataFrame:
+    """What float32 saves per series: float32 / float64 median time over N, and where it loses.
+
+    On a CPU float32 halves the bytes moved and doubles the SIMD width, so it should never be
+    slower than float64; a significant loss (:func:`stats.compare` on the raw samples) names a
+    real anomaly of that series (a silent upcast, a slow kernel, subnormal arithmetic) and is
+    listed in ``float32 slower at N``. Columns: the series without its dtype, the ratio's
+    range over N, and the N where float32 is significantly slower (empty: nowhere).
+    """
+    rest = [c for c in style.SERIES if c != "dtype"]
+    out = []
+    for keys, g in ok.groupby(rest, sort=True):
+        by_n = {dt: d.set_index("n") for dt, d in g.groupby("dtype")}
+        if not {"float32", "float64"} <= set(by_n):
+            continue
+        f32, f64 = by_n["float32"], by_n["float64"]
+        ns = sorted(set(f32.index) & set(f64.index))
+        if not ns:
+            continue
+        ratios, slower = [], []
+        for n in ns:
+            c = stats.compare(stats.samples_of(f64.loc[n]), stats.samples_of(f32.loc[n]))
+            ratios.append(float(f32.loc[n, VG_MEDIAN] / f64.loc[n, VG_MEDIAN]))
+            if c.a_faster:  # float64 significantly faster than float32
+                slower.append(f"{n} ({c})")
+        named = dict(zip(rest, keys, strict=True)) | {"dtype": "float32"}
+        out.append(
+            {
+                "series": style.label([str(named[c]) for c in style.SERIES]).replace(
+                    " float32", ""
+                ),
+                "float32 / float64 time": _span(ratios),
+                "float32 slower at N": ", ".join(slower),
+            }
+        )
+    return pd.DataFrame(out, columns=["series", "float32 / float64 time", "float32 slower at N"])
