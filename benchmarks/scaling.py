@@ -211,8 +211,11 @@ def measure(args: argparse.Namespace) -> None:
         "sigma": SIGMA,
         "torch_threads_per_process": args.torch_threads,
         "note": (
-            "forced host devices / Gloo ranks share the same cores: sharded / one-device "
-            "measures overhead, not speed-up"
+            f"{os.cpu_count()} shared cores. JAX's forced host devices share them: its ratio "
+            "measures the decomposition's overhead (the one-device XLA program used about one "
+            f"core, so k > 1 may gain up to {os.cpu_count()}x). torch: {args.torch_threads} "
+            "thread(s) per process, k ranks = k processes on the same cores (k = 2 uses both "
+            "cores; k = 4 oversubscribes them)"
             if args.platform == "cpu"
             else ""
         ),
