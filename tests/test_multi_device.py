@@ -127,6 +127,7 @@ def test_torch_distributed_equals_one_process(ranks: int) -> None:
     for r in results:
         cases = {k: v for k, v in r.items() if isinstance(v, dict)}
         assert len(cases) == 4
+        assert r["estimator"] < 1e-10  # UKR.fit on the ranks equals the one-process fit
         for name, case in cases.items():
             for what, err in case.items():
                 assert err < TOL, (r["rank"], name, what, err)

@@ -92,19 +92,21 @@ class Backend(ABC):
         else:  # a framework's device set (JAX Mesh); the default backend takes none
             kind, indices, name = self._device_set(device)
         self.device: str = name
-        #: How many devices share each call (rows split between them; see :attr:`devices`).
+        #: How many devices share each call (rows split between them; :attr:`device` names them).
         self.n_devices: int = len(indices)
+        # Rows sharded over the devices: several of them, or a framework's device set (a Mesh).
+        sharded = self.n_devices > 1 or not isinstance(device, (str, list, tuple))
         self.layout: Layout = check_layout(layout)
         if self.layout != "auto" and self.layout not in self.layouts:
             msg = f"layout {self.layout!r} is not implemented by backend {self.name!r}: use one of {[*self.layouts, 'auto']}"
             raise ValueError(msg)
-        if self.n_devices > 1:
+        if sharded:
             if self.layout == "dense":
                 msg = f"layout 'dense' cannot be split over {self.n_devices} devices ({name!r}): use layout='blocked' (or 'auto'), whose row blocks are what the devices share"
                 raise ValueError(msg)
             self.layout = "blocked"
         self.block_size: int | None = check_block_size(block_size)
-        if self.n_devices > 1 or not isinstance(device, (str, list, tuple)):
+        if sharded:
             self._resolve_devices(kind, indices, device)
         else:
             self._resolve_device(kind, indices[0])
@@ -119,9 +121,12 @@ class Backend(ABC):
             raise DeviceUnavailableError(msg)
 
     def _device_set(self, device: object) -> tuple[str, tuple[int, ...], str]:
-        """(kind, indices, name) of a framework's own device-set object (JAX: a Mesh)."""
-        msg = f"device must be a string or a list of strings for backend {self.name!r}, got {type(device).__name__}"
-        raise TypeError(msg)
+        """(kind, indices, name) of a framework's own device-set object (JAX: a Mesh).
+
+        The default backend takes none: the ValueError of :func:`parse_devices`.
+        """
+        kind, indices = parse_devices(device)  # raises for anything but a string or a list
+        return kind, indices, str(device)
 
     def _resolve_devices(self, kind: str, indices: tuple[int, ...], device: object) -> None:
         """Bind several devices (rows sharded between them); the default backend runs on one."""

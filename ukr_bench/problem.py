@@ -159,11 +159,12 @@ def parse_devices(device: object) -> tuple[str, tuple[int, ...]]:
     (``["cuda:0", "cuda:2"]``). Indices are distinct and in the order given. Several ``cpu``
     devices are JAX's forced host devices or torch.distributed ranks on the host.
     """
-    what = "device must be 'cpu', 'cuda', 'cuda:<index>', a range 'cuda:<i>-<j>' / 'cpu:<i>-<j>' or a list of devices of one kind"
+    several = "several: a range 'cuda:<i>-<j>' / 'cpu:<i>-<j>' or a list of devices of one kind"
     if isinstance(device, str):
         match = _DEVICES_RE.match(device)
         if match is None:
-            raise ValueError(f"{what}, got {device!r}")
+            msg = f"device must be 'cpu', 'cuda' or 'cuda:<index>', got {device!r} (or, for {several})"
+            raise ValueError(msg)
         first = int(match.group(2) or 0)
         last = int(match.group(3)) if match.group(3) is not None else first
         if last < first:
@@ -180,7 +181,8 @@ def parse_devices(device: object) -> tuple[str, tuple[int, ...]]:
         if len(set(indices)) != len(indices):
             raise ValueError(f"device list {device!r} names a device twice")
         return parsed[0][0], indices
-    raise ValueError(f"{what}, got {device!r}")
+    msg = f"device must be 'cpu', 'cuda' or 'cuda:<index>', got {device!r} (or, for {several})"
+    raise ValueError(msg)
 
 
 def check_array(name: str, a: ArrayLike, dtype: DType, *, ndim: int = 2) -> NDArray[np.floating]:

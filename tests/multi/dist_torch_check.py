@@ -4,7 +4,8 @@
 
 * ``agree``: every rank prints one JSON line with the relative errors of the distributed value
   and gradient against the one-process blocked torch path and dense NumPy (float64), for N not
-  divisible by the world size, more ranks than blocks, more ranks than rows.
+  divisible by the world size, more ranks than blocks, more ranks than rows; and UKR.fit
+  on the ranks against one process.
 * ``raise``: rank 1's share raises; every rank must raise RankFailedError (printed as JSON).
 * ``shapes``: rank 1 holds one more row; every rank must raise RankFailedError.
 * ``die``: rank 1 exits without a word before the collective; the others must raise within the
@@ -21,6 +22,7 @@ import sys
 import numpy as np
 import torch.distributed as dist
 
+import ukr_bench
 from ukr_bench import get_backend, value_and_grad
 from ukr_bench.backends import torch_distributed
 
@@ -52,6 +54,12 @@ def main() -> None:
                 "grad_vs_numpy": float(np.abs(g - g0).max() / scale),
                 "value_only_vs_numpy": abs(vo - v0) / abs(v0),
             }
+        # The estimator trains on the ranks: the same embedding as in one process.
+        Xs, _ = ukr_bench.make_dataset("saddle", 150, noise=0.05, random_state=0)
+        kw = {"backend": "torch", "sigma": 0.5, "max_iter": 10, "optimizer": "gd"}
+        e_k = ukr_bench.UKR(device=device, random_state=0, **kw).fit(Xs).embedding_
+        e_1 = ukr_bench.UKR(device="cpu", random_state=0, **kw).fit(Xs).embedding_
+        out["estimator"] = float(np.abs(e_k - e_1).max() / np.abs(e_1).max())
     else:
         n = 50 + (mode == "shapes" and rank == 1)
         Z, X = rng.normal(size=(n, 2)), rng.normal(size=(n, 3))
