@@ -211,7 +211,7 @@ def test_sweep_records_the_device_count(tmp_path: Path) -> None:
         ("cpu:0-2", 3, 16),
     ]
     assert (df.grad_rel_error < 1e-12).all()  # against float64 NumPy: N not divisible by 3
-    assert [info["n_devices"] for info in df["info"]] == list(df.devices)
+    assert [info.get("n_devices", 1) for info in df["info"]] == list(df.devices)
     assert meta.config["device_counts"] == [1, 3]
 
 

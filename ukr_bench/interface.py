@@ -343,8 +343,7 @@ class Backend(ABC):
             "gradient": self.gradient,
             "layout": self.layout,
             "block_size": self.block_size,
-            "n_devices": self.n_devices,
-        }
+        } | ({"n_devices": self.n_devices} if self.n_devices > 1 else {})
 
 
 def _rows(block: int | None) -> int:
