@@ -47,7 +47,7 @@ def _xla_env(threads: int) -> dict[str, str]:
     env = _blas_threads(threads)
     xla = os.environ.get("XLA_FLAGS", "")
     if threads == 1:
-        xla = f"{xla} --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1".strip()
+        xla = f"{xla} --xla_cpu_multi_thread_eigen=false".strip()
     env["XLA_FLAGS"] = xla
     env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
     return env
@@ -91,8 +91,7 @@ class BackendSpec:
     multi_device: MultiDevice = "none"
     #: Environment a worker needs to see ``count`` host (CPU) devices; merged into
     #: :attr:`process_env` by :meth:`worker_env` (values of a key both set are joined by a
-    #: space, this one first: XLA stops reading XLA_FLAGS at a token it cannot parse, such as
-    #: ``intra_op_parallelism_threads=1`` of ``_xla_env``).
+    #: space, this one first).
     host_devices_env: Callable[[int], dict[str, str]] | None = None
 
     def worker_env(self, threads: int, host_devices: int = 1) -> dict[str, str]:
