@@ -29,6 +29,10 @@ from typing import Literal
 GradientKind = Literal["autodiff", "manual"]
 #: How a gradient can be obtained: by automatic differentiation, or by the hand-derived formula.
 GRADIENT_KINDS: tuple[GradientKind, ...] = ("autodiff", "manual")
+#: How a backend runs on several devices (rows split between them): not at all, in one
+#: process (JAX: a mesh of the devices it sees), or one process per device (torch.distributed,
+#: started by ``torchrun``; the harness's one worker per backend cannot do that yet).
+MultiDevice = Literal["none", "in_process", "processes"]
 
 
 def _blas_threads(threads: int) -> dict[str, str]:
@@ -45,10 +49,15 @@ def _xla_env(threads: int) -> dict[str, str]:
     env = _blas_threads(threads)
     xla = os.environ.get("XLA_FLAGS", "")
     if threads == 1:
-        xla = f"{xla} --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1".strip()
+        xla = f"{xla} --xla_cpu_multi_thread_eigen=false".strip()
     env["XLA_FLAGS"] = xla
     env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
     return env
+
+
+def _xla_host_devices(count: int) -> dict[str, str]:
+    """JAX sees one CPU device unless forced, before it is imported, to see ``count``."""
+    return {"XLA_FLAGS": f"--xla_force_host_platform_device_count={count}"}
 
 
 @dataclass(frozen=True)
@@ -83,12 +92,26 @@ class BackendSpec:
     #: Every way of obtaining the gradient the backend implements, in each of its layouts
     #: (``get_backend(..., gradient=...)``); the harness sweeps these.
     gradients: tuple[GradientKind, ...] = ("autodiff",)
+    #: Several devices (``device="cuda:0-3"``): how (see :data:`MultiDevice`).
+    multi_device: MultiDevice = "none"
+    #: Environment a worker needs to see ``count`` host (CPU) devices; merged into
+    #: :attr:`process_env` by :meth:`worker_env` (values of a key both set are joined by a
+    #: space, this one first).
+    host_devices_env: Callable[[int], dict[str, str]] | None = None
 
     def __post_init__(self) -> None:
         defaults = {self.gradient, self.blocked_gradient or self.gradient}
         if not defaults <= set(self.gradients) <= set(GRADIENT_KINDS):
             msg = f"backend {self.name!r}: gradients {self.gradients} must hold its defaults {sorted(defaults)}"
             raise ValueError(msg)
+
+    def worker_env(self, threads: int, host_devices: int = 1) -> dict[str, str]:
+        """The worker process's environment: threads, and ``host_devices`` CPU devices."""
+        env = self.process_env(threads)
+        if host_devices > 1 and self.host_devices_env is not None:
+            for key, value in self.host_devices_env(host_devices).items():
+                env[key] = f"{value} {env[key]}".strip() if env.get(key) else value
+        return env
 
     def n2_buffers(self, latent_dim: int) -> float:
         return self.n2_base + self.n2_per_latent * latent_dim
@@ -144,6 +167,8 @@ REGISTRY: dict[str, BackendSpec] = {
             n2_per_latent=0.5,
             blocked_gradient="manual",  # a hand-derived custom_vjp
             gradients=("autodiff", "manual"),
+            multi_device="in_process",  # a mesh; rows sharded (backends/jax_sharded.py)
+            host_devices_env=_xla_host_devices,
             color="#1f77b4",
             marker="o",
         ),
@@ -171,6 +196,7 @@ REGISTRY: dict[str, BackendSpec] = {
             n2_per_latent=1.0,
             blocked_gradient="manual",  # a hand-derived autograd.Function
             gradients=("autodiff", "manual"),
+            multi_device="processes",  # torchrun (backends/torch_distributed.py)
             color="#ff7f0e",
             marker="^",
         ),

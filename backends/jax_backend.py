@@ -348,12 +348,51 @@ class JaxBackend(Backend):
             msg = f"device {self.device!r} is not available for backend 'jax': it sees {len(devices)} {kind} device(s)"
             raise DeviceUnavailableError(msg)
         self._device = devices[index]
+        self._mesh: Any = None
+
+    # Several devices: rows sharded over a mesh (backends/jax_sharded.py).
+
+    def _device_set(self, device: object) -> tuple[str, tuple[int, ...], str]:
+        from jax.sharding import Mesh
+
+        if not isinstance(device, Mesh):
+            return super()._device_set(device)
+        kinds = {d.platform for d in device.devices.flat}
+        kind = "cuda" if kinds == {"gpu"} else "/".join(sorted(kinds))
+        return kind, tuple(d.id for d in device.devices.flat), f"mesh({kind} x{device.size})"
+
+    def _resolve_devices(self, kind: str, indices: tuple[int, ...], device: object) -> None:
+        from ukr_bench.backends import jax_sharded
+
+        if isinstance(device, jax.sharding.Mesh):
+            mesh = device
+        else:
+            try:
+                seen = jax.devices(kind)
+            except RuntimeError as exc:
+                msg = f"device {self.device!r} is not available for backend 'jax': {exc}"
+                raise DeviceUnavailableError(msg) from exc
+            if max(indices) >= len(seen):
+                hint = (
+                    " (several CPU devices: set XLA_FLAGS=--xla_force_host_platform_device_count="
+                    f"{max(indices) + 1} before jax is imported)"
+                    if kind == "cpu"
+                    else ""
+                )
+                msg = f"device {self.device!r} is not available for backend 'jax': it sees {len(seen)} {kind} device(s){hint}"
+                raise DeviceUnavailableError(msg)
+            mesh = jax_sharded.row_mesh([seen[i] for i in indices])
+        self._mesh = mesh
+        self._device = mesh.devices.flat[0]
 
     def _precision(self) -> contextlib.AbstractContextManager[Any]:
         return _enable_x64(self.dtype == "float64")
 
     def asarray(self, a: np.ndarray) -> jax.Array:
         with self._precision():
+            if self._mesh is not None:  # replicated: every device needs all of Z and X
+                sharding = jax.sharding.NamedSharding(self._mesh, jax.sharding.PartitionSpec())
+                return jax.device_put(np.asarray(a, dtype=self.dtype), sharding)
             return jax.device_put(np.asarray(a, dtype=self.dtype), self._device)
 
     def to_numpy(self, a: jax.Array) -> np.ndarray:
@@ -395,17 +434,25 @@ class JaxBackend(Backend):
         with self._precision():
             return _JITTED["project_value_and_grad"](Zq, Xq, Z, X, sigma)
 
+    def _blocked_fn(self, fn: str) -> Any:
+        """The jitted blocked ``fn``: the one-device one, or the mesh-sharded one."""
+        if self._mesh is None:
+            return _JITTED[f"{fn}_blocked"]
+        from ukr_bench.backends import jax_sharded
+
+        return jax_sharded.jitted(fn, self._mesh)
+
     def _value_blocked(
         self, Z: jax.Array, X: jax.Array, sigma: float, lam: float, loo: bool, block: int
     ) -> jax.Array:
         with self._precision():
-            return _JITTED["value_blocked"](Z, X, sigma, lam, loo=loo, block=block)
+            return self._blocked_fn("value")(Z, X, sigma, lam, loo=loo, block=block)
 
     def _value_and_grad_blocked(
         self, Z: jax.Array, X: jax.Array, sigma: float, lam: float, loo: bool, block: int
     ) -> tuple[jax.Array, jax.Array]:
         with self._precision():
-            return _JITTED["value_and_grad_blocked"](Z, X, sigma, lam, loo=loo, block=block)
+            return self._blocked_fn("value_and_grad")(Z, X, sigma, lam, loo=loo, block=block)
 
     def _predict_blocked(
         self, Zq: jax.Array, Z: jax.Array, X: jax.Array, sigma: float, block: int
@@ -444,14 +491,15 @@ class JaxBackend(Backend):
         """
         layout, block = self.resolve_layout(Z.shape[0], Z.shape[1], X.shape[1])
         static: dict[str, Any] = {"loo": params.loo}
-        name: str = fn
+        jitted = _JITTED[fn]
         if layout == "blocked":
-            name, static["block"] = f"{fn}_blocked", block
+            jitted, static["block"] = self._blocked_fn(fn), block
         kind = self.gradient_kind(layout)
         if fn == "value_and_grad" and kind != self._spec().gradient_for(layout):
-            name = f"{name}_{kind}"
+            # the non-default gradient (one device only: refused at construction on several)
+            jitted = _JITTED[f"{fn}{'_blocked' if layout == 'blocked' else ''}_{kind}"]
         with self._precision():
-            exe = _JITTED[name].lower(Z, X, params.sigma, params.lam, **static).compile()
+            exe = jitted.lower(Z, X, params.sigma, params.lam, **static).compile()
         mem = exe.memory_analysis()
         self._compiled_bytes = (
             None

@@ -264,6 +264,19 @@ class TorchBackend(Backend):
                 raise DeviceUnavailableError(msg)
         self._device = torch.device(kind, index) if kind == "cuda" else torch.device("cpu")
         self._torch_dtype = {"float32": torch.float32, "float64": torch.float64}[self.dtype]
+        self._distributed = False
+
+    def _resolve_devices(self, kind: str, indices: tuple[int, ...], device: object) -> None:
+        """Several devices: this process is one rank of a torch.distributed group of that size.
+
+        Rank ``r`` computes on the ``r``-th device named (see :mod:`backends.torch_distributed`).
+        """
+        del device
+        from ukr_bench.backends import torch_distributed
+
+        rank, _ = torch_distributed.ensure_group(kind, len(indices), self.device)
+        self._resolve_device(kind, indices[rank])
+        self._distributed = True
 
     def asarray(self, a: np.ndarray) -> torch.Tensor:
         # Always a copy of the caller's array: as_tensor shared a float array's memory on the
@@ -329,12 +342,20 @@ class TorchBackend(Backend):
     def _value_blocked(
         self, Z: torch.Tensor, X: torch.Tensor, sigma: float, lam: float, loo: bool, block: int
     ) -> torch.Tensor:
+        if self._distributed:
+            from ukr_bench.backends import torch_distributed
+
+            return torch_distributed.value(Z, X, sigma, lam, loo, block)
         with torch.no_grad():
             return objective_blocked(Z, X, sigma, lam, loo, block)
 
     def _value_and_grad_blocked(
         self, Z: torch.Tensor, X: torch.Tensor, sigma: float, lam: float, loo: bool, block: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._distributed:
+            from ukr_bench.backends import torch_distributed
+
+            return torch_distributed.value_and_grad(Z, X, sigma, lam, loo, block)
         Z = Z.detach().requires_grad_(True)
         value = objective_blocked(Z, X, sigma, lam, loo, block)
         (grad,) = torch.autograd.grad(value, Z)

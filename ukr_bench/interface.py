@@ -33,7 +33,7 @@ from ukr_bench.problem import (
     check_inputs,
     check_layout,
     host_available_memory,
-    parse_device,
+    parse_devices,
     plan_layout,
 )
 
@@ -42,6 +42,9 @@ FunctionName = Literal["value", "value_and_grad"]
 FUNCTIONS: tuple[FunctionName, ...] = ("value", "value_and_grad")
 #: How the gradient is asked for: "auto" is the backend's default for the layout.
 GradientChoice = Literal["auto", "autodiff", "manual"]
+#: A device (``"cpu"``, ``"cuda:1"``), a set of devices (``"cuda:0-3"``, ``["cuda:0", "cuda:2"]``)
+#: or a framework's own device set (a ``jax.sharding.Mesh``); see :func:`parse_devices`.
+Devices = Any
 
 
 class BackendNotInstalledError(ImportError):
@@ -87,24 +90,47 @@ class Backend(ABC):
     def __init__(
         self,
         dtype: DType | str = "float64",
-        device: str = "cpu",
+        device: Devices = "cpu",
         *,
         layout: Layout | str = "auto",
         block_size: int | None = None,
         gradient: GradientChoice | str = "auto",
     ) -> None:
         self.dtype: DType = check_dtype(dtype)
-        kind, index = parse_device(device)
-        self.device: str = device
+        if isinstance(device, (str, list, tuple)):
+            kind, indices = parse_devices(device)
+            name = device if isinstance(device, str) else ",".join(device)
+        else:  # a framework's device set (JAX Mesh); the default backend takes none
+            kind, indices, name = self._device_set(device)
+        self.device: str = name
+        #: How many devices share each call (rows split between them; :attr:`device` names them).
+        self.n_devices: int = len(indices)
+        # Rows sharded over the devices: several of them, or a framework's device set (a Mesh).
+        sharded = self.n_devices > 1 or not isinstance(device, (str, list, tuple))
         self.layout: Layout = check_layout(layout)
         if self.layout != "auto" and self.layout not in self.layouts:
             msg = f"layout {self.layout!r} is not implemented by backend {self.name!r}: use one of {[*self.layouts, 'auto']}"
             raise ValueError(msg)
+        if sharded:
+            if self.layout == "dense":
+                msg = f"layout 'dense' cannot be split over {self.n_devices} devices ({name!r}): use layout='blocked' (or 'auto'), whose row blocks are what the devices share"
+                raise ValueError(msg)
+            self.layout = "blocked"
         self.block_size: int | None = check_block_size(block_size)
         self.gradient_choice: GradientChoice = (
             "auto" if gradient == "auto" else check_gradient(gradient, self._spec())
         )
-        self._resolve_device(kind, index)
+        if sharded and self.gradient_kind("blocked") != self._spec().gradient_for("blocked"):
+            msg = (
+                f"gradient={self.gradient_choice!r} is not implemented on several devices for "
+                f"backend {self.name!r}: its sharded objective is hand-derived; use "
+                f"gradient={self._spec().gradient_for('blocked')!r} or 'auto'"
+            )
+            raise ValueError(msg)
+        if sharded:
+            self._resolve_devices(kind, indices, device)
+        else:
+            self._resolve_device(kind, indices[0])
         self._device_kind = kind
         self._available: int | None = None
         self._plans: dict[tuple[int, int, int, int], tuple[str, int | None]] = {}
@@ -114,6 +140,20 @@ class Backend(ABC):
         if kind != "cpu":
             msg = f"device {self.device!r} is not available for backend {self.name!r}: it runs on the host only, use device='cpu'"
             raise DeviceUnavailableError(msg)
+
+    def _device_set(self, device: object) -> tuple[str, tuple[int, ...], str]:
+        """(kind, indices, name) of a framework's own device-set object (JAX: a Mesh).
+
+        The default backend takes none: the ValueError of :func:`parse_devices`.
+        """
+        kind, indices = parse_devices(device)  # raises for anything but a string or a list
+        return kind, indices, str(device)
+
+    def _resolve_devices(self, kind: str, indices: tuple[int, ...], device: object) -> None:
+        """Bind several devices (rows sharded between them); the default backend runs on one."""
+        del kind, indices, device
+        msg = f"device {self.device!r} names {self.n_devices} devices, but backend {self.name!r} runs on one: use jax or torch for several"
+        raise DeviceUnavailableError(msg)
 
     def __repr__(self) -> str:
         return (
@@ -347,7 +387,7 @@ class Backend(ABC):
             "gradient": self.gradient,
             "layout": self.layout,
             "block_size": self.block_size,
-        }
+        } | ({"n_devices": self.n_devices} if self.n_devices > 1 else {})
 
 
 def _rows(block: int | None) -> int:
@@ -386,7 +426,7 @@ def get_backend(
     backend: str = "numpy",
     *,
     dtype: DType | str = "float64",
-    device: str = "cpu",
+    device: Devices = "cpu",
     layout: Layout | str = "auto",
     block_size: int | None = None,
     gradient: GradientChoice | str = "auto",
@@ -401,7 +441,8 @@ def get_backend(
     ``gradient`` (NumPy is hand-derived only, KeOps autodiff only).
     """
     dtype = check_dtype(dtype)
-    parse_device(device)
+    if isinstance(device, (str, list, tuple)):
+        parse_devices(device)
     layout = check_layout(layout)
     block_size = check_block_size(block_size)
     spec = _spec(backend)
@@ -421,7 +462,7 @@ def value_and_grad(
     lam: float = 0.0,
     loo: bool = True,
     dtype: DType | str = "float64",
-    device: str = "cpu",
+    device: Devices = "cpu",
     layout: Layout | str = "auto",
     block_size: int | None = None,
     gradient: GradientChoice | str = "auto",
@@ -440,7 +481,10 @@ def value_and_grad(
         Kernel bandwidth (> 0), prior weight (>= 0), leave-one-out; see :mod:`ukr_bench.problem`.
     dtype : {"float32", "float64"}
         Precision of the whole computation; inputs are converted to it.
-    device : {"cpu", "cuda", "cuda:<index>"}
+    device : {"cpu", "cuda", "cuda:<index>", "cuda:<i>-<j>", "cpu:<i>-<j>"}, list, or Mesh
+        One device, or several that split the rows between them (jax: the devices JAX sees,
+        forced host devices for ``cpu:0-3``, or a ``jax.sharding.Mesh``; torch: one process per
+        device, started by ``torchrun``). Several devices need the blocked layout.
     layout : {"auto", "dense", "blocked"}
         ``dense`` forms the N x N arrays at once; ``blocked`` processes row blocks (memory
         O(block x N)); ``auto`` picks dense while it is small and fits, blocked otherwise.

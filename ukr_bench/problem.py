@@ -148,6 +148,43 @@ def parse_device(device: object) -> tuple[str, int]:
     return match.group(1), int(match.group(2) or 0)
 
 
+_DEVICES_RE = re.compile(r"^(cpu|cuda)(?::(\d+)(?:-(\d+))?)?$")
+
+
+def parse_devices(device: object) -> tuple[str, tuple[int, ...]]:
+    """Split a device or a set of devices into (kind, indices).
+
+    Accepts what :func:`parse_device` accepts (one device), a range ``"cuda:0-3"`` /
+    ``"cpu:0-3"`` (both ends included) and a list or tuple of single devices of one kind
+    (``["cuda:0", "cuda:2"]``). Indices are distinct and in the order given. Several ``cpu``
+    devices are JAX's forced host devices or torch.distributed ranks on the host.
+    """
+    several = "several: a range 'cuda:<i>-<j>' / 'cpu:<i>-<j>' or a list of devices of one kind"
+    if isinstance(device, str):
+        match = _DEVICES_RE.match(device)
+        if match is None:
+            msg = f"device must be 'cpu', 'cuda' or 'cuda:<index>', got {device!r} (or, for {several})"
+            raise ValueError(msg)
+        first = int(match.group(2) or 0)
+        last = int(match.group(3)) if match.group(3) is not None else first
+        if last < first:
+            raise ValueError(
+                f"device range {device!r} is empty: write '<first>-<last>', first <= last"
+            )
+        return match.group(1), tuple(range(first, last + 1))
+    if isinstance(device, (list, tuple)) and device:
+        parsed = [parse_device(d) for d in device]
+        kinds = {kind for kind, _ in parsed}
+        if len(kinds) > 1:
+            raise ValueError(f"device list {device!r} mixes kinds {sorted(kinds)}: use one kind")
+        indices = tuple(index for _, index in parsed)
+        if len(set(indices)) != len(indices):
+            raise ValueError(f"device list {device!r} names a device twice")
+        return parsed[0][0], indices
+    msg = f"device must be 'cpu', 'cuda' or 'cuda:<index>', got {device!r} (or, for {several})"
+    raise ValueError(msg)
+
+
 def check_array(name: str, a: ArrayLike, dtype: DType, *, ndim: int = 2) -> NDArray[np.floating]:
     """Return ``a`` as a C-contiguous ``dtype`` array, or raise naming ``name``.
 

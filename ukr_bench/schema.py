@@ -17,7 +17,9 @@ naturally; :class:`Row` converts between the typed record and that layout.
 
 Versions: rows and meta carry :data:`SCHEMA_VERSION`. Version 1 (before this module) had no
 ``layout``/``gradient`` fields and no version; :func:`upgrade_row` fills them in, so the
-committed reference runs keep loading.
+committed reference runs keep loading. Version 3 added ``devices`` (how many devices shared each
+call, rows split between them; the ``device`` field then names the set, ``cpu:0-3``); older rows
+ran on one device, and :func:`upgrade_row` says so.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 RESULTS_FILE = "results.jsonl"
 TABLE_FILE = "results.csv"
@@ -75,9 +77,19 @@ class ConfigKey:
     dtype: str
     device: str
     n: int
+    #: Devices sharing each call (rows split between them); ``device`` names the set.
+    devices: int = 1
 
     #: Field names in order, as columns of a results frame.
-    FIELDS: ClassVar[tuple[str, ...]] = ("backend", "layout", "gradient", "dtype", "device", "n")
+    FIELDS: ClassVar[tuple[str, ...]] = (
+        "backend",
+        "layout",
+        "gradient",
+        "dtype",
+        "device",
+        "n",
+        "devices",
+    )
 
     @property
     def series(self) -> tuple[str, str, str, str, str]:
@@ -93,6 +105,7 @@ class ConfigKey:
             dtype=m["dtype"],
             device=m["device"],
             n=int(m["n"]),
+            devices=int(m.get("devices", 1)),
         )
 
     def __str__(self) -> str:
@@ -231,7 +244,8 @@ def upgrade_row(raw: Mapping[str, Any]) -> dict[str, Any]:
     """A row of any schema version in the current layout (a new dict; ``raw`` is untouched).
 
     Version 1 rows (no ``schema_version``) were all dense, and each backend had one way to
-    obtain its gradient: NumPy's by hand, the others by autodiff.
+    obtain its gradient: NumPy's by hand, the others by autodiff. Rows before version 3 ran on
+    one device.
     """
     r = dict(raw)
     version = r.get("schema_version", 1)
@@ -246,7 +260,9 @@ def upgrade_row(raw: Mapping[str, Any]) -> dict[str, Any]:
         if "gradient" not in r and "backend" in r:
             r["gradient"] = "manual" if r["backend"] == "numpy" else "autodiff"
         r.setdefault("device_peak_method", None)
-        r["schema_version"] = SCHEMA_VERSION
+    if version < 3:
+        r.setdefault("devices", 1)
+    r["schema_version"] = SCHEMA_VERSION
     return r
 
 

@@ -1,6 +1,6 @@
 """What a sweep measures: :class:`SweepConfig`, its validation, presets and its plan.
 
-A sweep is the product backend x dtype x device x N on one data set, with the problem
+A sweep is the product backend x dtype x device (x devices count) x N on one data set, with the problem
 (L, sigma, lam, loo) fixed. The configuration is stored in the run's ``meta.json``, so that
 ``--resume`` repeats exactly it. Each field's ``metadata["help"]`` is the one description of the
 option: the command line's ``ukr-bench bench`` options and their help are generated from it.
@@ -69,6 +69,14 @@ class SweepConfig:
     )
     ns: list[int] = field(
         default_factory=lambda: list(DEFAULT_NS), metadata=_help("the N grid (samples)", flag="--n")
+    )
+    device_counts: list[int] = field(
+        default_factory=lambda: [1],
+        metadata=_help(
+            "devices sharing each call (rows split; blocked layout; backends that run several "
+            "devices in one process only: jax). On the CPU these are forced host devices on "
+            "the same cores: overhead, not speed-up"
+        ),
     )
     data: str = field(default="saddle", metadata=_help(f"data set: {', '.join(sorted(DATASETS))}"))
     noise: float = field(default=0.0, metadata=_help("noise std added to the data"))
@@ -144,6 +152,10 @@ class SweepConfig:
         _check_nonempty_unique("devices", self.devices)
         for d in self.devices:
             parse_device(d)
+        _check_nonempty_unique("device_counts", self.device_counts)
+        for k in self.device_counts:
+            check_int("device_counts", k, 1)
+        self.device_counts = sorted(self.device_counts)
         _check_nonempty_unique("ns", self.ns)
         for n in self.ns:
             if not _is_int(n) or n < (2 if self.loo else 1):
@@ -184,24 +196,48 @@ class SweepConfig:
 
         Host-only backends get no GPU configurations; a backend gets only the layouts and
         gradients it implements (KeOps tiles by itself: blocked only; NumPy: manual only).
+        Device counts above 1 run the blocked layout of backends that run several devices in
+        one process, on the devices from ``dev``'s index on (``cpu`` x 4: ``cpu:0-3``), with its
+        default (hand-derived, sharded) gradient; torch's one process per device is not
+        planned (``benchmarks/scaling.py`` measures it).
         """
         return [
-            ConfigKey(b, layout, gradient, dt, dev, n)
+            ConfigKey(b, layout, gradient, dt, device_set(dev, k), n, k)
             for b in self.backends
             for dev in self.devices
             if not (REGISTRY[b].host_only and parse_device(dev)[0] != "cpu")
+            for k in self.device_counts
+            if k == 1 or REGISTRY[b].multi_device == "in_process"
             for layout in self.layouts
-            if layout in REGISTRY[b].layouts
-            for gradient in self.gradient_kinds(b, layout)
+            if layout in REGISTRY[b].layouts and (k == 1 or layout == "blocked")
+            for gradient in self.gradient_kinds(b, layout, k)
             for dt in self.dtypes
             for n in self.ns
         ]
 
-    def gradient_kinds(self, backend: str, layout: str) -> list[str]:
-        """The gradients of ``backend`` in ``layout`` this sweep measures, in registry order."""
+    def gradient_kinds(self, backend: str, layout: str, devices: int = 1) -> list[str]:
+        """The gradients of ``backend`` in ``layout`` this sweep measures, in registry order;
+        on several devices only the default one (the sharded objective is hand-derived)."""
         spec = REGISTRY[backend]
         wanted = {spec.gradient_for(layout) if g == "auto" else g for g in self.gradients}
+        if devices > 1:
+            wanted &= {spec.gradient_for(layout)}
         return [g for g in spec.gradients if g in wanted]
+
+    def host_devices(self, backend: str) -> int:
+        """How many CPU devices ``backend``'s worker must see (the largest planned cpu set)."""
+        return max(
+            (k.devices for k in self.plan() if k.backend == backend and k.device.startswith("cpu")),
+            default=1,
+        )
+
+
+def device_set(device: str, count: int) -> str:
+    """``count`` devices from ``device``'s index on: ``device_set("cuda:2", 2) == "cuda:2-3"``."""
+    if count == 1:
+        return device
+    kind, index = parse_device(device)
+    return f"{kind}:{index}-{index + count - 1}"
 
 
 #: Presets: named sets of overrides, applied under the options the user gives.

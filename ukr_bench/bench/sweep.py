@@ -144,7 +144,9 @@ def new_run(
         date=datetime.now(timezone.utc).isoformat(),
         provenance=prov,
         machine=machine_metadata(),
-        thread_env={b: REGISTRY[b].process_env(cfg.threads) for b in cfg.backends},
+        thread_env={
+            b: REGISTRY[b].worker_env(cfg.threads, cfg.host_devices(b)) for b in cfg.backends
+        },
         reference=reference,
     )
     write_meta(run_dir, meta)
@@ -216,7 +218,8 @@ def _run_backend(
     update: Progress,
 ) -> None:
     mine = [k for k in plan if k.backend == backend]
-    env = os.environ | REGISTRY[backend].process_env(cfg.threads) | {PARENT_ENV: str(os.getpid())}
+    spec_env = REGISTRY[backend].worker_env(cfg.threads, cfg.host_devices(backend))
+    env = os.environ | spec_env | {PARENT_ENV: str(os.getpid())}
     log_path = run_dir / f"worker-{backend}.log"
     while True:
         todo = [k for k in mine if k not in done_keys(run_dir)]

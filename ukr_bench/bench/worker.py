@@ -34,7 +34,7 @@ from ukr_bench.backends import REGISTRY
 from ukr_bench.bench.config import SweepConfig, usable_cpus
 from ukr_bench.data import problem_inputs
 from ukr_bench.interface import Backend, get_backend
-from ukr_bench.problem import check_dtype, parse_device, relative_error
+from ukr_bench.problem import check_dtype, parse_devices, relative_error
 from ukr_bench.schema import (
     INFLIGHT_FILE,
     TIMED_FUNCTIONS,
@@ -229,13 +229,15 @@ def memory_estimate(key: ConfigKey, cfg: SweepConfig, available: int | None = No
         return int(spec.n2_buffers(cfg.latent_dim) * key.n**2 * itemsize) + linear
     from ukr_bench.problem import BLOCK_BUFFERS, plan_layout
 
-    kind = parse_device(key.device)[0]
+    kind = parse_devices(key.device)[0]
     _, block = plan_layout(
         key.n, key.n, cfg.latent_dim, 3, check_dtype(key.dtype), available or 2**34,
         layout="blocked", device_kind=kind, workers=cfg.threads,
     )  # fmt: skip
     workers = cfg.threads if kind == "cpu" else 1
-    return int(workers * BLOCK_BUFFERS * (block or 1) * key.n * itemsize) + linear
+    # Forced host devices share the host's memory: each holds its blocks and a replica.
+    host_copies = key.devices if kind == "cpu" else 1
+    return host_copies * (int(workers * BLOCK_BUFFERS * (block or 1) * key.n * itemsize) + linear)
 
 
 #: Floating-point operations per pair of points in one value + gradient, besides its exp:
@@ -290,7 +292,8 @@ def bound(key: ConfigKey, cfg: SweepConfig, data_dim: int, rates: tuple[float, f
 
 def memory_limit(key: ConfigKey, cfg: SweepConfig, meta: RunMeta) -> int | None:
     """Bytes a configuration may use: a fraction of the host's (or the GPU's) memory."""
-    kind, index = parse_device(key.device)
+    kind, indices = parse_devices(key.device)
+    index = indices[0]  # each device of a set holds its own share: the first one's size
     if kind == "cuda":
         gpus = meta.machine.get("gpus", [])
         if index < len(gpus):

@@ -169,7 +169,7 @@ def comparison_blocks(frames: list[pd.DataFrame], fig_dir: Path) -> list[Block]:
     for run, k in zip(runs, keyed, strict=True):
         table[run] = k[k.status == OK][figures.VG_MEDIAN].reindex(table.index)
         table[f"{run} status"] = k["status"].reindex(table.index).fillna("absent")
-    shown = table.reset_index()[KEY].copy()
+    shown = tables.one_device_shown(table.reset_index()[KEY].copy())
     for run in runs:
         status = table[f"{run} status"].to_numpy()
         shown[run] = np.where(status == OK, table[run].map(tables.fmt_time).to_numpy(), status)
@@ -234,6 +234,7 @@ def comparison_blocks(frames: list[pd.DataFrame], fig_dir: Path) -> list[Block]:
             ", ".join(r for r in runs if tuple(row) in present[r])
             for row in mismatched[KEY].itertuples(index=False)
         ]
+        mismatched = tables.one_device_shown(mismatched)
         blocks.append(Block("table", mismatched, "Configurations that not every run has"))
     return blocks
 

@@ -104,10 +104,18 @@ def winners(ok: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def one_device_shown(t: pd.DataFrame) -> pd.DataFrame:
+    """``t`` without its ``devices`` column when every row ran on one device (the ``device``
+    column names a set of several, ``cpu:0-3``, so tables of one-device runs stay as they were)."""
+    if "devices" in t.columns and (t["devices"] == 1).all():
+        return t.drop(columns="devices")
+    return t
+
+
 def flags_table(ok: pd.DataFrame, flags: pd.Series) -> pd.DataFrame:
     """The flagged configurations with their reasons."""
     bad = ok.assign(flag=flags)[flags != ""]
-    return bad[[*KEY, "flag"]].sort_values(KEY).reset_index(drop=True)
+    return one_device_shown(bad[[*KEY, "flag"]].sort_values(KEY).reset_index(drop=True))
 
 
 def median_table(ok: pd.DataFrame) -> pd.DataFrame:
@@ -166,7 +174,7 @@ def grad_ratio_table(ok: pd.DataFrame, min_n: int = 1000) -> pd.DataFrame:
 def problems_table(df: pd.DataFrame) -> pd.DataFrame:
     """Every row whose status is not ok, with its reason."""
     bad = df[df.status != Status.OK.value]
-    return bad[[*KEY, "status", "reason"]].sort_values(KEY).reset_index(drop=True)
+    return one_device_shown(bad[[*KEY, "status", "reason"]].sort_values(KEY).reset_index(drop=True))
 
 
 def machine_table(meta: RunMeta) -> pd.DataFrame:
