@@ -6,6 +6,7 @@ command that passes a faulty ``measure`` (in a child process), never by patching
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -573,3 +574,38 @@ def test_repeat_runs_writes_each_run_and_their_comparison(
     assert "Fastest backend at each N in every run" in md
     assert cli_main([*argv, "--repeat-runs", "0", "--out", str(tmp_path / "x")]) == 2
     assert "--repeat-runs must be an integer >= 1, got 0" in capsys.readouterr().err
+
+
+def test_larger_n_predicted_too_slow_is_skipped(tmp_path: Path) -> None:
+    """A series whose calls would take longer than --max-call-seconds stops: the fake says
+    0.1 s at N = 8, so N = 16 is predicted 0.4 s (O(N^2)) and runs under a 0.5 s limit, and
+    N = 32 (1.6 s from 0.4 s at N = 16) is skipped with the prediction as its reason."""
+
+    def fake(key, cfg, reference):
+        row = measure_case(key, cfg, reference)
+        t = 0.1 * (key.n / 8) ** 2
+        row.timings["value_and_grad"] = dataclasses.replace(
+            row.timings["value_and_grad"], median_s=t
+        )
+        return row
+
+    cfg = SweepConfig(
+        backends=["numpy"], dtypes=["float64"], max_call_seconds=0.5, **(TINY | {"ns": [8, 16, 32]})
+    )
+    run_dir = new_run_dir(tmp_path, cfg)
+    run_worker(run_dir, "numpy", measure=fake)
+    rows = {r.key.n: r for r in read_rows(run_dir)}
+    assert rows[8].status is rows[16].status is Status.OK
+    assert rows[32].status is Status.SKIPPED
+    assert rows[32].reason == (
+        "predicted 1.6 s per value + gradient call (O(N^2) from 0.4 s at N=16) "
+        "> --max-call-seconds 0.5"
+    )
+    # 0 turns the limit off
+    cfg = dataclasses.replace(cfg, max_call_seconds=0.0)
+    (tmp_path / "off").mkdir()
+    run_dir = new_run_dir(tmp_path / "off", cfg)
+    run_worker(run_dir, "numpy", measure=fake)
+    assert all(r.status is Status.OK for r in read_rows(run_dir))
+    with pytest.raises(ValueError, match="max_call_seconds"):
+        SweepConfig(max_call_seconds=-1.0)

@@ -110,19 +110,19 @@ def test_jax_sharded_equals_one_device() -> None:
     assert errors["numpy"].startswith("DeviceUnavailableError")
 
 
-def _torchrun(ranks: int, mode: str) -> list[dict[str, object]]:
+def _torchrun(ranks: int, mode: str, out: Path) -> list[dict[str, object]]:
     pytest.importorskip("torch")
     args = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     args += ["--nproc-per-node", str(ranks), str(HERE / "multi" / "dist_torch_check.py"), mode]
-    proc = _run(args, _env(OMP_NUM_THREADS="1"), 180)
-    lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    proc = _run(args, _env(OMP_NUM_THREADS="1", UKR_TEST_OUT=str(out)), 180)
+    lines = [json.loads(p.read_text()) for p in sorted(out.glob("rank*.json"))]
     assert len(lines) == ranks - (mode == "die"), proc.stderr[-3000:]
     return sorted(lines, key=lambda r: r["rank"])  # type: ignore[arg-type,return-value]
 
 
 @pytest.mark.parametrize("ranks", [2, 4])
-def test_torch_distributed_equals_one_process(ranks: int) -> None:
-    results = _torchrun(ranks, "agree")
+def test_torch_distributed_equals_one_process(ranks: int, tmp_path: Path) -> None:
+    results = _torchrun(ranks, "agree", tmp_path)
     assert [r["rank"] for r in results] == list(range(ranks))
     for r in results:
         cases = {k: v for k, v in r.items() if isinstance(v, dict)}
@@ -141,8 +141,8 @@ def test_torch_distributed_equals_one_process(ranks: int) -> None:
         ("die", "RuntimeError"),  # Gloo: the peer's connection closed, or the group's timeout
     ],
 )
-def test_torch_failing_rank_raises_everywhere(mode: str, match: str) -> None:
-    results = _torchrun(2, mode)
+def test_torch_failing_rank_raises_everywhere(mode: str, match: str, tmp_path: Path) -> None:
+    results = _torchrun(2, mode, tmp_path)
     for r in results:
         assert isinstance(r["raised"], str), r
         assert r["raised"].startswith(match), r

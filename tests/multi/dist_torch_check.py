@@ -2,11 +2,11 @@
 
 ``mode`` (first argument):
 
-* ``agree``: every rank prints one JSON line with the relative errors of the distributed value
+* ``agree``: every rank writes one JSON file (``$UKR_TEST_OUT/rank<r>.json``) with the relative errors of the distributed value
   and gradient against the one-process blocked torch path and dense NumPy (float64), for N not
   divisible by the world size, more ranks than blocks, more ranks than rows; and UKR.fit
   on the ranks against one process.
-* ``raise``: rank 1's share raises; every rank must raise RankFailedError (printed as JSON).
+* ``raise``: rank 1's share raises; every rank must raise RankFailedError (written as JSON).
 * ``shapes``: rank 1 holds one more row; every rank must raise RankFailedError.
 * ``die``: rank 1 exits without a word before the collective; the others must raise within the
   process group's timeout.
@@ -76,7 +76,10 @@ def main() -> None:
             out["raised"] = None
         except Exception as exc:  # noqa: BLE001 - the message is the result
             out["raised"] = f"{type(exc).__name__}: {exc}"
-    print(json.dumps(out), flush=True)
+    # One file per rank: the ranks share torchrun's stdout, where two lines can interleave.
+    out_dir = os.environ["UKR_TEST_OUT"]
+    with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
+        json.dump(out, f)
     if mode != "die":
         dist.destroy_process_group()
 

@@ -99,6 +99,13 @@ class SweepConfig:
     memory_fraction: float = field(
         default=0.8, metadata=_help("share of the available memory a configuration may use")
     )
+    max_call_seconds: float = field(
+        default=10.0,
+        metadata=_help(
+            "skip larger N of a series once one value + gradient call is predicted to take "
+            "longer (its time at the largest N measured, times (N / that N)^2); 0: no limit"
+        ),
+    )
     fit_optimizers: list[str] = field(
         default_factory=lambda: list(OPTIMIZERS), metadata=_help("optimisers timed in UKR.fit")
     )
@@ -184,6 +191,7 @@ class SweepConfig:
             check_int(name, getattr(self, name), 0)
         check_nonnegative_float("min_time", self.min_time)
         check_positive_float("timeout", self.timeout)
+        check_nonnegative_float("max_call_seconds", self.max_call_seconds)
         if not 0 < check_positive_float("memory_fraction", self.memory_fraction) <= 1:
             msg = f"memory_fraction must be in (0, 1], got {self.memory_fraction!r}"
             raise ValueError(msg)

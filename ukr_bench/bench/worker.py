@@ -337,6 +337,35 @@ def _write_inflight(run_dir: Path, row: Row) -> None:
     (run_dir / INFLIGHT_FILE).write_text(json.dumps(record))
 
 
+def predicted_call_seconds(key: ConfigKey, rows: list[Row], cfg: SweepConfig) -> str | None:
+    """Why ``key`` is skipped for time, or None: the series' value + gradient median at its
+    largest N measured, scaled by (N / that N)^2 (the cost is O(N^2)), beyond
+    ``cfg.max_call_seconds``. Warm-up and the timed rounds cost several calls each, so one
+    configuration predicted at a minute per call would hold the sweep for ten."""
+    if not cfg.max_call_seconds:
+        return None
+    done = [
+        r
+        for r in rows
+        if r.key.series == key.series
+        and r.key.devices == key.devices
+        and r.key.n < key.n
+        and r.status == Status.OK
+        and "value_and_grad" in r.timings
+    ]
+    if not done:
+        return None
+    last = max(done, key=lambda r: r.key.n)
+    t = last.timings["value_and_grad"].median_s * (key.n / last.key.n) ** 2
+    if t <= cfg.max_call_seconds:
+        return None
+    return (
+        f"predicted {t:.3g} s per value + gradient call (O(N^2) from "
+        f"{last.timings['value_and_grad'].median_s:.3g} s at N={last.key.n}) "
+        f"> --max-call-seconds {cfg.max_call_seconds:g}"
+    )
+
+
 def run_worker(run_dir: Path | str, backend: str, *, measure: Measure = measure_case) -> None:
     """Measure every unfinished configuration of ``backend`` in this process, appending rows.
 
@@ -378,6 +407,9 @@ def run_worker(run_dir: Path | str, backend: str, *, measure: Measure = measure_
                 f"estimated {(row.memory_estimate_bytes or 0) / 2**30:.1f} GiB "
                 f"> limit {limit / 2**30:.1f} GiB"
             )
+        elif (slow := predicted_call_seconds(key, rows, cfg)) is not None:
+            row.status = Status.SKIPPED
+            row.reason = slow
         else:
             _write_inflight(run_dir, row)
             try:
