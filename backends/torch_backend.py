@@ -135,8 +135,14 @@ def _blocked_pass(
     loo: bool,
     grad: bool,
     columns: bool,
+    lo: int = 0,
+    hi: int | None = None,
 ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
     """One pass over query blocks: (Y or None, sum ||e_q||^2, gradient or None).
+
+    Only query rows ``[lo, hi)`` (default: all) are processed; the gradient's other rows hold
+    their column terms only (zero without ``columns``): a distributed rank's share
+    (:mod:`backends.torch_distributed`).
 
     The objective is ``Zq is Z``, ``Xq is X`` with ``columns`` (its B^T terms); the projection
     has no column terms. Per block (see :mod:`backends.numpy_backend`): K, s = row sums,
@@ -151,14 +157,16 @@ def _blocked_pass(
     Zqs_t = Zs_t if columns else (Zq * scale).T.contiguous()
     ones = torch.ones((N, 1), dtype=Z.dtype, device=Z.device)
     X1 = torch.cat([X, ones], dim=1)
-    K_buf = torch.empty((min(block, M), N), dtype=Z.dtype, device=Z.device)
+    hi = M if hi is None else hi
+    K_buf = torch.empty((min(block, max(hi - lo, 1)), N), dtype=Z.dtype, device=Z.device)
     T_buf = torch.empty_like(K_buf)
     Y = None if Xq is not None else torch.empty((M, X.shape[1]), dtype=X.dtype, device=X.device)
     sq = torch.zeros((), dtype=Z.dtype, device=Z.device)
-    row = torch.empty_like(Zq) if grad else None
+    partial = (lo, hi) != (0, M)
+    row = (torch.zeros_like(Zq) if partial else torch.empty_like(Zq)) if grad else None
     col = torch.zeros((N, L), dtype=Z.dtype, device=Z.device) if grad and columns else None
-    for r0 in range(0, M, block):
-        r1 = min(r0 + block, M)
+    for r0 in range(lo, hi, block):
+        r1 = min(r0 + block, hi)
         K, T = K_buf[: r1 - r0], T_buf[: r1 - r0]
         _kernel_block(Zqs_t[:, r0:r1], Zs_t, r0, loo, K, T)
         KX1 = K @ X1

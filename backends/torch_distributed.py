@@ -22,14 +22,13 @@ groups this module starts take ``UKR_BENCH_DIST_TIMEOUT`` seconds, default 600).
 from __future__ import annotations
 
 import datetime
-import math
 import os
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
-from ukr_bench.backends.torch_backend import _kernel_block
+from ukr_bench.backends.torch_backend import _blocked_pass
 
 
 class RankFailedError(RuntimeError):
@@ -69,7 +68,6 @@ def row_range(n: int, rank: int, world: int) -> tuple[int, int]:
     return rank * n // world, (rank + 1) * n // world
 
 
-@torch.no_grad()
 def local_pass(
     Z: torch.Tensor,
     X: torch.Tensor,
@@ -83,42 +81,15 @@ def local_pass(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Rows ``[lo, hi)``: (sum of their ||e_n||^2, their N x L contribution to d sum||e||^2 / dZ).
 
-    The formulas of ``torch_backend._blocked_pass`` (see :mod:`backends.numpy_backend`), with
-    the loo diagonal at the block's global row offset and column terms from these rows only.
-    The contribution is scaled by 2 / sigma^2 already; it is None without ``grad``.
+    The one-process blocked pass (``torch_backend._blocked_pass``, formulas in
+    :mod:`backends.numpy_backend`) over these rows only: the loo diagonal at each block's global
+    row offset, row terms for these rows, column terms from these rows for all N. The
+    contribution is scaled by 2 / sigma^2 already; it is None without ``grad``.
     """
-    N, L = Z.shape
-    scale = 1.0 / (math.sqrt(2.0) * sigma)
-    Zs_t = (Z * scale).T.contiguous()
-    ones = torch.ones((N, 1), dtype=Z.dtype, device=Z.device)
-    X1, Z1 = torch.cat([X, ones], dim=1), torch.cat([Z, ones], dim=1)
-    rows = max(hi - lo, 1)
-    K_buf = torch.empty((min(block, rows), N), dtype=Z.dtype, device=Z.device)
-    T_buf = torch.empty_like(K_buf)
-    sq = torch.zeros((), dtype=Z.dtype, device=Z.device)
-    out = torch.zeros((N, L), dtype=Z.dtype, device=Z.device) if grad else None
-    col = torch.zeros((N, L + 1), dtype=Z.dtype, device=Z.device) if grad else None
-    for r0 in range(lo, hi, block):
-        r1 = min(r0 + block, hi)
-        K, T = K_buf[: r1 - r0], T_buf[: r1 - r0]
-        _kernel_block(Zs_t[:, r0:r1], Zs_t, r0, loo, K, T)
-        KX1 = K @ X1
-        s = KX1[:, -1:]
-        Yb = KX1[:, :-1] / s
-        e = Yb - X[r0:r1]
-        sq += (e * e).sum()
-        if out is None or col is None:
-            continue
-        W = torch.cat([e / s, -(e * Yb).sum(dim=1, keepdim=True) / s], dim=1)
-        torch.matmul(W, X1.T, out=T)
-        T.mul_(K)  # B'
-        BZ1 = T @ Z1
-        out[r0:r1] = BZ1[:, :L] - BZ1[:, L:] * Z[r0:r1]
-        col.add_(T.T @ Z1[r0:r1])
-    if out is not None and col is not None:
-        out += col[:, :L] - col[:, L:] * Z
-        out *= 2.0 / sigma**2
-    return sq, out
+    _, sq, share = _blocked_pass(
+        Z, X, Z, X, sigma, block, loo=loo, grad=grad, columns=True, lo=lo, hi=hi
+    )
+    return sq, share
 
 
 def _check_ranks(error: BaseException | None, shapes: tuple[int, ...], device: Any) -> None:
