@@ -375,3 +375,24 @@ def test_dtype_table_names_where_float32_is_slower(tmp_path: Path) -> None:
     assert t.loc["jax cpu", "float32 / float64 time"] == "0.50x"
     write_report([run], tmp_path / "out")
     assert "float32 slower at N" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_a_gradient_ratio_just_under_one_inside_the_noise_is_not_flagged() -> None:
+    """With both functions' samples, 'value + gradient faster than the value' needs the test:
+    a 0.98 ratio from overlapping samples is plausible (no flag), a 0.8 one from separated
+    samples is not."""
+    from ukr_bench.report.stats import flag_rows
+
+    t = 1e-3
+    spread = 1 + np.linspace(-0.05, 0.05, 11)
+    rows = []
+    for n, ratio in ((100, 0.98), (200, 0.8)):
+        row = ok_row("torch", "float32", n, t * n / 100).to_json()
+        vg = t * n / 100
+        row["samples"] = {"value_and_grad": list(vg * spread), "value": list(vg / ratio * spread)}
+        row["grad_ratio"] = ratio
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    flags = flag_rows(df).tolist()
+    assert "value alone" not in flags[0]
+    assert "value + gradient faster than the value alone (0.80)" in flags[1]
