@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -50,6 +51,16 @@ def new_run_dir(tmp_path: Path, cfg: SweepConfig) -> Path:
     run_dir.mkdir()
     write_meta(run_dir, RunMeta(config=cfg.to_dict()))
     return run_dir
+
+
+def sweep_process(cfg: SweepConfig, run_dir: Path, **popen: Any) -> subprocess.Popen[bytes]:
+    """``run_sweep(cfg, run_dir)`` in a process of its own (for tests that kill it)."""
+    code = (
+        "from ukr_bench.bench import SweepConfig, run_sweep; "
+        f"run_sweep(SweepConfig(**{cfg.to_dict()!r}), {str(run_dir)!r}, progress=False)"
+    )
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)}
+    return subprocess.Popen([sys.executable, "-c", code], env=env, **popen)
 
 
 def inflight_pid(run_dir: Path) -> int:
@@ -157,12 +168,7 @@ def test_resume_after_a_kill_redoes_nothing(tmp_path: Path) -> None:
         backends=["numpy"], dtypes=["float64"], **(TINY | {"ns": [4, 8, 16, 32, 64, 128]})
     )
     # A real kill of the whole process group, once some rows exist.
-    code = (
-        "from ukr_bench.bench import SweepConfig, run_sweep; "
-        f"run_sweep(SweepConfig(**{cfg.to_dict()!r}), {str(run_dir)!r}, progress=False)"
-    )
-    env = os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)}
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env, start_new_session=True)
+    proc = sweep_process(cfg, run_dir, start_new_session=True)
     deadline = time.time() + 120
     while len(read_rows(run_dir)) < 2 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.01)
@@ -191,12 +197,7 @@ def test_killing_the_sweep_alone_leaves_no_orphan_and_resume_completes(
     cfg = SweepConfig(
         backends=["numpy"], dtypes=["float64"], **(TINY | {"ns": [100, 200, 400, 800, 1600]})
     )
-    code = (
-        "from ukr_bench.bench import SweepConfig, run_sweep; "
-        f"run_sweep(SweepConfig(**{cfg.to_dict()!r}), {str(run_dir)!r}, progress=False)"
-    )
-    env = os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)}
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.DEVNULL)
+    proc = sweep_process(cfg, run_dir, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline and not (
         (run_dir / INFLIGHT_FILE).exists() and len(read_rows(run_dir)) >= rows_before_kill
@@ -499,12 +500,7 @@ def test_interrupting_the_sweep_leaves_no_worker_behind(tmp_path: Path) -> None:
         dtypes=["float64"],
         **(TINY | {"ns": [200, 400, 800, 1600, 3200], "min_time": 0.5}),
     )
-    code = (
-        "from ukr_bench.bench import SweepConfig, run_sweep; "
-        f"run_sweep(SweepConfig(**{cfg.to_dict()!r}), {str(run_dir)!r}, progress=False)"
-    )
-    env = os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)}
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.DEVNULL)
+    proc = sweep_process(cfg, run_dir, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while not (run_dir / INFLIGHT_FILE).exists() and time.time() < deadline:
         time.sleep(0.05)
