@@ -46,24 +46,35 @@ Blocked layout (``layout="blocked"``): the same formulas over row blocks :math:`
 :math:`A`, so its softmax is exact, and everything step 2 needs for row :math:`n`
 (:math:`R_{n\cdot}`, :math:`y_n`, :math:`e_n`) belongs to row :math:`n` alone: one pass over the
 blocks suffices (the "statistics first, then :math:`B`" pass of a blocked *autodiff* backward is
-not needed, and each pair costs one ``exp``). Per block, with :math:`K_I = \exp(A_I - \max_m
-A_{Im})` unnormalised and :math:`s_I = K_I\mathbf 1`:
+not needed, and each pair costs one ``exp``). Per block, with :math:`K_I = \exp(A_I)`
+unnormalised and :math:`s_I = K_I\mathbf 1`:
 
 * :math:`[K_I X,\ s_I] = K_I\,[X, \mathbf 1]` (one product), :math:`Y_I = K_I X / s_I`,
   :math:`e_I = Y_I - X_I`, the value's :math:`\sum \lVert e_I\rVert^2`;
 * :math:`B'_I = K_I \odot \big([e_I / s_I,\ -(e_I\cdot y_I)/s_I]\,[X, \mathbf 1]^\top\big)`,
   i.e. :math:`B_I = \tfrac2N B'_I` (:math:`R_I = K_I / s_I` folded into the small factor);
-* with :math:`P^l_I = B'_I \odot D^l_I`, :math:`D^l_{nm} = z_{nl} - z_{ml}` (the differences, as
-  in step 3): row terms (:math:`B` in :math:`S = B + B^\top`) :math:`-P^l_I\mathbf 1`;
-* column terms (:math:`B^\top`): accumulate :math:`\mathbf 1^\top P^l_I` over blocks;
+* row terms (:math:`B` in :math:`S = B + B^\top`) :math:`\sum_m B'_{nm}(z_m - z_n)`, and
+  column terms (:math:`B^\top`) :math:`\sum_{n \in I} B'_{nm}(z_n - z_m)` accumulated over
+  blocks;
 
 and :math:`\partial E/\partial Z = \tfrac{2}{N\sigma^2}(\text{row} + \text{column terms}) +
 \tfrac{2\lambda}{N} Z`. Logits come from :math:`Z / (\sqrt2\sigma)`, so that
-:math:`A = -\lVert\cdot\rVert^2` needs no scaling pass. Blocks run on a thread pool, one
-worker per CPU in this process's affinity mask (NumPy releases the GIL in ``exp`` and BLAS);
-each worker has its own block buffers and column accumulator, reduced in worker order, so results
-do not depend on scheduling. Projection and ``predict`` process query blocks the same way (no
-column terms: the training latents are fixed).
+:math:`A = -\lVert\cdot\rVert^2` needs no scaling pass. :math:`A \le 0`, so :math:`K` is formed
+without the usual row-max shift (two passes fewer); the rare rows whose every weight underflows
+are recomputed with it (:class:`_Blocks`).
+
+Two forms, chosen per call (:data:`GEMM_MAX_SQNORM`): float32 sums logits and the row and column
+terms from the latent differences, one latent dimension at a time (:math:`P^l_I = B'_I \odot
+D^l_I`, :math:`D^l_{nm} = z_{nl} - z_{ml}`; row terms :math:`-P^l_I\mathbf 1`, column terms
+:math:`\mathbf 1^\top P^l_I`), for the reason of step 3. float64 takes them from matrix
+products, where the cancellation costs about 1e-14: :math:`A_I = [2Z_I, -\lVert z_I\rVert^2,
+-\mathbf 1]\,[Z, \mathbf 1, \lVert z\rVert^2]^\top`, row terms :math:`B'_I Z - z_n (B'_I
+\mathbf 1)_n`, column terms :math:`B'^\top_I Z_I - z_m (\mathbf 1^\top B'_I)_m`, with :math:`Z`
+centred first. Blocks run on a thread pool, one worker per CPU in this process's affinity
+mask (NumPy releases the GIL in ``exp`` and BLAS); each worker has its own block buffers and
+column accumulator, reduced in worker order, so results do not depend on scheduling.
+Projection and ``predict`` process query blocks the same way (no column terms: the training
+latents are fixed).
 """
 
 from __future__ import annotations
@@ -282,26 +293,83 @@ def _single_threaded_blas() -> contextlib.AbstractContextManager[Any]:
     return _BLAS[0].limit(limits=1, user_api="blas")
 
 
-def _kernel_block(Zq_t: Arr, Z_t: Arr, r0: int, loo: bool, K: Arr, T: Arr) -> None:
-    """K <- exp(A - row max) of query block ``Zq_t`` (L x b) against ``Z_t`` (L x N), in place.
+#: float64 blocks use the GEMM forms when the latents' squared norm, in units of 2 sigma^2 and
+#: after centring, is at most this: logits ``2 z_q.z_m - |z_m|^2 - |z_q|^2`` from one matrix
+#: product, and the latent gradient as ``(B'Z)_k - z_k sum_m B'_km``. Both cancel; their
+#: rounding is about eps * |z|^2 in the logits (here <= 1e4 * 1.1e-16 ~ 1e-12) and eps * |z| /
+#: (neighbour distance) relative in the gradient. They replace 4L + 1 elementwise passes per
+#: block and made value + gradient 1.6x faster at N = 10,000 (the alternatives table of
+#: benchmarks/large_n.py). float32 (and latents spread wider) keep the differences: 3x smaller float32
+#: gradient error (issue 12), and no eps * |z|^2 logit error, which in float32 would be 1e-6.
+GEMM_MAX_SQNORM = 1e4
 
-    Both are scaled by 1/(sqrt(2) sigma) and transposed (contiguous rows per latent dimension),
-    so A = -squared distance; with ``loo`` the block's rows are rows r0.. of the objective and
-    their diagonal entries (columns r0..) are excluded. ``T`` is scratch of K's shape.
+
+class _Blocks:
+    """Per-call data for the kernel of query rows ``Zq`` against training latents ``Z``.
+
+    Fills a block's ``K[n, m] = exp(-||zq_n - z_m||^2 / (2 sigma^2))`` *without* the usual
+    row-max shift: the logits are <= 0, so nothing overflows, and the shift's two passes over
+    the block are saved. A row whose nearest latent is so far that its row sum ``s_n`` falls
+    below ``sqrt(tiny)`` (float64: 37 sigma, float32: 9 sigma) is recomputed with the shift by
+    :meth:`rescue`: there the unshifted weights underflow. Above that threshold, weights that
+    underflow are below ``tiny / sqrt(tiny) = sqrt(tiny)`` relative to ``s_n`` (1e-154, 1e-19),
+    so they change nothing.
     """
-    L, b = Zq_t.shape
-    np.subtract(Zq_t[0, :, None], Z_t[0, None, :], out=K)
-    np.square(K, out=K)
-    for l in range(1, L):
-        np.subtract(Zq_t[l, :, None], Z_t[l, None, :], out=T)
-        np.square(T, out=T)
-        K += T
-    if loo:
-        idx = np.arange(b)
-        K[idx, r0 + idx] = np.inf
-    dmin = K.min(axis=1, keepdims=True)
-    np.subtract(dmin, K, out=K)
-    np.exp(K, out=K)
+
+    def __init__(self, Zq: Arr, Z: Arr, sigma: float, loo: bool) -> None:
+        self.loo = loo
+        # a Python float: a NumPy float64 scalar would promote float32 blocks to float64
+        # (1.3-2x slower, every distance in float64; tests/test_float32.py)
+        scale = 1.0 / (math.sqrt(2.0) * sigma)
+        # centred (the objective only sees differences) so that the GEMM forms cancel less
+        centre = Z.sum(axis=0) * (1.0 / len(Z))  # not mean(): it divides by a float64 count
+        self.Z = Z - centre
+        self.Zq = self.Z if Zq is Z else Zq - centre
+        Zs, Zqs = self.Z * scale, self.Zq * scale
+        Zs_sq = np.einsum("nl,nl->n", Zs, Zs)
+        Zqs_sq = Zs_sq if Zq is Z else np.einsum("nl,nl->n", Zqs, Zqs)
+        self.tiny = math.sqrt(np.finfo(Z.dtype).tiny)
+        self.gemm = Z.dtype == np.float64 and max(Zs_sq.max(), Zqs_sq.max()) <= GEMM_MAX_SQNORM
+        # transposed: contiguous rows per latent dimension for the differences
+        self.Zs_t, self.Zqs_t = np.ascontiguousarray(Zs.T), np.ascontiguousarray(Zqs.T)
+        if self.gemm:
+            ones = np.ones((len(Zqs), 1), dtype=Z.dtype)
+            # [2 z_q, -|z_q|^2, -1] . [z_m, 1, |z_m|^2] = -||z_q - z_m||^2
+            self.Q = np.concatenate([2.0 * Zqs, -Zqs_sq[:, None], -ones], axis=1)
+            self.P_t = np.ascontiguousarray(
+                np.concatenate([Zs, np.ones_like(Zs_sq)[:, None], Zs_sq[:, None]], axis=1).T
+            )
+
+    def fill(self, r0: int, r1: int, K: Arr, T: Arr) -> None:
+        """K <- the unshifted kernel of query rows [r0, r1); ``T`` is scratch of K's shape."""
+        if self.gemm:
+            np.matmul(self.Q[r0:r1], self.P_t, out=K)
+        else:
+            Zq_t = self.Zqs_t
+            np.subtract(Zq_t[0, r0:r1, None], self.Zs_t[0, None, :], out=K)
+            np.square(K, out=K)
+            for l in range(1, Zq_t.shape[0]):
+                np.subtract(Zq_t[l, r0:r1, None], self.Zs_t[l, None, :], out=T)
+                np.square(T, out=T)
+                K += T
+            np.negative(K, out=K)
+        if self.loo:  # rows r0.. of the objective: their diagonal entries are columns r0..
+            idx = np.arange(r1 - r0)
+            K[idx, r0 + idx] = -np.inf
+        np.exp(K, out=K)
+
+    def rescue(self, r0: int, K: Arr, KX1: Arr, X1: Arr) -> None:
+        """Recompute, with the row-max shift, the rows of a block whose row sum underflowed.
+
+        ``KX1 = K [X, 1]`` holds the row sums in its last column; both are updated in place.
+        """
+        for i in np.flatnonzero(~(KX1[:, -1] >= self.tiny)):  # also catches NaN
+            d = self.Zs_t - self.Zqs_t[:, r0 + i, None]
+            a = -np.einsum("ln,ln->n", d, d)
+            if self.loo:
+                a[r0 + i] = -np.inf
+            np.exp(a - a.max(), out=K[i])
+            KX1[i] = K[i] @ X1
 
 
 def _objective_blocked(
@@ -309,16 +377,17 @@ def _objective_blocked(
 ) -> tuple[Any, Arr | None]:
     """sum_n ||e_n||^2 and (with ``grad``) dE/dZ without the prior, over row blocks (see above)."""
     N, L = Z.shape
-    # math.sqrt, not np.sqrt: a NumPy float64 scalar would promote a float32 Z to float64 and
-    # every block's distances would be computed in float64 (1.3-2x slower; tests/test_float32.py)
-    Zs_t = np.ascontiguousarray((Z / (math.sqrt(2.0) * sigma)).T)
-    Z_t = np.ascontiguousarray(Z.T)
+    kernel = _Blocks(Z, Z, sigma, loo)
+    Zc = kernel.Z
+    Z_t = np.ascontiguousarray(Zc.T)
     X1 = np.concatenate([X, np.ones((N, 1), dtype=X.dtype)], axis=1)
+    Z1 = np.concatenate([Zc, np.ones((N, 1), dtype=Z.dtype)], axis=1)
     row = np.empty_like(Z) if grad else None
 
     def work(r0: int, r1: int, K: Arr, T: Arr, acc: Any) -> Any:
-        _kernel_block(Zs_t[:, r0:r1], Zs_t, r0, loo, K, T)
+        kernel.fill(r0, r1, K, T)
         KX1 = K @ X1  # [K X, row sums]
+        kernel.rescue(r0, K, KX1, X1)
         s = KX1[:, -1:]
         Y = KX1[:, :-1] / s
         e = Y - X[r0:r1]
@@ -328,12 +397,20 @@ def _objective_blocked(
         W = np.concatenate([e / s, -np.sum(e * Y, axis=1, keepdims=True) / s], axis=1)
         np.matmul(W, X1.T, out=T)
         T *= K  # B' = R * (e.x_m - e.y_n); K is scratch from here on
-        col = np.empty((N, L), dtype=Z.dtype)
-        for l in range(L):
-            np.subtract(Z_t[l, r0:r1, None], Z_t[l, None, :], out=K)
-            K *= T  # P^l
-            row[r0:r1, l] = -K.sum(axis=1)
-            col[:, l] = K.sum(axis=0)
+        if kernel.gemm:
+            # row terms sum_m B'_nm (z_m - z_n) from [B'Z, B'1] (B'1 = e.y_n - e.y_n = 0 but
+            # for rounding: subtracting it keeps the sum translation invariant); column terms
+            # accumulated as [B'^T Z_I, B'^T 1] (N x (L + 1)) and assembled once at the end
+            BZ1 = T @ Z1
+            row[r0:r1] = BZ1[:, :L] - BZ1[:, L:] * Zc[r0:r1]
+            col = T.T @ Z1[r0:r1]
+        else:
+            col = np.empty((N, L), dtype=Z.dtype)
+            for l in range(L):
+                np.subtract(Z_t[l, r0:r1, None], Z_t[l, None, :], out=K)
+                K *= T  # P^l
+                row[r0:r1, l] = -K.sum(axis=1)
+                col[:, l] = K.sum(axis=0)
         if acc is None:
             return [sq, col]
         acc[0] += sq
@@ -347,6 +424,8 @@ def _objective_blocked(
     col = parts[0][1]
     for p in parts[1:]:
         col += p[1]
+    if kernel.gemm:  # sum_n B'_nm (z_n - z_m)
+        col = col[:, :L] - col[:, L:] * Zc
     row += col
     row *= 2.0 / (N * sigma**2)
     return value, row
@@ -357,17 +436,16 @@ def _projection_blocked(
 ) -> tuple[Arr, Any, Arr | None]:
     """f(Zq) and, given ``Xq``, E_q and dE_q/dZq, over query blocks (no column terms)."""
     (M, L), N = Zq.shape, Z.shape[0]
-    scale = 1.0 / (math.sqrt(2.0) * sigma)  # a Python float: keeps float32 float32
-    Zs_t = np.ascontiguousarray((Z * scale).T)
-    Zqs_t = np.ascontiguousarray((Zq * scale).T)
+    kernel = _Blocks(Zq, Z, sigma, False)
     X1 = np.concatenate([X, np.ones((N, 1), dtype=X.dtype)], axis=1)
-    Z1 = np.concatenate([Z, np.ones((N, 1), dtype=Z.dtype)], axis=1)
+    Z1 = np.concatenate([kernel.Z, np.ones((N, 1), dtype=Z.dtype)], axis=1)
     Y = np.empty((M, X.shape[1]), dtype=X.dtype)
     grad = np.empty_like(Zq) if Xq is not None else None
 
     def work(r0: int, r1: int, K: Arr, T: Arr, acc: Any) -> Any:
-        _kernel_block(Zqs_t[:, r0:r1], Zs_t, r0, False, K, T)
+        kernel.fill(r0, r1, K, T)
         KX1 = K @ X1
+        kernel.rescue(r0, K, KX1, X1)
         s = KX1[:, -1:]
         Yb = Y[r0:r1]
         np.divide(KX1[:, :-1], s, out=Yb)
@@ -379,7 +457,7 @@ def _projection_blocked(
         np.matmul(W, X1.T, out=T)
         T *= K
         BZ1 = T @ Z1
-        grad[r0:r1] = (2.0 / sigma**2) * (BZ1[:, :L] - BZ1[:, L:] * Zq[r0:r1])
+        grad[r0:r1] = (2.0 / sigma**2) * (BZ1[:, :L] - BZ1[:, L:] * kernel.Zq[r0:r1])
         return sq if acc is None else acc + sq
 
     parts = _map_blocks(M, N, block, Z.dtype, work)

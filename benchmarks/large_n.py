@@ -8,7 +8,8 @@ Prints four tables (medians over ``--repeats`` interleaved rounds; ratios within
 
 1. N = ``--n-mid`` float64 value + gradient, dense vs blocked (the ``auto`` block size), per
    backend, in this process.
-2. The alternatives behind the choices: NumPy blocked on 1 worker vs all CPUs; JAX and torch
+2. The alternatives behind the choices: NumPy blocked on 1 worker vs all CPUs, and with the
+   float64 GEMM forms vs the differences (``GEMM_MAX_SQNORM``); JAX and torch
    hand-derived blocked VJP vs autodiff with ``jax.checkpoint`` / ``torch.utils.checkpoint``.
 3. A lower bound from this machine's exp throughput: one ``np.exp`` over N x N float64 elements
    in row blocks (single thread, and on a thread pool over all CPUs), and the fastest blocked
@@ -112,20 +113,25 @@ def alternatives(n: int, repeats: int) -> None:
     nb = ukr_bench.get_backend("numpy", layout="blocked")
     workers = numpy_backend._cpu_count()
 
-    def numpy_on(w: int) -> Any:
+    def numpy_on(w: int, gemm: bool = True) -> Any:
         def call() -> Any:
-            saved = numpy_backend._cpu_count
+            saved = numpy_backend._cpu_count, numpy_backend.GEMM_MAX_SQNORM
             numpy_backend._cpu_count = lambda: w
+            if not gemm:  # the differences form (float32's) in float64
+                numpy_backend.GEMM_MAX_SQNORM = -1.0
             try:
                 return nb.value_and_grad(Z, X, SIGMA, 0.0, True)
             finally:
-                numpy_backend._cpu_count = saved
+                numpy_backend._cpu_count, numpy_backend.GEMM_MAX_SQNORM = saved
 
         return call
 
     calls = {
         "numpy blocked, 1 worker": numpy_on(1),
         f"numpy blocked, {workers} workers": numpy_on(workers),
+        f"numpy blocked, {workers} workers, differences instead of GEMM forms": numpy_on(
+            workers, gemm=False
+        ),
     }
     try:
         import jax

@@ -100,8 +100,18 @@ PLANTED = [
     ("torch", "blocked", "_blocked_pass", "row += col", "row -= col"),
     ("numpy", "dense", "NumpyBackend._value_and_grad_dense", "B += B.T", "B += B"),
     ("numpy", "dense", "NumpyBackend._value_and_grad_dense", "grad /= sigma**2", "grad /= -(sigma**2)"),
-    ("numpy", "blocked", "_objective_blocked", "col[:, l] = K.sum(axis=0)", "col[:, l] = 0"),
-    ("numpy", "blocked", "_objective_blocked", "row[r0:r1, l] = -K.sum(axis=1)", "row[r0:r1, l] = K.sum(axis=1)"),
+    # NumPy blocked, float64: the GEMM forms (the differences: PLANTED_NUMPY_DIFFERENCES)
+    ("numpy", "blocked", "_objective_blocked", "col = T.T @ Z1[r0:r1]", "col = 0 * (T.T @ Z1[r0:r1])"),
+    ("numpy", "blocked", "_objective_blocked", "col = col[:, :L] - col[:, L:] * Zc", "col = col[:, :L]"),
+    ("numpy", "blocked", "_objective_blocked", "row[r0:r1] = BZ1[:, :L]", "row[r0:r1] = -BZ1[:, :L]"),
+]  # fmt: skip
+
+#: NumPy's blocked latent gradient from the differences (float32, and latents spread wider than
+#: GEMM_MAX_SQNORM allows): planted with the GEMM forms switched off.
+PLANTED_NUMPY_DIFFERENCES = [
+    ("_objective_blocked", "col[:, l] = K.sum(axis=0)", "col[:, l] = 0"),
+    ("_objective_blocked", "row[r0:r1, l] = -K.sum(axis=1)", "row[r0:r1, l] = K.sum(axis=1)"),
+    ("_Blocks.fill", "K += T", "K -= T"),
 ]  # fmt: skip
 
 
@@ -145,6 +155,24 @@ def test_planted_error_fails_the_agreement(
             )
     with pytest.raises(AssertionError):
         check_agreement(backend, layout, [(10, 2, 3, True), (10, 2, 3, False)])
+
+
+@pytest.mark.parametrize(("target", "old", "new"), PLANTED_NUMPY_DIFFERENCES)
+def test_planted_error_fails_numpy_differences(
+    target: str, old: str, new: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ukr_bench.backends import numpy_backend
+
+    monkeypatch.setattr(numpy_backend, "GEMM_MAX_SQNORM", -1.0)  # the differences throughout
+    check_agreement("numpy", "blocked", [(10, 2, 3, True)])  # unplanted: passes
+    owner, _, name = target.rpartition(".")
+    monkeypatch.setattr(
+        getattr(numpy_backend, owner) if owner else numpy_backend,
+        name,
+        plant(numpy_backend, target, old, new),
+    )
+    with pytest.raises(AssertionError):
+        check_agreement("numpy", "blocked", [(10, 2, 3, True), (10, 2, 3, False)])
 
 
 # -- float32 --------------------------------------------------------------------------------------

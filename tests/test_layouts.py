@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -76,6 +77,56 @@ def test_far_apart_latents_stay_finite_blocked(backend: str) -> None:
         v, g = value_and_grad(Z, X, backend=backend, dtype=dtype, layout="blocked", block_size=6)
         assert v == pytest.approx(expected, rel=TOL[dtype])
         assert np.linalg.norm(g) <= TOL[dtype]
+
+
+@pytest.mark.parametrize("block", [1, 4, 9])
+def test_isolated_points_among_neighbours_blocked(backend: str, block: int) -> None:
+    # A cluster (within 3 sigma) and three points 40 sigma from it and from each other: their
+    # rows' weights all underflow unshifted (exp(-800)), the cluster's do not. NumPy's blocks
+    # form exp(A) without the row-max shift and recompute such rows with it; here they share
+    # blocks with ordinary rows. Reference: the dense form, which always shifts.
+    rng = np.random.default_rng(8)
+    sigma = 0.5
+    Z = sigma * rng.uniform(-1.5, 1.5, size=(20, 2))
+    Z = np.concatenate([Z[:7], [[20.0, 0.0], [0.0, 20.0], [-20.0, 0.0]], Z[7:]])
+    X = rng.normal(size=(len(Z), 3))
+    Zq = np.concatenate([Z[:5] + 0.1, [[0.0, -20.0]]])
+    Xq = rng.normal(size=(len(Zq), 3))
+    for loo in [True, False]:
+        ref_v, ref_g = value_and_grad(Z, X, sigma=sigma, lam=0.1, loo=loo, layout="dense")
+        for dtype in TOL:
+            v, g = value_and_grad(
+                Z, X, backend=backend, dtype=dtype, sigma=sigma, lam=0.1, loo=loo,
+                layout="blocked", block_size=block,
+            )  # fmt: skip
+            assert relative_error(v, ref_v) <= TOL[dtype], (dtype, loo)
+            assert relative_error(g, ref_g) <= TOL[dtype], (dtype, loo)
+    dense = get_backend("numpy", layout="dense")
+    ref_pv, ref_pg = dense.project_value_and_grad(Zq, Xq, Z, X, sigma)
+    for dtype in TOL:
+        b = get_backend(backend, dtype=dtype, layout="blocked", block_size=block)
+        args = [b.asarray(a) for a in (Zq, Xq, Z, X)]
+        y = b.to_numpy(b.sync(b.predict(args[0], args[2], args[3], sigma)))
+        pv, pg = b.sync(b.project_value_and_grad(*args, sigma))
+        assert relative_error(y, dense.predict(Zq, Z, X, sigma)) <= TOL[dtype]
+        assert relative_error(float(b.to_numpy(pv)), ref_pv) <= TOL[dtype]
+        assert relative_error(b.to_numpy(pg), ref_pg) <= TOL[dtype]
+
+
+def test_numpy_blocked_forms_follow_dtype_and_spread() -> None:
+    # The tests above reach both of NumPy's blocked forms: float64 takes the matrix-product
+    # forms while the latents' squared norm (units of 2 sigma^2, centred) is at most
+    # GEMM_MAX_SQNORM, float32 and wider spreads take the differences.
+    from ukr_bench.backends.numpy_backend import GEMM_MAX_SQNORM, _Blocks
+
+    Z = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    r = math.sqrt(GEMM_MAX_SQNORM * 2) * 0.5  # |z - centre| = r / (sqrt(2) sigma) at sigma = 0.5
+    assert _Blocks(Z, Z, 0.5, True).gemm
+    assert not _Blocks(Z.astype(np.float32), Z.astype(np.float32), 0.5, True).gemm
+    wide = np.array([[0.0, 0.0], [2 * r, 0.0]])  # centred: +-r
+    assert not _Blocks(wide * 1.001, wide * 1.001, 0.5, True).gemm
+    assert _Blocks(wide * 0.999, wide * 0.999, 0.5, True).gemm
+    assert not _Blocks(Z, wide * 1.001, 0.5, False).gemm  # the training latents count too
 
 
 @pytest.mark.parametrize("block", [1, 7, 500])
