@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import ukr_bench
 from ukr_bench.bench import SweepConfig, resume_sweep, run_sweep, run_worker
 from ukr_bench.bench.machine import gpus, provenance
 from ukr_bench.bench.worker import measure_case
@@ -532,6 +533,40 @@ def test_provenance_is_this_package_and_holds_no_absolute_path(tmp_path: Path) -
     assert prov == provenance()
     assert str(tmp_path) not in out.stdout
     assert "/" not in "".join(str(v) for v in prov.values() if v is not None)
+
+
+def test_provenance_of_a_copy_without_git_is_named_by_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A working tree copied to a GPU machine has no .git: the commit comes from
+    # UKR_BENCH_SOURCE_COMMIT, checked, and the report says where it came from.
+    import subprocess as sp
+
+    from ukr_bench.bench import machine
+    from ukr_bench.report.tables import machine_table
+
+    def no_git(*args: object) -> str:
+        raise sp.CalledProcessError(128, "git")
+
+    monkeypatch.setattr(machine, "_git", no_git)
+    monkeypatch.delenv(machine.SOURCE_COMMIT_ENV, raising=False)
+    assert machine.provenance() == {
+        "version": ukr_bench.__version__, "commit": None, "dirty": None,
+        "source": "not a git checkout",
+    }  # fmt: skip
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    monkeypatch.setenv(machine.SOURCE_COMMIT_ENV, commit)
+    prov = machine.provenance()
+    assert prov == {
+        "version": ukr_bench.__version__, "commit": commit, "dirty": None,
+        "source": "copy of a git checkout",
+    }  # fmt: skip
+    table = machine_table(RunMeta(provenance=prov, command=["ukr-bench"]))
+    assert f"commit {commit} (a copy of that checkout" in table.to_string()
+    for bad in ["abc", commit.upper(), commit + "0", "HEAD"]:
+        monkeypatch.setenv(machine.SOURCE_COMMIT_ENV, bad)
+        with pytest.raises(ValueError, match="UKR_BENCH_SOURCE_COMMIT must be a full commit hash"):
+            machine.provenance()
 
 
 def test_a_reference_run_refuses_a_dirty_tree(

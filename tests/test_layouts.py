@@ -7,12 +7,13 @@ import math
 
 import numpy as np
 import pytest
-from conftest import BACKENDS, random_problem
+from conftest import BACKENDS, device_backends, random_problem
 from test_objective import GRID, TOL
 
 import ukr_bench
 from ukr_bench import Params, get_backend, relative_error, value_and_grad
 from ukr_bench import problem as problem_module
+from ukr_bench.backends import REGISTRY
 from ukr_bench.problem import BLOCK_MIN_ROWS, plan_layout
 
 
@@ -77,6 +78,29 @@ def test_far_apart_latents_stay_finite_blocked(backend: str) -> None:
         v, g = value_and_grad(Z, X, backend=backend, dtype=dtype, layout="blocked", block_size=6)
         assert v == pytest.approx(expected, rel=TOL[dtype])
         assert np.linalg.norm(g) <= TOL[dtype]
+
+
+@pytest.mark.parametrize(("n", "l", "d", "loo"), [(7, 2, 3, True), (50, 1, 4, False)])
+def test_every_layout_and_gradient_agrees_on_device(
+    n: int, l: int, d: int, loo: bool, device: str
+) -> None:
+    # Each backend's every layout and gradient kind on "cpu" and, where the backend sees one,
+    # "cuda" (the grid test in test_objective.py runs the GPU in the default layout only),
+    # against float64 NumPy dense on the host; blocks of 3 rows, which divide neither N.
+    Z0, X = random_problem(n, l, d, seed=n + l + d)
+    kw = {"sigma": 0.8, "lam": 0.2, "loo": loo}
+    ref_v, ref_g = value_and_grad(0.8 * Z0, X, layout="dense", **kw)
+    for backend in device_backends(device):
+        spec = REGISTRY[backend]
+        for layout, gradient, dtype in itertools.product(spec.layouts, spec.gradients, TOL):
+            v, g = value_and_grad(
+                0.8 * Z0, X, backend=backend, dtype=dtype, device=device, layout=layout,
+                gradient=gradient, block_size=3 if layout == "blocked" else None, **kw,
+            )  # fmt: skip
+            case = f"{backend} {layout} {gradient} {dtype} {device}"
+            assert g.dtype == np.dtype(dtype), case
+            assert relative_error(v, ref_v) <= TOL[dtype], case
+            assert relative_error(g, ref_g) <= TOL[dtype], case
 
 
 @pytest.mark.parametrize("block", [1, 4, 9])

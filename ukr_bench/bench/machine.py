@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -103,6 +104,10 @@ def machine_metadata() -> dict[str, Any]:
     }
 
 
+#: Names the commit of a checkout copied without its ``.git`` (see :func:`provenance`).
+SOURCE_COMMIT_ENV = "UKR_BENCH_SOURCE_COMMIT"
+
+
 def _git(source: Path, *args: str) -> str:
     return subprocess.run(
         ["git", "-C", str(source), *args], capture_output=True, text=True, timeout=30, check=True
@@ -115,6 +120,11 @@ def provenance() -> dict[str, Any]:
     ``commit`` is that of the git checkout the package was imported from, or None with
     ``source: "not a git checkout"`` for an installed wheel. ``dirty`` counts modified tracked
     files only: untracked result directories do not change the code that ran.
+
+    A copy of a checkout without its ``.git`` (a working tree sent to a GPU machine) is named
+    by whoever made the copy: ``UKR_BENCH_SOURCE_COMMIT`` (40 hex digits) is then recorded as
+    the commit, with ``source: "copy of a git checkout"`` and ``dirty`` unknown (None), since
+    nothing there can check it.
     """
     source = Path(ukr_bench.__file__).resolve().parent.parent
     out: dict[str, Any] = {"version": ukr_bench.__version__, "commit": None, "dirty": None}
@@ -128,4 +138,10 @@ def provenance() -> dict[str, Any]:
         out["source"] = "git checkout"
     except (OSError, subprocess.SubprocessError):
         out["source"] = "not a git checkout"
+    given = os.environ.get(SOURCE_COMMIT_ENV)
+    if out["source"] == "not a git checkout" and given is not None:
+        if not re.fullmatch(r"[0-9a-f]{40}", given):
+            msg = f"{SOURCE_COMMIT_ENV} must be a full commit hash (40 hex digits), got {given!r}"
+            raise ValueError(msg)
+        out |= {"commit": given, "source": "copy of a git checkout"}
     return out

@@ -183,6 +183,8 @@ def machine_table(meta: RunMeta) -> pd.DataFrame:
     commit = prov.get("commit") or prov.get("source", "unknown")
     if prov.get("dirty"):
         commit = f"{commit} (uncommitted changes: no commit reproduces this run exactly)"
+    elif prov.get("commit") and prov.get("source") == "copy of a git checkout":
+        commit = f"{commit} (a copy of that checkout, as named by whoever ran it)"
     if meta.reference:
         commit += "; made as a reference run"
     rows: dict[str, Any] = {
