@@ -183,8 +183,12 @@ def test_resume_after_a_kill_redoes_nothing(tmp_path: Path) -> None:
     resume_sweep(run_dir, progress=False)
     after = read_rows(run_dir)
     assert sorted(r.key.n for r in after) == [4, 8, 16, 32, 64, 128]
-    # rows that had finished are byte for byte the same lines
-    assert (run_dir / "results.jsonl").read_text().splitlines()[: len(before)] == before
+    # rows that had finished are byte for byte the same lines, and the half line stays alone
+    # (the row appended after it is not glued to it)
+    lines = (run_dir / "results.jsonl").read_text().splitlines()
+    assert lines[: len(before)] == before
+    assert lines[len(before)] == '{"backend": "numpy", "dev'
+    assert len(lines) == 6 + 1
     assert read_meta(run_dir).resumed
 
 
@@ -640,3 +644,86 @@ def test_larger_n_predicted_too_slow_is_skipped(tmp_path: Path) -> None:
     assert all(r.status is Status.OK for r in read_rows(run_dir))
     with pytest.raises(ValueError, match="max_call_seconds"):
         SweepConfig(max_call_seconds=-1.0)
+
+
+# -- interleaving: the backends take turns at each N ---------------------------------------------
+
+
+@pytest.mark.parametrize("interleave", [True, False])
+def test_backends_take_turns_at_each_n(tmp_path: Path, interleave: bool) -> None:
+    # Rows are appended as configurations finish, so the file's order is the order measured.
+    cfg = SweepConfig(
+        backends=["numpy", "torch"], dtypes=["float64"], gradients=["auto"],
+        interleave=interleave, **(TINY | {"ns": [8, 16], "fit_iters": 0}),
+    )  # fmt: skip
+    run_dir = run_sweep(cfg, tmp_path / "run", progress=False)
+    order = [(r.key.backend, r.key.n) for r in read_rows(run_dir)]
+    if interleave:
+        assert order == [("numpy", 8), ("torch", 8), ("numpy", 16), ("torch", 16)]
+    else:
+        assert order == [("numpy", 8), ("numpy", 16), ("torch", 8), ("torch", 16)]
+    assert all(r.status is Status.OK for r in read_rows(run_dir))
+
+
+def test_rounds_and_the_default_of_old_runs() -> None:
+    cfg = SweepConfig(ns=[16, 8, 32])
+    assert cfg.interleave
+    assert cfg.rounds() == [[8], [16], [32]]
+    assert dataclasses.replace(cfg, interleave=False).rounds() == [[8, 16, 32]]
+    # a run made before interleaving is resumed as it was made: one worker per backend
+    old = cfg.to_dict()
+    del old["interleave"]
+    assert SweepConfig.from_dict(old).interleave is False
+    with pytest.raises(ValueError, match="interleave must be True or False, got 'yes'"):
+        SweepConfig(interleave="yes")  # type: ignore[arg-type]
+
+
+def test_a_worker_measures_only_its_turn_after_warming_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ukr_bench import interface
+    from ukr_bench.bench import worker
+
+    cfg = SweepConfig(
+        backends=["numpy"], dtypes=["float32", "float64"], **(TINY | {"ns": [8, 16, 32]})
+    )
+    run_dir = new_run_dir(tmp_path, cfg)
+    events: list[tuple[str, ...]] = []
+    real = interface.value_and_grad
+
+    def recording_value_and_grad(*args: Any, **kw: Any) -> Any:
+        events.append(("warm-up", kw["dtype"], str(args[0].shape[0])))
+        return real(*args, **kw)
+
+    def fake(key: Any, cfg: SweepConfig, reference: Any) -> Any:
+        events.append(("measure", key.dtype, str(key.n)))
+        return measure_case(key, cfg, reference)
+
+    monkeypatch.setattr(interface, "value_and_grad", recording_value_and_grad)
+    monkeypatch.setenv(worker.NS_ENV, "16")
+    run_worker(run_dir, "numpy", measure=fake)
+    assert events == [
+        ("warm-up", "float32", str(worker.PROCESS_WARMUP_N)),
+        ("warm-up", "float64", str(worker.PROCESS_WARMUP_N)),
+        ("measure", "float32", "16"),
+        ("measure", "float64", "16"),
+    ]
+    assert sorted((r.key.dtype, r.key.n) for r in read_rows(run_dir)) == [
+        ("float32", 16), ("float64", 16),
+    ]  # fmt: skip
+    # nothing left to do in this turn: no warm-up either
+    events.clear()
+    run_worker(run_dir, "numpy", measure=fake, ns={16})
+    assert events == []
+    run_worker(run_dir, "numpy", measure=fake, ns={8, 32})
+    assert [e for e in events if e[0] == "measure"] == [
+        ("measure", "float32", "8"), ("measure", "float32", "32"),
+        ("measure", "float64", "8"), ("measure", "float64", "32"),
+    ]  # fmt: skip
+
+
+def test_cli_turns_interleaving_off(tmp_path: Path) -> None:
+    argv = ["bench", "--no-progress", "--no-report", "--backends", "numpy", "--n", "8", "16"]
+    fast = ["--dtypes", "float64", "--fit-iters", "0", "--min-time", "0", "--repeats", "1"]
+    assert cli_main([*argv, *fast, "--no-interleave", "--out", str(tmp_path / "a")]) == 0
+    assert read_meta(tmp_path / "a").config["interleave"] is False

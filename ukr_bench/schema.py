@@ -357,8 +357,12 @@ def append_row(run_dir: Path | str, row: Row) -> None:
 
 
 def _append(path: Path, line: str) -> None:
-    with path.open("a") as f:
-        f.write(line)
+    with path.open("a+b") as f:
+        if f.seek(0, os.SEEK_END):
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":  # a partial last line (killed mid-write): leave it alone
+                line = "\n" + line
+        f.write(line.encode())
         f.flush()
         os.fsync(f.fileno())
 

@@ -118,6 +118,14 @@ class SweepConfig:
         default_factory=lambda: len(usable_cpus()),
         metadata=_help("CPU threads for every backend (default: all)"),
     )
+    interleave: bool = field(
+        default=True,
+        metadata=_help(
+            "measure the backends in turns, one N at a time (a worker per backend and N), so "
+            "that the machine's drift during the run falls on every backend alike at each N; "
+            "--no-interleave: each backend's whole sweep in one worker, one backend after another"
+        ),
+    )
 
     def __post_init__(self) -> None:
         self.validate()
@@ -130,9 +138,10 @@ class SweepConfig:
         if unknown:
             msg = f"unknown sweep configuration field(s) {unknown}; known: {sorted(names)}"
             raise ValueError(msg)
-        # Runs made before the gradient axis measured each backend's default gradient only:
-        # --resume repeats exactly that.
-        return cls(**({"gradients": ["auto"]} | values))
+        # Runs made before the gradient axis measured each backend's default gradient only,
+        # and before interleaving one backend after another: --resume repeats exactly that.
+        old_defaults: dict[str, Any] = {"gradients": ["auto"], "interleave": False}
+        return cls(**(old_defaults | values))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -179,6 +188,9 @@ class SweepConfig:
             if opt not in OPTIMIZERS:
                 msg = f"fit_optimizers: unknown optimizer {opt!r}; known: {list(OPTIMIZERS)}"
                 raise ValueError(msg)
+        if not isinstance(self.interleave, bool):
+            msg = f"interleave must be True or False, got {self.interleave!r}"
+            raise ValueError(msg)  # noqa: TRY004 - every bad option is a ValueError (validate)
         for name in ("latent_dim", "min_rounds", "max_rounds", "threads", "fit_rounds"):
             check_int(name, getattr(self, name), 1)
         if self.max_rounds < self.min_rounds:
@@ -222,6 +234,12 @@ class SweepConfig:
             for dt in self.dtypes
             for n in self.ns
         ]
+
+    def rounds(self) -> list[list[int]]:
+        """The N values each worker measures, in turn: every backend runs a worker for the first
+        group, then every backend for the next... (``interleave``: one N per group; otherwise
+        one group of every N, one worker per backend)."""
+        return [[n] for n in self.ns] if self.interleave else [list(self.ns)]
 
     def gradient_kinds(self, backend: str, layout: str, devices: int = 1) -> list[str]:
         """The gradients of ``backend`` in ``layout`` this sweep measures, in registry order;

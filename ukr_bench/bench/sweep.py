@@ -2,7 +2,10 @@
 
 The parent imports no framework. For each backend it starts a worker process
 (:mod:`ukr_bench.bench.worker`) in the backend's own environment (thread pools are sized at
-import), watches the configuration in flight, and
+import); by default one per backend *and N*, the backends taking turns at each N
+(``SweepConfig.rounds``), so that a drift of the machine's speed during the run is shared by
+all backends at the same N instead of landing on whichever backend ran then. It watches the
+configuration in flight, and
 
 * past the sweep's ``timeout`` kills the worker and records a time-out;
 * records a worker that dies (e.g. killed by the kernel for memory) as ``crashed``;
@@ -34,7 +37,7 @@ from typing import IO
 from ukr_bench.backends import REGISTRY
 from ukr_bench.bench.config import SweepConfig
 from ukr_bench.bench.machine import machine_metadata, provenance
-from ukr_bench.bench.worker import PARENT_ENV, base_row
+from ukr_bench.bench.worker import NS_ENV, PARENT_ENV, base_row
 from ukr_bench.interface import available_backends
 from ukr_bench.schema import (
     INFLIGHT_FILE,
@@ -202,8 +205,9 @@ def _sweep_locked(run_dir: Path, *, progress: bool, worker_cmd: WorkerCommand) -
     cfg = SweepConfig.from_dict(read_meta(run_dir).config)
     plan = cfg.plan()
     with _progress(progress, len(plan)) as update:
-        for backend in cfg.backends:
-            _run_backend(run_dir, backend, cfg, plan, worker_cmd, update)
+        for ns in cfg.rounds():
+            for backend in cfg.backends:
+                _run_backend(run_dir, backend, cfg, plan, worker_cmd, update, ns)
         update(len(done_keys(run_dir) & set(plan)), "done")
     write_table(run_dir)
     return run_dir
@@ -216,10 +220,16 @@ def _run_backend(
     plan: list[ConfigKey],
     worker_cmd: WorkerCommand,
     update: Progress,
+    ns: list[int],
 ) -> None:
-    mine = [k for k in plan if k.backend == backend]
+    """Workers for ``backend``'s configurations with N in ``ns``, until each one has a row.
+
+    A worker that fails outside any configuration (its framework does not import, say) fails
+    every configuration of the backend still to do, in this turn and the later ones.
+    """
+    mine = [k for k in plan if k.backend == backend and k.n in ns]
     spec_env = REGISTRY[backend].worker_env(cfg.threads, cfg.host_devices(backend))
-    env = os.environ | spec_env | {PARENT_ENV: str(os.getpid())}
+    env = os.environ | spec_env | {PARENT_ENV: str(os.getpid()), NS_ENV: ",".join(map(str, ns))}
     log_path = run_dir / f"worker-{backend}.log"
     while True:
         todo = [k for k in mine if k not in done_keys(run_dir)]
@@ -241,7 +251,8 @@ def _run_backend(
             if inflight is None:
                 # Died outside any configuration (e.g. the framework failed to import).
                 tail = _log_tail(log_path)
-                for k in [k for k in todo if k not in done_keys(run_dir)]:
+                left = [k for k in plan if k.backend == backend and k not in done_keys(run_dir)]
+                for k in left:
                     _record_failure(
                         base_row(k, cfg), Status.ERROR, f"worker failed: {reason}; {tail}", run_dir
                     )

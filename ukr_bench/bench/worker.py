@@ -50,6 +50,11 @@ from ukr_bench.schema import (
 )
 
 PARENT_ENV = "UKR_BENCH_SWEEP_PID"  # tells a worker which process it must not outlive
+#: The N values this worker measures (comma-separated; unset: all): the sweep's turn, see
+#: ``SweepConfig.rounds``.
+NS_ENV = "UKR_BENCH_WORKER_NS"
+#: N of the untimed call each kind of configuration gets before the worker's first timing.
+PROCESS_WARMUP_N = 8
 
 Reference = Callable[[int], tuple[float, np.ndarray]]
 #: ``measure(key, cfg, reference) -> Row`` with status ``ok``; raises on failure.
@@ -366,15 +371,51 @@ def predicted_call_seconds(key: ConfigKey, rows: list[Row], cfg: SweepConfig) ->
     )
 
 
-def run_worker(run_dir: Path | str, backend: str, *, measure: Measure = measure_case) -> None:
+def worker_ns() -> set[int] | None:
+    """The N values :data:`NS_ENV` gives this worker, or None (every N)."""
+    raw = os.environ.get(NS_ENV)
+    return None if raw is None else {int(n) for n in raw.split(",")}
+
+
+def warm_up_process(keys: Sequence[ConfigKey], cfg: SweepConfig) -> None:
+    """One untimed value + gradient at N = :data:`PROCESS_WARMUP_N` per kind of configuration.
+
+    A framework's one-time start-up (thread pools, allocator, JAX's compiler) then never lands
+    in the first call of whichever configuration a worker happens to measure first, now that
+    a sweep starts a worker per N: each first call is that configuration's own (JAX: compiling
+    for its shapes). Failures are left to the configuration itself to record.
+    """
+    from ukr_bench.interface import value_and_grad
+
+    n = max(PROCESS_WARMUP_N, cfg.latent_dim + 2)
+    Z, X = problem_inputs(cfg.data, n, cfg.latent_dim, noise=cfg.noise, seed=cfg.seed)
+    for kind in dict.fromkeys((k.layout, k.gradient, k.dtype, k.device) for k in keys):
+        layout, gradient, dtype, device = kind
+        with contextlib.suppress(Exception):
+            value_and_grad(
+                Z, X, backend=keys[0].backend, sigma=cfg.sigma, lam=cfg.lam, loo=cfg.loo,
+                dtype=dtype, device=device, layout=layout, gradient=gradient,
+            )  # fmt: skip
+
+
+def run_worker(
+    run_dir: Path | str,
+    backend: str,
+    *,
+    measure: Measure = measure_case,
+    ns: set[int] | None = None,
+) -> None:
     """Measure every unfinished configuration of ``backend`` in this process, appending rows.
 
+    ``ns``: only configurations with these N (default: :func:`worker_ns`, all if unset).
     ``measure`` does the measuring (tests pass a faulty one); everything around it (skipping,
     recording failures, the in-flight marker the sweep watches) is the same for any ``measure``.
     """
     run_dir = Path(run_dir)
     meta = read_meta(run_dir)
     cfg = SweepConfig.from_dict(meta.config)
+    ns = worker_ns() if ns is None else ns
+    mine = [k for k in cfg.plan() if k.backend == backend and (ns is None or k.n in ns)]
     references: dict[int, tuple[float, np.ndarray]] = {}
 
     def reference(n: int) -> tuple[float, np.ndarray]:
@@ -388,9 +429,9 @@ def run_worker(run_dir: Path | str, backend: str, *, measure: Measure = measure_
         return references[n]
 
     settings = configure_process(backend, cfg.threads)  # once: the whole process shares them
-    for key in cfg.plan():
-        if key.backend != backend:
-            continue
+    done = {r.key for r in read_rows(run_dir)}
+    warm_up_process([k for k in mine if k not in done], cfg)
+    for key in mine:
         rows = read_rows(run_dir)
         if key in {r.key for r in rows}:
             continue

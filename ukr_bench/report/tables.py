@@ -201,6 +201,9 @@ def machine_table(meta: RunMeta) -> pd.DataFrame:
         "OS": m.get("os"),
         "versions": ", ".join(f"{k} {val}" for k, val in v.items() if val),
         "threads per backend": cfg.get("threads"),
+        "order": "backends in turns at each N (a worker per backend and N)"
+        if cfg.get("interleave")
+        else "one backend after another (a worker per backend)",
         "problem": f"{cfg.get('data')} data, L={cfg.get('latent_dim')}, sigma={cfg.get('sigma')}, "
         f"lam={cfg.get('lam')}, loo={cfg.get('loo')}, Z ~ N(0, I)",
         "timing": f"warm-up {cfg.get('warmup')} calls, then >= {cfg.get('min_rounds')} rounds "
