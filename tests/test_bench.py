@@ -704,8 +704,8 @@ def test_a_worker_measures_only_its_turn_after_warming_up(
     run_worker(run_dir, "numpy", measure=fake)
     assert events == [
         ("warm-up", "float32", str(worker.PROCESS_WARMUP_N)),
-        ("warm-up", "float64", str(worker.PROCESS_WARMUP_N)),
         ("measure", "float32", "16"),
+        ("warm-up", "float64", str(worker.PROCESS_WARMUP_N)),
         ("measure", "float64", "16"),
     ]
     assert sorted((r.key.dtype, r.key.n) for r in read_rows(run_dir)) == [
@@ -716,8 +716,10 @@ def test_a_worker_measures_only_its_turn_after_warming_up(
     run_worker(run_dir, "numpy", measure=fake, ns={16})
     assert events == []
     run_worker(run_dir, "numpy", measure=fake, ns={8, 32})
-    assert [e for e in events if e[0] == "measure"] == [
+    assert events == [
+        ("warm-up", "float32", str(worker.PROCESS_WARMUP_N)),
         ("measure", "float32", "8"), ("measure", "float32", "32"),
+        ("warm-up", "float64", str(worker.PROCESS_WARMUP_N)),
         ("measure", "float64", "8"), ("measure", "float64", "32"),
     ]  # fmt: skip
 
@@ -727,3 +729,31 @@ def test_cli_turns_interleaving_off(tmp_path: Path) -> None:
     fast = ["--dtypes", "float64", "--fit-iters", "0", "--min-time", "0", "--repeats", "1"]
     assert cli_main([*argv, *fast, "--no-interleave", "--out", str(tmp_path / "a")]) == 0
     assert read_meta(tmp_path / "a").config["interleave"] is False
+
+
+def test_a_crash_while_warming_up_costs_only_its_configuration(tmp_path: Path) -> None:
+    # The warm-up runs inside the in-flight window of the first configuration of its kind:
+    # a worker killed there (as KeOps' code generation once did) records that configuration
+    # as crashed, its series' larger N are skipped, and the other kinds are measured.
+    def command(run_dir: Path, backend: str) -> list[str]:
+        script = (
+            f"import os, signal, sys; sys.path[:0] = {sys.path!r}\n"
+            "from ukr_bench.bench import worker\n"
+            "real = worker.warm_up\n"
+            "def warm_up(key, cfg):\n"
+            "    if key.dtype == 'float32': os.kill(os.getpid(), signal.SIGKILL)\n"
+            "    real(key, cfg)\n"
+            "worker.warm_up = warm_up\n"
+            "worker.watch_parent()\n"
+            f"worker.run_worker({str(run_dir)!r}, {backend!r})\n"
+        )
+        return [sys.executable, "-c", script]
+
+    cfg = SweepConfig(backends=["numpy"], **(TINY | {"ns": [8, 16], "fit_iters": 0}))
+    run_dir = run_sweep(cfg, tmp_path / "run", progress=False, worker_cmd=command)
+    rows = {(r.key.dtype, r.key.n): r for r in read_rows(run_dir)}
+    assert rows["float32", 8].status is Status.CRASHED
+    assert "SIGKILL" in rows["float32", 8].reason
+    assert rows["float32", 16].status is Status.SKIPPED
+    assert rows["float64", 8].status is Status.OK
+    assert rows["float64", 16].status is Status.OK

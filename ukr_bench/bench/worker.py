@@ -377,25 +377,25 @@ def worker_ns() -> set[int] | None:
     return None if raw is None else {int(n) for n in raw.split(",")}
 
 
-def warm_up_process(keys: Sequence[ConfigKey], cfg: SweepConfig) -> None:
-    """One untimed value + gradient at N = :data:`PROCESS_WARMUP_N` per kind of configuration.
+def warm_up(key: ConfigKey, cfg: SweepConfig) -> None:
+    """One untimed value + gradient at N = :data:`PROCESS_WARMUP_N` of ``key``'s kind.
 
-    A framework's one-time start-up (thread pools, allocator, JAX's compiler) then never lands
-    in the first call of whichever configuration a worker happens to measure first, now that
-    a sweep starts a worker per N: each first call is that configuration's own (JAX: compiling
-    for its shapes). Failures are left to the configuration itself to record.
+    Made once per kind (layout, gradient, dtype, device) in a worker, just before the first
+    configuration of that kind is measured and inside its in-flight window: a framework's
+    one-time start-up (thread pools, allocator, JAX's compiler) then never lands in the first
+    call of whichever configuration a worker happens to measure first, now that a sweep starts
+    a worker per N, and a crash here (KeOps generating code, say) is that configuration's
+    crash, as before. Exceptions are left to the configuration itself to raise again.
     """
     from ukr_bench.interface import value_and_grad
 
     n = max(PROCESS_WARMUP_N, cfg.latent_dim + 2)
     Z, X = problem_inputs(cfg.data, n, cfg.latent_dim, noise=cfg.noise, seed=cfg.seed)
-    for kind in dict.fromkeys((k.layout, k.gradient, k.dtype, k.device) for k in keys):
-        layout, gradient, dtype, device = kind
-        with contextlib.suppress(Exception):
-            value_and_grad(
-                Z, X, backend=keys[0].backend, sigma=cfg.sigma, lam=cfg.lam, loo=cfg.loo,
-                dtype=dtype, device=device, layout=layout, gradient=gradient,
-            )  # fmt: skip
+    with contextlib.suppress(Exception):
+        value_and_grad(
+            Z, X, backend=key.backend, sigma=cfg.sigma, lam=cfg.lam, loo=cfg.loo,
+            dtype=key.dtype, device=key.device, layout=key.layout, gradient=key.gradient,
+        )  # fmt: skip
 
 
 def run_worker(
@@ -429,8 +429,7 @@ def run_worker(
         return references[n]
 
     settings = configure_process(backend, cfg.threads)  # once: the whole process shares them
-    done = {r.key for r in read_rows(run_dir)}
-    warm_up_process([k for k in mine if k not in done], cfg)
+    warmed: set[tuple[str, str, str, str]] = set()
     for key in mine:
         rows = read_rows(run_dir)
         if key in {r.key for r in rows}:
@@ -453,6 +452,10 @@ def run_worker(
             row.reason = slow
         else:
             _write_inflight(run_dir, row)
+            kind = (key.layout, key.gradient, key.dtype, key.device)
+            if kind not in warmed:
+                warm_up(key, cfg)
+                warmed.add(kind)
             try:
                 row = measure(key, cfg, reference)
             except Exception as exc:  # noqa: BLE001 - recorded, and the sweep goes on
