@@ -310,8 +310,8 @@ class _Blocks:
     Fills a block's ``K[n, m] = exp(-||zq_n - z_m||^2 / (2 sigma^2))`` *without* the usual
     row-max shift: the logits are <= 0, so nothing overflows, and the shift's two passes over
     the block are saved. A row whose nearest latent is so far that its row sum ``s_n`` falls
-    below ``sqrt(tiny)`` (float64: 37 sigma, float32: 9 sigma) is recomputed with the shift by
-    :meth:`rescue`: there the unshifted weights underflow. Above that threshold, weights that
+    below ``sqrt(tiny)`` (nearest latent beyond about 27 sigma in float64, 9 sigma in float32)
+    is recomputed with the shift by :meth:`rescue`: there the unshifted weights underflow. Above that threshold, weights that
     underflow are below ``tiny / sqrt(tiny) = sqrt(tiny)`` relative to ``s_n`` (1e-154, 1e-19),
     so they change nothing.
     """
