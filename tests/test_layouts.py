@@ -144,7 +144,7 @@ def test_numpy_blocked_forms_follow_dtype_and_spread() -> None:
     from ukr_bench.backends.numpy_backend import GEMM_MAX_SQNORM, _Blocks
 
     Z = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
-    r = math.sqrt(GEMM_MAX_SQNORM * 2) * 0.5  # |z - centre| = r / (sqrt(2) sigma) at sigma = 0.5
+    r = math.sqrt(GEMM_MAX_SQNORM * 2) * 0.5  # r^2 / (2 sigma^2) = GEMM_MAX_SQNORM at sigma = 0.5
     assert _Blocks(Z, Z, 0.5, True).gemm
     assert not _Blocks(Z.astype(np.float32), Z.astype(np.float32), 0.5, True).gemm
     wide = np.array([[0.0, 0.0], [2 * r, 0.0]])  # centred: +-r
