@@ -522,6 +522,10 @@ class JaxBackend(Backend):
     def compile_count(self) -> int:
         return _compiles
 
+    def clear_compile_caches(self) -> None:
+        # lower().compile() reuses what a jit call with the same program compiled before
+        jax.clear_caches()
+
     device_peak_method = (
         "XLA memory_analysis() of the compiled executable (arguments + outputs + temporaries)"
     )

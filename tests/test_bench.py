@@ -757,3 +757,24 @@ def test_a_crash_while_warming_up_costs_only_its_configuration(tmp_path: Path) -
     assert rows["float32", 16].status is Status.SKIPPED
     assert rows["float64", 8].status is Status.OK
     assert rows["float64", 16].status is Status.OK
+
+
+def test_each_configuration_compiles_its_own_program() -> None:
+    # An earlier configuration in the same worker may compile the very same program (a
+    # time-to-fit at N > 1024 picks the blocked layout): the measured compile must still be one,
+    # not a cache hit. Measured twice in this process, the same configuration compiles each
+    # time (without clearing the caches, the second time compiled nothing).
+    from ukr_bench.backends.jax_backend import JaxBackend
+    from ukr_bench.schema import ConfigKey
+
+    cfg = SweepConfig(backends=["jax"], **(TINY | {"fit_iters": 0}))
+    key = ConfigKey("jax", "blocked", "manual", "float32", "cpu", 16)
+    reference = lambda n: (0.0, np.zeros((n, cfg.latent_dim)))  # the errors are not checked
+    counts = []
+    for _ in range(2):
+        before = JaxBackend.compile_count(None)  # type: ignore[arg-type]
+        measure_case(key, cfg, reference)
+        counts.append(JaxBackend.compile_count(None) - before)  # type: ignore[arg-type]
+    # value and value + gradient, each time (the first also compiles a few one-off programs)
+    assert counts[0] >= 2
+    assert counts[1] >= 2

@@ -357,6 +357,15 @@ class Backend(ABC):
         """How many compilations this framework has done so far (0 for eager frameworks)."""
         return 0
 
+    def clear_compile_caches(self) -> None:
+        """Forget this process's compiled programs, so the next :meth:`compile` compiles.
+
+        The harness calls it before each configuration: an earlier one in the same worker (a
+        time-to-fit, whose estimator picks the blocked layout above N = 1024) may have compiled
+        the very same program, and that configuration's compile time would read as a cache hit.
+        """
+        return
+
     def reset_device_peak(self) -> None:
         """Start a new device-memory peak measurement, where the framework can."""
         return

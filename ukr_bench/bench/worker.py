@@ -140,6 +140,7 @@ def measure_case(key: ConfigKey, cfg: SweepConfig, reference: Reference) -> Row:
     row.bound_s = bound(key, cfg, X.shape[1], pair_rates(backend))
     Zd, Xd = backend.asarray(Z), backend.asarray(X)
     backend.sync((Zd, Xd))
+    backend.clear_compile_caches()  # this configuration's compile is its own, never a cache hit
     result = None
     # value_and_grad first: its first call allocates fresh buffers, so the rise of peak RSS over
     # it is the memory it needs (later calls reuse what the allocator keeps).
