@@ -169,8 +169,9 @@ def fig_time(ok: pd.DataFrame, stem: Path) -> Path:
         if "bound_s" in ok.columns and ok["bound_s"].notna().any():
             best = ok.groupby(["dtype", "device", "n"])["bound_s"].min().reset_index()
             for (dtype, device), b in best.groupby(["dtype", "device"]):
-                ax.plot(b["n"], b["bound_s"], color="black", linewidth=1.0,
-                        linestyle=style.LINESTYLES.get(str(dtype), "-"),
+                # a marker too: a run at one N has no line to draw
+                ax.plot(b["n"], b["bound_s"], color="black", linewidth=1.0, marker="_",
+                        markersize=12, linestyle=style.LINESTYLES.get(str(dtype), "-"),
                         label=f"bound {dtype} {device}")  # fmt: skip
 
     return figure(
