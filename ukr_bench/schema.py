@@ -20,6 +20,17 @@ Versions: rows and meta carry :data:`SCHEMA_VERSION`. Version 1 (before this mod
 committed reference runs keep loading. Version 3 added ``devices`` (how many devices shared each
 call, rows split between them; the ``device`` field then names the set, ``cpu:0-3``); older rows
 ran on one device, and :func:`upgrade_row` says so.
+
+Damaged files: a line of ``results.jsonl`` that holds no row (not JSON, as a run killed while
+writing leaves its last line, or JSON that lacks a key field) is skipped with a
+:class:`ResultsFileWarning` naming the file and line, never silently; a row whose field has the
+wrong type or value (``"n": "lots"``) raises :class:`ResultsFileError` naming the file, line and
+field, before anything downstream trips over it.
+
+The CPU: ``meta.json`` records ``cpu_vendor``, ``cpu_family`` and ``cpu_simd`` beside
+``cpu_model`` (:func:`describe_cpu`), since the same code on Intel and on AMD, or with and
+without AVX-512, differs in time and in float32 rounding; :meth:`RunMeta.cpu` reads them back,
+from older runs too.
 """
 
 from __future__ import annotations
@@ -28,6 +39,8 @@ import dataclasses
 import enum
 import json
 import os
+import re
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -266,6 +279,68 @@ def upgrade_row(raw: Mapping[str, Any]) -> dict[str, Any]:
     return r
 
 
+# --------------------------------------------------------------------------- the CPU
+
+#: SIMD features recorded (``/proc/cpuinfo`` names; py-cpuinfo's, which may lack the
+#: underscores, match too), in the order shown. They decide the vector width and the fused
+#: multiply-adds of the BLAS, XLA and oneDNN kernels, and so a CPU's times and float32 rounding.
+SIMD_FLAGS: dict[str, str] = {
+    "sse4_2": "SSE4.2",
+    "avx": "AVX",
+    "avx2": "AVX2",
+    "fma": "FMA",
+    "avx512f": "AVX-512F",
+    "avx512_vnni": "AVX-512 VNNI",
+    "avx512_bf16": "AVX-512 BF16",
+    "avx512_fp16": "AVX-512 FP16",
+    "amx_tile": "AMX",
+    "asimd": "NEON",
+    "sve": "SVE",
+    "sve2": "SVE2",
+}
+#: CPUID vendor strings, as a reader names the vendor.
+CPU_VENDORS = {"GenuineIntel": "Intel", "AuthenticAMD": "AMD", "HygonGenuine": "Hygon"}
+#: Product lines named in brand strings: with the vendor, a readable family.
+_PRODUCT_LINES = ("Xeon", "Core", "Pentium", "Celeron", "Atom", "EPYC", "Ryzen", "Opteron")
+NOT_RECORDED = "not recorded"
+
+
+def _flag_key(flag: str) -> str:
+    return flag.lower().replace("_", "").replace(".", "")
+
+
+def describe_cpu(info: Mapping[str, Any], flags: Iterable[str] | None) -> dict[str, Any]:
+    """``cpu_vendor``, ``cpu_family`` and ``cpu_simd`` of a CPU, from py-cpuinfo's record.
+
+    ``info`` holds py-cpuinfo's ``vendor_id_raw``, ``brand_raw``, ``family`` and ``model``
+    (any may be missing); ``flags`` the CPU's feature flags, or None where they are unknown
+    (then ``cpu_simd`` is None: not recorded, which is not the same as none). ``cpu_family``
+    reads like ``AMD EPYC (family 25, model 1)``: the vendor and product line for a person,
+    the CPUID family and model for telling generations apart.
+    """
+    raw_vendor = info.get("vendor_id_raw") or None
+    vendor = CPU_VENDORS.get(raw_vendor, raw_vendor) if raw_vendor else None
+    brand = re.sub(r"\((?:R|TM)\)", " ", str(info.get("brand_raw") or ""), flags=re.IGNORECASE)
+    line = next((w for w in brand.split() if w in _PRODUCT_LINES), None)
+    family = " ".join(x for x in (vendor, line) if x) or brand.strip() or None
+    if info.get("family") is not None:
+        numbers = f"family {info['family']}, model {info.get('model', '?')}"
+        family = f"{family} ({numbers})" if family else numbers
+    simd = None
+    if flags is not None:
+        have = {_flag_key(f) for f in flags}
+        simd = [name for name in SIMD_FLAGS if _flag_key(name) in have]
+    return {"cpu_vendor": vendor, "cpu_family": family, "cpu_simd": simd}
+
+
+def simd_label(simd: Iterable[str] | None) -> str:
+    """``AVX, AVX2, FMA``: how a report names recorded SIMD features."""
+    if simd is None:
+        return NOT_RECORDED
+    names = [SIMD_FLAGS.get(f, f) for f in simd]
+    return ", ".join(names) if names else "none of " + ", ".join(SIMD_FLAGS.values())
+
+
 @dataclass
 class RunMeta:
     """A run's ``meta.json``: what was swept, where, with which code."""
@@ -300,6 +375,23 @@ class RunMeta:
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def cpu(self) -> dict[str, Any]:
+        """The CPU the run was measured on: ``model``, ``vendor``, ``family`` and ``simd``,
+        None where the run did not record it.
+
+        Runs made before ``cpu_vendor``/``cpu_family``/``cpu_simd`` were recorded kept
+        py-cpuinfo's vendor, family and model (under ``machine.machine.cpu``), so those are
+        derived from it; their SIMD flags were dropped, so ``simd`` stays None.
+        """
+        m = self.machine
+        derived = describe_cpu((m.get("machine") or {}).get("cpu") or {}, None)
+        return {
+            "model": m.get("cpu_model"),
+            "vendor": m.get("cpu_vendor", derived["cpu_vendor"]),
+            "family": m.get("cpu_family", derived["cpu_family"]),
+            "simd": m.get("cpu_simd"),
+        }
+
 
 # --------------------------------------------------------------------------- files
 
@@ -313,26 +405,176 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(msg)
 
 
+class ResultsFileWarning(UserWarning):
+    """A line of a results file that holds no row: skipped, and named by file and line."""
+
+
+class ResultsFileError(ValueError):
+    """A row of a results file that cannot be right: the message names the file, line and field."""
+
+
+@dataclass(frozen=True)
+class SkippedLine:
+    """A line of ``results.jsonl`` that holds no row, and why."""
+
+    path: Path
+    line: int  # from 1, as an editor counts
+    why: str
+
+    def __str__(self) -> str:
+        return f"{self.path}, line {self.line}: {self.why}: skipped"
+
+
+#: Fields without which a line is not a row (after :func:`upgrade_row` filled in older ones).
+REQUIRED_FIELDS: tuple[str, ...] = (*ConfigKey.FIELDS, "status")
+_TEXT = frozenset({"backend", "layout", "gradient", "dtype", "device"})
+_OPTIONAL_TEXT = frozenset({"data", "reason", "device_peak_method", "finished"})
+_COUNTS = frozenset({"n", "devices"})
+_INTEGERS = frozenset(
+    {"latent_dim", "threads", "memory_estimate_bytes", "host_peak_bytes", "device_peak_bytes"}
+)
+_NUMBERS = frozenset({"sigma", "lam", "grad_ratio", "value", "value_rel_error", "grad_rel_error"})
+_MAPPINGS = frozenset({"info", "settings"})
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _expected(name: str, v: Any) -> str | None:
+    """What field ``name`` of a row must be, where ``v`` is not that; None where it is.
+
+    Fields this version does not know are not checked: a reader must not trip over them.
+    """
+    if name in _TEXT:
+        return None if isinstance(v, str) and v else "a non-empty string"
+    if name == "status":
+        ok = isinstance(v, str) and v in {s.value for s in Status}
+        return None if ok else "one of " + ", ".join(s.value for s in Status)
+    if name in _COUNTS:
+        return None if _is_int(v) and v >= 1 else "a positive integer"
+    if v is None:  # every other field is None where it was not measured
+        return None
+    if name in _OPTIONAL_TEXT:
+        return None if isinstance(v, str) else "a string or null"
+    if name in _INTEGERS or name.endswith(("_rounds", "_iters")):
+        return None if _is_int(v) else "an integer or null"
+    if name in _NUMBERS or name.endswith("_s"):  # every timing column is in seconds
+        return None if _is_number(v) else "a number or null"
+    if name == "loo":
+        return None if isinstance(v, bool) else "true, false or null"
+    if name in _MAPPINGS:
+        return None if isinstance(v, dict) else "an object"
+    if name == "samples":
+        ok = isinstance(v, dict) and all(
+            isinstance(x, list) and all(_is_number(t) for t in x) for x in v.values()
+        )
+        return None if ok else "an object of lists of numbers (seconds)"
+    return None
+
+
+def _read_results(path: Path) -> tuple[list[tuple[int, dict[str, Any]]], list[SkippedLine]]:
+    """The rows of a results file with their line numbers (upgraded, checked), and the lines
+    that hold none. Raises :class:`ResultsFileError` for a row with a wrong field."""
+    if not path.exists():
+        return [], []
+    lines = path.read_bytes().split(b"\n")
+    rows: list[tuple[int, dict[str, Any]]] = []
+    skipped: list[SkippedLine] = []
+    for lineno, text in enumerate(lines, start=1):
+        if not text.strip():
+            continue
+        try:
+            raw = json.loads(text)
+        except ValueError:  # not JSON, or not UTF-8
+            if lineno == len(lines):  # no newline after it: the line being written at a kill
+                why = "cut short (as a run killed while writing a row leaves its last line)"
+            else:  # append_row starts a new line after a cut one, so a resumed run has these
+                why = "not JSON (a row cut short by a kill, if the run was resumed after it)"
+            skipped.append(SkippedLine(path, lineno, why))
+            continue
+        if not isinstance(raw, dict):
+            skipped.append(
+                SkippedLine(path, lineno, f"not a row (a JSON {type(raw).__name__}, not an object)")
+            )
+            continue
+        where = f"{path}, line {lineno}"
+        if not _is_int(raw.get("schema_version", 1)):
+            shown = _shown(raw["schema_version"])
+            msg = f"{where}: field 'schema_version' must be an integer, got {shown}"
+            raise ResultsFileError(msg)
+        try:
+            row = upgrade_row(raw)
+        except ValueError as exc:
+            raise ResultsFileError(f"{where}: {exc}") from exc
+        missing = [f for f in REQUIRED_FIELDS if f not in row]
+        if missing:
+            why = f"not a row (no field {', '.join(repr(f) for f in missing)})"
+            skipped.append(SkippedLine(path, lineno, why))
+            continue
+        for name, value in row.items():
+            expected = _expected(name, value)
+            if expected is not None:
+                msg = f"{where}: field {name!r} must be {expected}, got {_shown(value)}"
+                raise ResultsFileError(msg)
+        rows.append((lineno, row))
+    return rows, skipped
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """A field's value as the file has it (JSON), cut to ``limit`` characters."""
+    text = json.dumps(value, default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _warn_skipped(skipped: Iterable[SkippedLine]) -> None:
+    # Issued from here (not the caller) so that each line is shown once per process, however
+    # often a sweep re-reads the file while it runs.
+    for s in skipped:
+        warnings.warn(str(s), ResultsFileWarning, stacklevel=1)
+
+
 def read_rows(run_dir: Path | str) -> list[Row]:
-    """Every finished row of a run; a last line cut short by a kill is ignored."""
-    return [Row.from_json(r) for r in read_raw_rows(run_dir)]
+    """Every row of a run, typed; lines that hold no row are skipped with a warning.
+
+    Raises :class:`ResultsFileError` (naming the file, line and field) for a row that cannot be
+    right, including one that lacks a field its typed record needs.
+    """
+    path = Path(run_dir) / RESULTS_FILE
+    rows, skipped = _read_results(path)
+    _warn_skipped(skipped)
+    out = []
+    for lineno, r in rows:
+        try:
+            out.append(Row.from_json(r))
+        except KeyError as exc:
+            msg = f"{path}, line {lineno}: row lacks field {exc}"
+            raise ResultsFileError(msg) from exc
+        except (TypeError, ValueError) as exc:
+            msg = f"{path}, line {lineno}: not a valid row: {exc}"
+            raise ResultsFileError(msg) from exc
+    return out
 
 
 def read_raw_rows(run_dir: Path | str) -> list[dict[str, Any]]:
-    """The flat rows of ``results.jsonl``, upgraded to the current schema."""
-    path = Path(run_dir) / RESULTS_FILE
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        if not line.strip():
-            continue
-        try:
-            raw = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # only the line being written when the process died can be partial
-        rows.append(upgrade_row(raw))
-    return rows
+    """The flat rows of ``results.jsonl``, upgraded to the current schema and checked.
+
+    A line that holds no row is skipped with a :class:`ResultsFileWarning` naming the file and
+    line (a half-written last line after a kill is expected, and only warned about); a row with
+    a field of the wrong type or value raises :class:`ResultsFileError`.
+    """
+    rows, skipped = _read_results(Path(run_dir) / RESULTS_FILE)
+    _warn_skipped(skipped)
+    return [r for _, r in rows]
+
+
+def skipped_lines(run_dir: Path | str) -> list[SkippedLine]:
+    """The lines of a run's ``results.jsonl`` that hold no row (no warning issued)."""
+    return _read_results(Path(run_dir) / RESULTS_FILE)[1]
 
 
 def done_keys(run_dir: Path | str) -> set[ConfigKey]:
@@ -412,8 +654,16 @@ def write_meta(run_dir: Path | str, meta: RunMeta) -> None:
 
 
 def load_results(run_dir: Path | str) -> tuple[Any, RunMeta]:
-    """A run's rows as a pandas DataFrame (flat columns, raw samples in ``samples``) and meta."""
+    """A run's rows as a pandas DataFrame (flat columns, raw samples in ``samples``) and meta.
+
+    The lines skipped (:func:`read_raw_rows` warns about each) are in the frame's
+    ``attrs["skipped_lines"]`` (:class:`SkippedLine`), so that a report can list them too.
+    """
     import pandas as pd
 
     meta = read_meta(run_dir)
-    return pd.DataFrame(read_raw_rows(run_dir)), meta
+    rows, skipped = _read_results(Path(run_dir) / RESULTS_FILE)
+    _warn_skipped(skipped)
+    df = pd.DataFrame([r for _, r in rows])
+    df.attrs["skipped_lines"] = skipped
+    return df, meta

@@ -16,6 +16,7 @@ from typing import Any
 
 import ukr_bench
 from ukr_bench.bench.config import usable_cpus
+from ukr_bench.schema import describe_cpu
 
 #: Environment variables that change what a framework does; recorded with every run.
 RECORDED_ENV = (
@@ -84,15 +85,34 @@ def versions() -> dict[str, str | None]:
     return out
 
 
+def proc_cpu_flags() -> list[str] | None:
+    """The first CPU's feature flags in /proc/cpuinfo (``flags``; ``Features`` on ARM), or None
+    where there is no such file (off Linux)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name.strip() in ("flags", "Features"):
+                return value.split()
+    return None
+
+
 def machine_metadata() -> dict[str, Any]:
-    """CPU, memory, GPUs, OS, Python and library versions (no framework is imported)."""
+    """CPU, memory, GPUs, OS, Python and library versions (no framework is imported).
+
+    The CPU is named by model, vendor, family and SIMD features (:func:`ukr_bench.schema.
+    describe_cpu`): the same code on Intel and on AMD, or with and without AVX-512, differs in
+    time and in float32 rounding, so a report must tell such runs apart.
+    """
     from pytest_benchmark.plugin import pytest_benchmark_generate_machine_info
 
     machine = pytest_benchmark_generate_machine_info()
-    machine.get("cpu", {}).pop("flags", None)  # hundreds of entries nobody reads
+    cpu = machine.get("cpu", {})
+    # Hundreds of flags nobody reads: only the SIMD ones that matter are kept, as cpu_simd.
+    flags = cpu.pop("flags", None) or proc_cpu_flags()
     return {
         "machine": machine,
-        "cpu_model": machine.get("cpu", {}).get("brand_raw") or platform.processor(),
+        "cpu_model": cpu.get("brand_raw") or platform.processor(),
+        **describe_cpu(cpu, flags),
         "cpu_count": os.cpu_count(),
         "cpus_usable": len(usable_cpus()),
         "memory_total_bytes": meminfo("MemTotal"),

@@ -4,31 +4,40 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ukr_bench.report import figures, stats, style, tables
 from ukr_bench.report.render import Block, render_html, render_markdown
-from ukr_bench.schema import ConfigKey, RunMeta, Status, load_results
+from ukr_bench.schema import NOT_RECORDED, ConfigKey, RunMeta, Status, load_results, simd_label
 
 KEY = list(ConfigKey.FIELDS)
 OK = Status.OK.value
 
 
 def load_run(run_dir: Path | str) -> tuple[pd.DataFrame, RunMeta]:
-    """A run's rows and metadata, checked for the columns a report needs."""
+    """A run's rows and metadata, checked for the columns a report needs.
+
+    Lines of ``results.jsonl`` that hold no row are warned about (by :func:`load_results`) and
+    kept in ``attrs["skipped_lines"]``, so that the report lists them; a file with no row
+    at all is an error that says whether it was empty or unreadable.
+    """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         msg = f"results directory {run_dir} does not exist"
         raise FileNotFoundError(msg)
     df, meta = load_results(run_dir)
+    skipped = list(df.attrs.get("skipped_lines", []))
+    if df.empty and skipped:
+        msg = (
+            f"{run_dir}/results.jsonl holds no readable row: its {len(skipped)} line(s) were "
+            f"all skipped, the first as {skipped[0].why}"
+        )
+        raise ValueError(msg)
     if df.empty:
         msg = f"{run_dir} has no results yet (results.jsonl is missing or empty)"
-        raise ValueError(msg)
-    missing = [c for c in [*KEY, "status"] if c not in df.columns]
-    if missing:
-        msg = f"{run_dir}/results.jsonl is malformed: rows lack the column(s) {missing}"
         raise ValueError(msg)
     if "reason" not in df.columns:
         df["reason"] = ""
@@ -39,6 +48,7 @@ def load_run(run_dir: Path | str) -> tuple[pd.DataFrame, RunMeta]:
     duplicates = sorted({str(ConfigKey.from_mapping(r)) for _, r in df[dup].iterrows()})
     df = df[~dup].reset_index(drop=True)
     df.attrs["duplicates"] = duplicates
+    df.attrs["skipped_lines"] = skipped
     df["run"] = run_dir.name
     return df, meta
 
@@ -54,11 +64,18 @@ def single_run_blocks(
         clean = ok[ok.flag == ""]
         n_flagged = int((ok.flag != "").sum())
         n_memory = int((memory_flags != "").sum())
+        n_skipped = len(df.attrs.get("skipped_lines", []))
+        unread = (
+            f" ({n_skipped} line(s) of results.jsonl held no row and were skipped: see "
+            "Unreadable lines)"
+            if n_skipped
+            else ""
+        )
         blocks += [
             Block("h2", "Summary"),
             Block(
                 "text",
-                f"{len(ok)} configurations measured; {n_flagged} timings flagged as "
+                f"{len(ok)} configurations measured{unread}; {n_flagged} timings flagged as "
                 "implausible (listed below, drawn with a red cross, and left out of this table "
                 f"and of the fitted exponents), {n_memory} memory readings flagged (gaps in the "
                 "memory figure). A backend is called faster only where its lead is "
@@ -151,6 +168,18 @@ def single_run_blocks(
                 + "; ".join(df.attrs["duplicates"]),
             ),
         ]
+    if df.attrs.get("skipped_lines"):
+        skipped = df.attrs["skipped_lines"]
+        blocks += [
+            Block("h2", "Unreadable lines"),
+            Block(
+                "table",
+                pd.DataFrame({"line": [s.line for s in skipped], "why": [s.why for s in skipped]}),
+                "Lines of results.jsonl that hold no row, left out of everything above (a "
+                "configuration cut short by a kill is measured again by `ukr-bench bench "
+                "--resume`)",
+            ),
+        ]
     problems = tables.problems_table(df)
     blocks += [Block("h2", "Skipped and failed configurations")]
     blocks += (
@@ -162,7 +191,61 @@ def single_run_blocks(
     return blocks
 
 
-def comparison_blocks(frames: list[pd.DataFrame], fig_dir: Path) -> list[Block]:
+def _cpu_said(cpu: dict[str, Any]) -> str:
+    """``Intel(R) Xeon(R) Processor (Intel Xeon (family 6, model 207); SIMD: AVX, AVX2)``."""
+    model = cpu["model"] or f"CPU model {NOT_RECORDED}"
+    family = cpu["family"] or f"family {NOT_RECORDED}"
+    return f"{model} ({family}; SIMD: {simd_label(cpu['simd'])})"
+
+
+def _gpus_said(meta: RunMeta) -> str:
+    return ", ".join(str(g.get("name")) for g in meta.machine.get("gpus") or []) or "none"
+
+
+def machine_blocks(runs: list[str], metas: Sequence[RunMeta]) -> list[Block]:
+    """Whether the runs compared ran on the same kind of machine, and a warning where not.
+
+    The same code on Intel and on AMD, or with and without AVX-512, differs in time and in
+    float32 error, and a GPU run's configurations are not a CPU run's: a ratio between such
+    runs measures the machines as much as the code. CPUs differ where their model, vendor or
+    family differ, or their SIMD features where both runs recorded them.
+    """
+    cpus = [m.cpu() for m in metas]
+    simd = {frozenset(c["simd"]) for c in cpus if c["simd"] is not None}
+    cpu_differ = len({(c["model"], c["vendor"], c["family"]) for c in cpus}) > 1 or len(simd) > 1
+    gpus = [_gpus_said(m) for m in metas]
+    blocks = []
+    if cpu_differ:
+        said = "; ".join(f"`{r}`: {_cpu_said(c)}" for r, c in zip(runs, cpus, strict=True))
+        blocks.append(Block(
+            "text",
+            f"Warning: these runs ran on different CPUs ({said}). Their ratios measure the CPUs "
+            "as much as the code, and their float32 errors differ too (other vector widths and "
+            "fused multiply-adds round differently): to judge a change of code, compare runs "
+            "made on one CPU.",
+        ))  # fmt: skip
+    if len(set(gpus)) > 1:
+        said = "; ".join(f"`{r}`: {g}" for r, g in zip(runs, gpus, strict=True))
+        blocks.append(Block(
+            "text",
+            f"Warning: these runs ran with different GPUs ({said}). A ratio between their GPU "
+            "configurations measures the GPUs as much as the code, and what one run measured "
+            "on a GPU has no counterpart in a run without it.",
+        ))  # fmt: skip
+    if not blocks:
+        blocks.append(Block(
+            "text",
+            f"Every run was measured on the same kind of machine: {_cpu_said(cpus[0])}, GPUs: "
+            f"{gpus[0]}.",
+        ))  # fmt: skip
+    return blocks
+
+
+def comparison_blocks(
+    frames: list[pd.DataFrame], fig_dir: Path, metas: Sequence[RunMeta] | None = None
+) -> list[Block]:
+    """The comparison of several runs (the first is the baseline); ``metas``, one per run,
+    adds whether they ran on the same kind of machine (:func:`machine_blocks`)."""
     runs = [str(f["run"].iloc[0]) for f in frames]
     if len(set(runs)) != len(runs):
         msg = f"runs to compare must have distinct directory names, got {runs}"
@@ -182,11 +265,16 @@ def comparison_blocks(frames: list[pd.DataFrame], fig_dir: Path) -> list[Block]:
         ratio = (table[run] / table[base]).to_numpy()
         shown[f"{run} / {base}"] = [f"{r:.2f}" if np.isfinite(r) else "–" for r in ratio]
     per_run = []
+    cell = ["dtype", "device", "N"]
     for f in frames:
         ok = f[f.status == OK].copy()
         ok = ok[stats.flag_rows(ok) == ""] if not ok.empty else ok
-        per_run.append(tables.winners_per_n(ok)[["dtype", "device", "N", "fastest"]])
-    agreed = stats.consensus(per_run, ["dtype", "device", "N"], "fastest")
+        won = tables.winners_per_n(ok)[[*cell, "fastest"]]
+        # Every cell the run has rows for, with no verdict where none was usable (failed or
+        # flagged): consensus tells that apart from a cell the run never measured.
+        tried = f[["dtype", "device", "n"]].drop_duplicates().rename(columns={"n": "N"})
+        per_run.append(tried.astype({"N": int}).merge(won, how="left", on=cell))
+    agreed = stats.consensus(per_run, cell, "fastest", names=runs)
     absent = (table[[f"{r} status" for r in runs]] == "absent").any(axis=1)
     mismatched = table[absent].reset_index()[KEY]
     all_ok = pd.concat([f[f.status == OK] for f in frames])
@@ -203,6 +291,7 @@ def comparison_blocks(frames: list[pd.DataFrame], fig_dir: Path) -> list[Block]:
     blocks = [
         Block("h2", "Runs compared"),
         Block("text", f"Baseline: `{base}`. Ratios above 1 mean slower than the baseline."),
+        *(machine_blocks(runs, metas) if metas is not None else []),
         Block(
             "figure",
             figures.fig_overlay(all_ok, runs, fig_dir / "compare_time"),
@@ -212,7 +301,8 @@ def comparison_blocks(frames: list[pd.DataFrame], fig_dir: Path) -> list[Block]:
             "table",
             agreed,
             "Fastest backend at each N in every run (a tie where the runs disagree, or where "
-            "any run found no significant lead)",
+            "any run found no significant lead; a run that did not measure an N, or has no "
+            "usable timing there, is named)",
         ),
         Block(
             "table",
@@ -268,7 +358,7 @@ def write_report(run_dirs: Sequence[Path | str], out: Path | str | None = None) 
         blocks = single_run_blocks(df, meta, fig_dir)
     else:
         title = "UKR benchmark comparison: " + " vs ".join(Path(d).name for d in run_dirs)
-        blocks = comparison_blocks([df for df, _ in loaded], fig_dir)
+        blocks = comparison_blocks([df for df, _ in loaded], fig_dir, [meta for _, meta in loaded])
         for df, meta in loaded:
             blocks.append(Block("h2", f"Run `{df['run'].iloc[0]}`"))
             blocks += single_run_blocks(df, meta, fig_dir, draw=False)

@@ -132,19 +132,38 @@ def flag_rows(ok: pd.DataFrame, *, memory: bool = False) -> pd.Series:
     return pd.Series({i: "; ".join(v) for i, v in reasons.items()}, dtype=object)
 
 
-def consensus(tables: list[pd.DataFrame], on: list[str], column: str) -> pd.DataFrame:
-    """Rows of ``tables`` (one per run) keyed by ``on``: ``column`` where every run agrees,
-    ``"tie (runs disagree: ...)"`` where they do not."""
-    merged = None
-    for k, t in enumerate(tables):
-        part = t.set_index(on)[[column]].rename(columns={column: f"run{k}"})
-        merged = part if merged is None else merged.join(part, how="outer")
-    assert merged is not None
-    runs = list(merged.columns)
+def consensus(
+    tables: list[pd.DataFrame], on: list[str], column: str, names: list[str] | None = None
+) -> pd.DataFrame:
+    """Rows of ``tables`` (one per run, named by ``names``) keyed by ``on``: ``column`` where
+    every run agrees, ``"tie (runs disagree: ...)"`` where they do not.
+
+    A key some run lacks is no disagreement: that run says nothing about it. Its verdict names
+    the run, ``"not measured in run b (a: jax)"``; a run that has the key with a missing value
+    (measured, but nothing usable: failed or flagged) reads ``"no usable timing in run b"``.
+    """
+    names = names if names is not None else [f"run{k}" for k in range(len(tables))]
+    if len(names) != len(tables):
+        msg = f"names {names} must name each of the {len(tables)} tables"
+        raise ValueError(msg)
+    parts = [t.set_index(on)[column] for t in tables]
+    merged = pd.concat(parts, axis=1, join="outer", keys=range(len(parts)))
+    present = [set(p.index) for p in parts]
+
+    def runs(which: list[str]) -> str:
+        return ("run " if len(which) == 1 else "runs ") + ", ".join(which)
 
     def verdict(values: pd.Series) -> str:
-        seen = [str(v) for v in values if pd.notna(v)]
-        if len(set(seen)) == 1 and len(seen) == len(runs):
+        has = [values.name in keys for keys in present]
+        absent = [n for n, h in zip(names, has, strict=True) if not h]
+        unusable = [n for n, h, v in zip(names, has, values, strict=True) if h and pd.isna(v)]
+        if absent or unusable:
+            said = [f"{n}: {v}" for n, v in zip(names, values, strict=True) if pd.notna(v)]
+            gaps = [f"not measured in {runs(absent)}"] if absent else []
+            gaps += [f"no usable timing in {runs(unusable)}"] if unusable else []
+            return "; ".join(gaps) + (f" ({', '.join(said)})" if said else "")
+        seen = [str(v) for v in values]
+        if len(set(seen)) == 1:
             return seen[0]
         return f"tie (runs disagree: {' / '.join(seen)})"
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ukr_bench.report import stats, style
-from ukr_bench.schema import ConfigKey, RunMeta, Status, timing_column
+from ukr_bench.schema import NOT_RECORDED, ConfigKey, RunMeta, Status, simd_label, timing_column
 
 VG_MEDIAN = timing_column("value_and_grad", "median")
 KEY = list(ConfigKey.FIELDS)
@@ -178,7 +178,11 @@ def problems_table(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def machine_table(meta: RunMeta) -> pd.DataFrame:
+    """The machine and settings of a run, one line each. The CPU is named by model, family and
+    SIMD features: times and float32 errors of one code differ between Intel and AMD, and with
+    and without AVX-512 ("not recorded" for runs made before these were recorded)."""
     m, cfg, prov = meta.machine, meta.config, meta.provenance
+    cpu = meta.cpu()
     v = m.get("versions", {})
     commit = prov.get("commit") or prov.get("source", "unknown")
     if prov.get("dirty"):
@@ -192,6 +196,8 @@ def machine_table(meta: RunMeta) -> pd.DataFrame:
         "command": " ".join(meta.command),
         "ukr-bench": f"{prov.get('version', '?')}, commit {commit}",
         "CPU": f"{m.get('cpu_model')} ({m.get('cpus_usable')} of {m.get('cpu_count')} CPUs used)",
+        "CPU family": cpu["family"] or NOT_RECORDED,
+        "CPU SIMD features": simd_label(cpu["simd"]),
         "memory": f"{(m.get('memory_total_bytes') or 0) / 2**30:.1f} GiB",
         "GPUs": "; ".join(
             f"{g.get('name')} (driver {g.get('driver_version')}, {g.get('memory.total')})"
