@@ -589,7 +589,8 @@ def append_row(run_dir: Path | str, row: Row) -> None:
     try:
         _append(path, line)
     except OSError as exc:
-        # A full disk leaves at most a partial last line, which readers skip and resume redoes.
+        # A full disk leaves at most a partial last line, which readers skip with a warning
+        # (ResultsFileWarning) and resume redoes.
         msg = (
             f"could not append a row to {path}: {exc.strerror or exc}; every earlier row is "
             f"intact, and once it can be written, `ukr-bench bench --resume {run_dir}` "
