@@ -15,7 +15,9 @@ of jax and torch installed.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, ClassVar, Literal, cast
@@ -31,7 +33,9 @@ from ukr_bench.problem import (
     check_block_size,
     check_dtype,
     check_inputs,
+    check_lam,
     check_layout,
+    check_sigma,
     host_available_memory,
     parse_devices,
     plan_layout,
@@ -61,8 +65,14 @@ class Backend(ABC):
     Subclasses set :attr:`name`, implement the abstract methods, set :attr:`xp` and, where the framework
     has devices other than the host, :meth:`_resolve_device`. Arrays passed to the objective
     must come from :meth:`asarray` of the same instance: shape (N, L) for ``Z``, (N, D) for
-    ``X``, dtype :attr:`dtype`, on :attr:`device`. Inputs are *not* validated here (that is
-    done once, at the boundary); the methods are the raw, timed computation.
+    ``X``, dtype :attr:`dtype`, on :attr:`device`. The arrays are *not* validated here (that
+    is done once, at the boundary); the public methods (:meth:`value`, :meth:`value_and_grad`,
+    :meth:`predict`, :meth:`project_value_and_grad`, :meth:`compile`) check only their scalar
+    parameters, ``sigma`` and ``lam``, against the ranges of :attr:`dtype`
+    (:func:`ukr_bench.problem.check_sigma`, :func:`~ukr_bench.problem.check_lam`): a few float
+    comparisons, against the NaN, inf or ZeroDivisionError an out-of-range value gives. A
+    subclass that overrides one of them is checked the same way (:meth:`__init_subclass__`).
+    The ``_<method>_<layout>`` methods are the raw, timed computation.
 
     :attr:`layout` (``"dense"``, ``"blocked"`` or ``"auto"``) and :attr:`block_size` choose the
     memory layout; :meth:`value`, :meth:`value_and_grad`, :meth:`predict` and
@@ -86,6 +96,23 @@ class Backend(ABC):
     blocked_gradient: ClassVar[str | None] = None
     #: In words, the gradients offered besides each layout's default (``gradient="..."``).
     other_gradients: ClassVar[dict[str, str]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Wrap a subclass's own override of a public method in the parameter check.
+
+        Every backend must refuse an out-of-range ``sigma`` or ``lam`` the same way; the base
+        methods check them, and an override (JAX's ahead-of-time :meth:`compile`) would skip
+        that check without this wrapper.
+        """
+        super().__init_subclass__(**kwargs)
+        for name in _CHECKED_METHODS:
+            if name in cls.__dict__:
+                setattr(cls, name, _checking_params(cls.__dict__[name]))
+
+    def _check_params(self, sigma: object, lam: object = 0.0) -> None:
+        """Raise naming the parameter unless ``sigma`` and ``lam`` are in :attr:`dtype`'s range."""
+        check_sigma(sigma, self.dtype)
+        check_lam(lam, self.dtype)
 
     def __init__(
         self,
@@ -241,6 +268,7 @@ class Backend(ABC):
 
     def value(self, Z: Array, X: Array, sigma: float, lam: float, loo: bool) -> Array:
         """E(Z) as a 0-d backend array."""
+        self._check_params(sigma, lam)
         layout, block = self.resolve_layout(Z.shape[0], Z.shape[1], X.shape[1])
         if layout == "dense":
             return self._value_dense(Z, X, sigma, lam, loo)
@@ -250,6 +278,7 @@ class Backend(ABC):
         self, Z: Array, X: Array, sigma: float, lam: float, loo: bool
     ) -> tuple[Array, Array]:
         """E(Z) (0-d) and dE/dZ (N x L), as backend arrays."""
+        self._check_params(sigma, lam)
         layout, block = self.resolve_layout(Z.shape[0], Z.shape[1], X.shape[1])
         method = self._value_and_grad_method(layout)
         if layout == "dense":
@@ -262,6 +291,7 @@ class Backend(ABC):
         ``Z`` (N x L), ``X`` (N x D) are the training latents and data; see
         :mod:`ukr_bench.problem`. Blocked: queries in row blocks.
         """
+        self._check_params(sigma)
         layout, block = self.resolve_layout(Z.shape[0], Z.shape[1], X.shape[1], rows=Zq.shape[0])
         if layout == "dense":
             return self._predict_dense(Zq, Z, X, sigma)
@@ -271,6 +301,7 @@ class Backend(ABC):
         self, Zq: Array, Xq: Array, Z: Array, X: Array, sigma: float
     ) -> tuple[Array, Array]:
         """E_q(Zq) = sum_q ||x_q - f(z_q)||^2 (0-d) and its gradient dE_q/dZq (M x L)."""
+        self._check_params(sigma)
         layout, block = self.resolve_layout(Z.shape[0], Z.shape[1], X.shape[1], rows=Zq.shape[0])
         if layout == "dense":
             return self._project_value_and_grad_dense(Zq, Xq, Z, X, sigma)
@@ -341,6 +372,7 @@ class Backend(ABC):
         method's; eager frameworks just bind the parameters. The layout is resolved here, once,
         for this N (:meth:`resolve_layout`).
         """
+        params.check(self.dtype)
         layout, block = self.resolve_layout(Z.shape[0], Z.shape[1], X.shape[1])
         if fn == "value_and_grad":
             method = self._value_and_grad_method(layout)
@@ -397,6 +429,26 @@ class Backend(ABC):
             "layout": self.layout,
             "block_size": self.block_size,
         } | ({"n_devices": self.n_devices} if self.n_devices > 1 else {})
+
+
+#: The public methods whose ``sigma`` / ``lam`` (or ``params``) are checked, in every subclass.
+_CHECKED_METHODS = ("value", "value_and_grad", "predict", "project_value_and_grad", "compile")
+
+
+def _checking_params(method: Callable[..., Any]) -> Callable[..., Any]:
+    """``method``, preceded by the check of its ``sigma`` and ``lam`` (or ``params``)."""
+    signature = inspect.signature(method)
+
+    @functools.wraps(method)
+    def checked(self: Backend, *args: Any, **kwargs: Any) -> Any:
+        given = signature.bind(self, *args, **kwargs).arguments
+        if "params" in given:
+            cast(Params, given["params"]).check(self.dtype)
+        if "sigma" in given:
+            self._check_params(given["sigma"], given.get("lam", 0.0))
+        return method(self, *args, **kwargs)
+
+    return checked
 
 
 def _rows(block: int | None) -> int:
@@ -488,6 +540,10 @@ def value_and_grad(
         Which implementation; see :func:`available_backends`.
     sigma, lam, loo
         Kernel bandwidth (> 0), prior weight (>= 0), leave-one-out; see :mod:`ukr_bench.problem`.
+        sigma must lie in :func:`ukr_bench.problem.sigma_range` of ``dtype`` (float32:
+        [2^-46, 2^46]), lam be 0 or lie in :func:`~ukr_bench.problem.lam_range` (float32:
+        [2^-92, 2^92]), and Z and X must not be so large that E(Z) overflows ``dtype``
+        (:func:`~ukr_bench.problem.check_magnitudes`); otherwise a ValueError names the cause.
     dtype : {"float32", "float64"}
         Precision of the whole computation; inputs are converted to it.
     device : {"cpu", "cuda", "cuda:<index>", "cuda:<i>-<j>", "cpu:<i>-<j>"}, list, or Mesh
@@ -512,8 +568,9 @@ def value_and_grad(
     grad : ndarray of shape (N, L) and dtype ``dtype``
         dE/dZ.
     """
-    params = Params(sigma=sigma, lam=lam, loo=loo)
     dtype = check_dtype(dtype)
+    # the ranges of this dtype first (Params alone checks float64's, which are wider)
+    params = Params(sigma=check_sigma(sigma, dtype), lam=check_lam(lam, dtype), loo=loo)
     layout = check_layout(layout)
     block_size = check_block_size(block_size)
     Z, X = check_inputs(Z, X, params, dtype)

@@ -62,15 +62,20 @@ _DEVICE_RE = re.compile(r"^(cpu|cuda)(?::(\d+))?$")
 
 @dataclass(frozen=True)
 class Params:
-    """Hyper-parameters of the objective: bandwidth, prior weight, leave-one-out."""
+    """Hyper-parameters of the objective: bandwidth, prior weight, leave-one-out.
+
+    ``sigma`` and ``lam`` are checked against the float64 ranges of :func:`sigma_range` and
+    :func:`lam_range` here (no dtype is known yet); :meth:`check` checks them against the
+    narrower float32 ones where the computation is in float32.
+    """
 
     sigma: float = 1.0
     lam: float = 0.0
     loo: bool = True
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "sigma", check_positive_float("sigma", self.sigma))
-        object.__setattr__(self, "lam", check_nonnegative_float("lam", self.lam))
+        object.__setattr__(self, "sigma", check_sigma(self.sigma))
+        object.__setattr__(self, "lam", check_lam(self.lam))
         if not isinstance(self.loo, (bool, np.bool_)):
             msg = f"loo must be True or False, got {self.loo!r}"
             raise TypeError(msg)
@@ -80,6 +85,12 @@ class Params:
     def min_samples(self) -> int:
         """Smallest N for which the objective is defined: loo needs another point to predict from."""
         return 2 if self.loo else 1
+
+    def check(self, dtype: DType) -> Params:
+        """Return self, or raise naming the parameter unless sigma and lam suit ``dtype``."""
+        check_sigma(self.sigma, dtype)
+        check_lam(self.lam, dtype)
+        return self
 
 
 def _check_real(name: str, value: object) -> float:
@@ -109,6 +120,102 @@ def check_nonnegative_float(name: str, value: object) -> float:
         msg = f"{name} must be >= 0, got {value!r}"
         raise ValueError(msg)
     return value
+
+
+# -- the representable range of sigma and lam, per dtype ------------------------------------
+#
+# Error model. In a dtype with smallest normal number ``tiny = 2^-m`` (m = 126 for float32,
+# 1022 for float64) and largest ``max`` just below ``2^(m + 2)``, the backends form from sigma
+# the constants sigma^2, 2 sigma^2, N sigma^2, sqrt(2) sigma and their reciprocals
+# 1/(2 sigma^2), 1/sigma^2, 2/sigma^2, 2/(N sigma^2), 1/(sqrt(2) sigma) (NumPy in Python
+# float64, then cast to the dtype; JAX and torch in the dtype itself), and from lam the
+# constants 2 lam / N and lam ||Z||^2. Each must be finite and *normal* in the dtype: an
+# overflow is inf, and inf * 0 or inf - inf a silent NaN; an underflow to 0 is a division by
+# zero (NumPy: ZeroDivisionError) or a lost term; and a subnormal is where backends disagree
+# (XLA on the CPU flushes subnormals to zero, NumPy and torch do not: lam = 1e-40 in float32
+# gave the prior 0 in JAX and 1.2e-34 in the others).
+#
+# The rule: sigma^2 and lam lie in [2^-2e, 2^2e] (lam may also be exactly 0), with
+# 2e = m - PARAM_HEADROOM_BITS, i.e. 2^34 = 4 * 2^32 of room at each end:
+#
+# * sigma^2 >= 2^34 tiny: sigma^2 is normal and the largest reciprocal, 2/sigma^2, is at most
+#   2^(m - 33), far below max;
+# * sigma^2 <= 2^(m - 34): for N <= 2^32 samples N sigma^2 <= 2^(m - 2) < max, and
+#   2/(N sigma^2) >= 2^(3 - m) = 8 tiny is normal;
+# * sqrt(2) sigma and 1/(sqrt(2) sigma) lie within [2^-(e + 1), 2^(e + 1)];
+# * the logits -||z - z'||^2 / (2 sigma^2) stay finite for latent distances up to
+#   sqrt(2 max) sigma (2.6e19 bandwidths in float32), at the smallest sigma up to 2^18.5
+#   = 3.7e5 latent units: farther points get logit -inf, which the max-subtracted softmax
+#   turns into a weight of 0, unless a point's *nearest* neighbour is that far (see
+#   :func:`check_magnitudes`);
+# * 2 lam / N >= 2^(3 - m) is normal for N <= 2^32, and lam ||Z||^2 < max for ||Z||^2 <= 2^35.
+#
+# The range is symmetric in log scale because E(Z) with lam = 0 depends on Z / sigma only:
+# nothing singles out sigma = 1. float32: sigma in [2^-46, 2^46] = [1.4e-14, 7.0e13], lam in
+# [2^-92, 2^92] = [2.0e-28, 5.0e27]; float64: sigma in [2^-494, 2^494] = [2.0e-149, 5.1e148].
+
+#: Room, as a power of two, that the ranges of sigma^2 and lam leave below ``max`` and above
+#: ``tiny`` of the dtype: 2^32 for the number of samples N, 4 for the constants 2 and tiny * max.
+PARAM_HEADROOM_BITS = 34
+
+
+def param_exponent(dtype: DType) -> int:
+    """``e`` of the ranges ``sigma in [2^-e, 2^e]`` and ``lam in {0} | [2^-2e, 2^2e]``.
+
+    ``e = (m - PARAM_HEADROOM_BITS) / 2`` where ``2^-m`` is the dtype's smallest normal number:
+    46 for float32, 494 for float64 (the error model is in the comment above this function).
+    """
+    m = -int(np.finfo(dtype).minexp)
+    return (m - PARAM_HEADROOM_BITS) // 2
+
+
+def sigma_range(dtype: DType) -> tuple[float, float]:
+    """The valid bandwidths ``[lo, hi]`` in ``dtype``: ``[2^-e, 2^e]`` (:func:`param_exponent`)."""
+    e = param_exponent(dtype)
+    return math.ldexp(1.0, -e), math.ldexp(1.0, e)
+
+
+def lam_range(dtype: DType) -> tuple[float, float]:
+    """The valid positive prior weights ``[lo, hi]`` in ``dtype`` (and 0): sigma_range squared."""
+    e = param_exponent(dtype)
+    return math.ldexp(1.0, -2 * e), math.ldexp(1.0, 2 * e)
+
+
+def _range_text(lo: float, hi: float) -> str:
+    # The exact powers of two, then their decimal values (rounded, so only approximately).
+    return f"[2^{math.frexp(lo)[1] - 1}, 2^{math.frexp(hi)[1] - 1}] (about {lo:.3g} to {hi:.3g})"
+
+
+def check_sigma(value: object, dtype: DType = "float64", name: str = "sigma") -> float:
+    """Return ``value`` as a float, or raise naming ``name`` unless it lies in :func:`sigma_range`.
+
+    The checks of :func:`check_positive_float` (a real number, finite, > 0) come first, with
+    their messages; then the range of ``dtype``, stated in the message.
+    """
+    sigma = check_positive_float(name, value)
+    lo, hi = sigma_range(dtype)
+    if not lo <= sigma <= hi:
+        msg = (
+            f"{name} must lie in {_range_text(lo, hi)} for {dtype}, got {sigma!r}: outside it "
+            f"sigma^2, 1/sigma^2 or N sigma^2 is not a normal {dtype} number "
+            f"(ukr_bench.problem.sigma_range)"
+        )
+        raise ValueError(msg)
+    return sigma
+
+
+def check_lam(value: object, dtype: DType = "float64", name: str = "lam") -> float:
+    """Return ``value`` as a float, or raise naming ``name`` unless 0 or in :func:`lam_range`."""
+    lam = check_nonnegative_float(name, value)
+    lo, hi = lam_range(dtype)
+    if lam != 0 and not lo <= lam <= hi:
+        msg = (
+            f"{name} must be 0 or lie in {_range_text(lo, hi)} for {dtype}, got {lam!r}: "
+            f"outside it 2 lam / N is not a normal {dtype} number or lam ||Z||^2 overflows "
+            f"(ukr_bench.problem.lam_range)"
+        )
+        raise ValueError(msg)
+    return lam
 
 
 def check_int(name: str, value: object, minimum: int) -> int:
@@ -214,7 +321,12 @@ def check_array(name: str, a: ArrayLike, dtype: DType, *, ndim: int = 2) -> NDAr
 def check_inputs(
     Z: ArrayLike, X: ArrayLike, params: Params, dtype: DType
 ) -> tuple[NDArray[np.floating], NDArray[np.floating]]:
-    """Validate latent points ``Z`` (N x L) and data ``X`` (N x D) for the objective."""
+    """Validate latent points ``Z`` (N x L) and data ``X`` (N x D) for the objective.
+
+    Also checks ``params`` against ``dtype``'s ranges (:meth:`Params.check`) and the inputs'
+    magnitudes (:func:`check_magnitudes`): what the functional API needs before it computes.
+    """
+    params.check(dtype)
     Z = check_array("Z", Z, dtype)
     X = check_array("X", X, dtype)
     if Z.shape[0] != X.shape[0]:
@@ -229,7 +341,88 @@ def check_inputs(
             f"{params.min_samples} samples"
         )
         raise ValueError(msg)
+    check_magnitudes(Z, X, params, dtype)
     return Z, X
+
+
+#: :func:`check_magnitudes` keeps its bounds this factor below the dtype's ``max``: room for the
+#: order in which a backend forms its sums and products, which the bounds do not follow.
+MAGNITUDE_HEADROOM = 16.0
+
+
+def check_magnitudes(
+    Z: NDArray[np.floating] | None,
+    X: NDArray[np.floating],
+    params: Params,
+    dtype: DType,
+    *,
+    z_name: str = "Z",
+) -> None:
+    """Raise, naming the input, where finite ``Z`` or ``X`` are too large for E(Z) in ``dtype``.
+
+    With sigma and lam in range (:func:`check_sigma`, :func:`check_lam`) the constants are
+    representable, but terms that grow with the data can still overflow: float32 latents of
+    1e20 gave NaN on every backend (each logit -inf, the softmax 0/0), data of 1e20 an infinite
+    E and a non-finite gradient. Bounds, in float64, from the largest magnitudes
+    ``z = max |Z|`` and ``x = max |X|`` (Z is N x L, X is N x D):
+
+    * latent points: every squared latent distance or norm a backend forms, plain or in units
+      of ``2 sigma^2`` (the logits; the blocked layout's ``Z / (sqrt(2) sigma)``), is at most
+      ``L (2 z)^2 max(1, 1/(2 sigma^2))``;
+    * data: the data term sums N squared residuals ``||x_n - y_n||^2``, each at most
+      ``D (2 x)^2`` (``y_n`` is a weighted mean of rows of X): ``S = N D (2 x)^2``;
+    * prior: ``lam ||Z||^2 <= lam N L z^2``;
+    * gradient: its terms, before the division by N, are at most
+      ``4 S max(1, 1/sigma^2) max(1, 2 sqrt(L) z) + 2 lam z`` (the softmax's back-propagated
+      residuals, at most ``S``, times ``(z_n - z_m) / sigma^2``, in either order).
+
+    Each must stay below ``max / MAGNITUDE_HEADROOM`` of ``dtype``. The bounds are sufficient,
+    not necessary: they use the largest magnitude, so they may refuse data far from the origin
+    that the computation would just have handled; in float64 they refuse nothing short of
+    magnitudes near 1e150. O(N (L + D)) on the host, against the objective's O(N^2).
+
+    ``Z=None`` checks the data's terms alone (``z = 0``, L = 1), for a fit whose latent points
+    are not chosen yet; ``z_name`` is how the messages call Z (``init`` for a fit's start).
+    """
+    limit = float(np.finfo(dtype).max) / MAGNITUDE_HEADROOM
+    N, D = X.shape
+    L = 1 if Z is None else Z.shape[1]
+    sigma, lam = params.sigma, params.lam
+    # Products, not powers: a float64 overflow is then inf, which fails the checks below
+    # (Python's ** raises OverflowError instead).
+    z = 0.0 if Z is None else float(np.max(np.abs(Z)))
+    x = float(np.max(np.abs(X)))
+    inv_var = 1.0 / (sigma * sigma)
+    latent = L * (2.0 * z) * (2.0 * z) * max(1.0, 0.5 * inv_var)
+    data = N * D * (2.0 * x) * (2.0 * x)
+    prior = lam * N * L * z * z
+    grad = 4.0 * data * max(1.0, inv_var) * max(1.0, 2.0 * math.sqrt(L) * z) + 2.0 * lam * z
+    where = f"exceed {dtype}'s largest number / {MAGNITUDE_HEADROOM:g} = {limit:.3g}"
+    if not latent <= limit:
+        msg = (
+            f"{z_name} is too large for {dtype} with sigma = {sigma!r}: max |{z_name}| = "
+            f"{z:.3g}, and the squared latent distances in units of 2 sigma^2, up to "
+            f"{latent:.3g}, can {where}; scale {z_name} and sigma down together"
+        )
+        raise ValueError(msg)
+    if not data <= limit:
+        msg = (
+            f"X is too large for {dtype}: max |X| = {x:.3g}, and the sum of N = {N} squared "
+            f"residuals, up to {data:.3g}, can {where}; scale X down or use float64"
+        )
+        raise ValueError(msg)
+    if not prior <= limit:
+        msg = (
+            f"lam = {lam!r} is too large for these {z_name} in {dtype}: the prior "
+            f"lam ||Z||^2, up to {prior:.3g}, can {where}"
+        )
+        raise ValueError(msg)
+    if not grad <= limit:
+        msg = (
+            f"{z_name} and X are too large for {dtype} with sigma = {sigma!r} and "
+            f"lam = {lam!r}: the gradient's terms, up to {grad:.3g}, can {where}"
+        )
+        raise ValueError(msg)
 
 
 def relative_error(a: ArrayLike, ref: ArrayLike) -> float:

@@ -21,7 +21,15 @@ from numpy.typing import ArrayLike, NDArray
 
 from ukr_bench.interface import Backend, get_backend
 from ukr_bench.optim import OPTIMIZERS, GradientDescent, IRprop
-from ukr_bench.problem import Params, check_array, check_dtype, check_positive_float
+from ukr_bench.problem import (
+    Params,
+    check_array,
+    check_dtype,
+    check_lam,
+    check_magnitudes,
+    check_positive_float,
+    check_sigma,
+)
 
 INITS = ("pca", "random")
 CONSTRAINTS = ("none", "box")
@@ -92,9 +100,11 @@ def fit(
     """Learn latent points (N x L) for ``X`` (N x D, real floating point).
 
     The parameters are those of :class:`ukr_bench.UKR` (documented there), with its defaults;
-    each is validated here, and a bad one raises an error naming it.
+    each is validated here, and a bad one raises an error naming it (sigma and lam against
+    the ranges of ``dtype``: :func:`ukr_bench.problem.check_sigma`, ``check_lam``).
     """
-    params = Params(sigma=sigma, lam=lam, loo=loo)
+    dtype = check_dtype(dtype)
+    params = Params(sigma=check_sigma(sigma, dtype), lam=check_lam(lam, dtype), loo=loo)
     L = _check_int("n_components", n_components, 1)
     optimizer = _check_choice("optimizer", optimizer, OPTIMIZERS)
     max_iter = _check_int("max_iter", max_iter, 0)
@@ -104,7 +114,6 @@ def fit(
     if not isinstance(init, np.ndarray):
         _check_choice("init", init, INITS)
     _check_choice("constraint", constraint, CONSTRAINTS)
-    dtype = check_dtype(dtype)
     X = check_array("X", X, dtype)
     N = X.shape[0]
     needed = max(params.min_samples, L + 1)
@@ -114,9 +123,12 @@ def fit(
             f"needs at least {needed}"
         )
         raise ValueError(msg)
+    check_magnitudes(None, X, params, dtype)  # before any work: the latents come later
     b = get_backend(backend, dtype=dtype, device=device, gradient=gradient)
     Xd = b.asarray(X)
     Z0 = _initial_latents(X, L, params, b, Xd, init, constraint, random_state)
+    if isinstance(init, np.ndarray):  # "pca" and "random" start within a few sigma
+        check_magnitudes(Z0, X, params, dtype, z_name="init")
     if optimizer == "lbfgs":
         Z, history, snapshots = _fit_lbfgs(b, Z0, Xd, params, max_iter, snapshot_every, constraint)
     else:
@@ -291,6 +303,7 @@ def project(
     from scipy.spatial.distance import cdist
 
     dtype = check_dtype(dtype)
+    sigma = check_sigma(sigma, dtype)
     Xq = check_array("X", Xq, dtype)
     d2 = cdist(Xq, X, "sqeuclidean")
     nearest = np.argmin(d2, axis=1)
