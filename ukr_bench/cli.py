@@ -1,19 +1,35 @@
-"""The ``ukr-bench`` command line."""
+"""The ``ukr-bench`` command line.
+
+Each command checks its options before it starts, and a bad one ends in a one-line error that
+names the option as typed (``--sigma``, ``--latent-dim``), exit status 2: the functions behind
+the commands name their own parameters (``sigma``, ``n_samples``), which the user never typed.
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from ukr_bench.backends import REGISTRY
-from ukr_bench.bench.config import PRESETS
+from ukr_bench.bench.config import PRESETS, SweepConfig, preset
 from ukr_bench.bench.sweep import DirtyTreeError, RunLockedError
 from ukr_bench.data import DATASETS, problem_inputs
 from ukr_bench.interface import DeviceUnavailableError, available_backends, value_and_grad
-from ukr_bench.problem import DTYPES, relative_error
+from ukr_bench.problem import (
+    DTYPES,
+    check_dtype,
+    check_int,
+    check_lam,
+    check_nonnegative_float,
+    check_positive_float,
+    check_sigma,
+    relative_error,
+)
 
 
 def _cmd_backends(args: argparse.Namespace) -> int:
@@ -34,6 +50,16 @@ def _cmd_agreement(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    loo = not args.no_loo
+    if loo:
+        _check_n(args.n, 2, "leave-one-out needs another sample to predict from")
+    _check_n(args.n, 1, "the objective needs a sample")
+    check_int("--latent-dim", args.latent_dim, 1)
+    check_nonnegative_float("--noise", args.noise)
+    check_int("--seed", args.seed, 0)
+    for dtype in DTYPES:  # every backend runs in both: the narrower float32 range decides
+        check_sigma(args.sigma, dtype, name="--sigma")
+        check_lam(args.lam, dtype, name="--lam")
     Z, X = problem_inputs(args.data, args.n, args.latent_dim, noise=args.noise, seed=args.seed)
     kw = {"sigma": args.sigma, "lam": args.lam, "loo": not args.no_loo}
     ref_v, ref_g = value_and_grad(Z, X, backend="numpy", dtype="float64", **kw)
@@ -61,9 +87,7 @@ def _cmd_agreement(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from ukr_bench.bench import preset, resume_sweep, run_sweep
+    from ukr_bench.bench import resume_sweep, run_sweep
     from ukr_bench.bench.sweep import default_run_dir
     from ukr_bench.report import write_report
 
@@ -89,7 +113,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             if args.repeat_runs < 1:
                 msg = f"--repeat-runs must be an integer >= 1, got {args.repeat_runs}"
                 raise ValueError(msg)
-            cfg = preset(args.preset, **chosen)
+            cfg = _sweep_config(args.preset, chosen)
             _check_gpus(cfg.devices)
             base = Path(args.out) if args.out else default_run_dir(cfg)
             # K runs, each in fresh worker processes, one after the other on the same machine.
@@ -117,9 +141,43 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep_config(name: str | None, chosen: dict[str, Any]) -> SweepConfig:
+    """The sweep's configuration; its errors name the option (``--n``), not the field (``ns``).
+
+    :class:`ukr_bench.bench.config.SweepConfig` starts each message with the field's name. Its
+    sigma and lam are checked in float64 there; here also in each of its dtypes (float32's
+    range is narrower), before a worker starts.
+    """
+    try:
+        cfg = preset(name, **chosen)
+        for dtype in map(check_dtype, cfg.dtypes):
+            check_sigma(cfg.sigma, dtype, name="sigma")
+            check_lam(cfg.lam, dtype, name="lam")
+    except ValueError as exc:
+        text = str(exc)
+        field = re.match(r"\w+", text)
+        if field is None or field.group() not in _sweep_fields():
+            raise
+        raise ValueError(_flag(field.group()) + text[field.end() :]) from exc
+    return cfg
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from ukr_bench.report import write_report
 
+    for run_dir in map(Path, args.run_dirs):
+        if not run_dir.exists():
+            msg = f"RUN_DIR {run_dir} does not exist: give a results directory of ukr-bench bench"
+            raise ValueError(msg)
+        if not run_dir.is_dir():
+            msg = (
+                f"RUN_DIR {run_dir} is a file, not a results directory: give the directory "
+                f"that ukr-bench bench wrote (with meta.json and results.jsonl)"
+            )
+            raise ValueError(msg)
+    if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
+        msg = f"--out {args.out} is a file: the report needs a directory to write into"
+        raise ValueError(msg)
     print(f"report: {write_report(args.run_dirs, args.out)}")
     return 0
 
@@ -135,23 +193,52 @@ def _check_gpus(devices: list[str]) -> None:
         raise ValueError(msg)
 
 
+def _check_n(n: int, minimum: int, why: str) -> None:
+    if n < minimum:
+        msg = f"--n must be an integer >= {minimum} ({why}), got {n}"
+        raise ValueError(msg)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     """Fit the noisy saddle on each backend, print fit times and errors, draw the figures."""
+    # Options of the other mode are refused, not ignored: `demo --eta 0` ran the whole saddle
+    # demo and overwrote its figures. They default to None so that "given" can be told.
+    other = _TUTORIAL_ONLY if not args.tutorial else _DEMO_ONLY
+    given = [flag for flag, dest in other.items() if _given(getattr(args, dest))]
+    if given:
+        mode = "--tutorial only" if not args.tutorial else "the saddle demo, not --tutorial"
+        msg = f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to {mode}"
+        raise ValueError(msg)
     if args.tutorial:
-        from ukr_bench.tutorial import run_tutorial
+        from ukr_bench.tutorial import EPOCHS, ETA_TUTORIAL, run_tutorial
 
+        epochs = EPOCHS if args.epochs is None else check_int("--epochs", args.epochs, 0)
+        eta = ETA_TUTORIAL if args.eta is None else check_positive_float("--eta", args.eta)
         run_tutorial(
-            args.out,
-            backends=args.backends,
-            epochs=args.epochs,
-            eta_tutorial=args.eta,
-            gif=not args.no_gif,
+            args.out, backends=args.backends, epochs=epochs, eta_tutorial=eta, gif=not args.no_gif
         )
         return 0
-    from ukr_bench.demo import run_demo
+    from ukr_bench.demo import MIN_SAMPLES, run_demo
 
-    run_demo(args.out, backends=args.backends, n_samples=args.n, digits=not args.no_digits)
+    n = DEMO_N if args.n is None else args.n
+    _check_n(n, MIN_SAMPLES, "the fits of L = 2 latent dimensions with leave-one-out need 3")
+    run_demo(args.out, backends=args.backends, n_samples=n, digits=not args.no_digits)
     return 0
+
+
+def _given(value: object) -> bool:
+    """Whether an option was given: argparse leaves None (values) or False (switches).
+
+    By identity: ``--eta 0`` is given, and ``0.0 == False``.
+    """
+    return value is not None and value is not False
+
+
+#: ``demo`` without ``--tutorial``: N of the saddle.
+DEMO_N = 500
+#: Options of one ``demo`` mode (flag: argparse dest), refused in the other.
+_TUTORIAL_ONLY = {"--epochs": "epochs", "--eta": "eta", "--no-gif": "no_gif"}
+_DEMO_ONLY = {"--n": "n", "--no-digits": "no_digits"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -231,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("demo", help="fit UKR on the noisy saddle and the digits, draw figures")
-    p.add_argument("--n", type=int, default=500, help="saddle samples N (default 500)")
+    p.add_argument("--n", type=int, help=f"saddle samples N (default {DEMO_N})")
     p.add_argument("--out", default="results/figures", help="figure folder")
     p.add_argument("--backends", nargs="+", choices=sorted(REGISTRY))
     p.add_argument("--no-digits", action="store_true", help="skip the digits figure")
@@ -242,11 +329,10 @@ def build_parser() -> argparse.ArgumentParser:
         "no leave-one-out, plain gradient descent from 1e-5-scale latents), every backend in "
         "float32 and float64",
     )
-    p.add_argument("--epochs", type=int, default=300, help="--tutorial: epochs (default 300)")
+    p.add_argument("--epochs", type=int, help="--tutorial: epochs (default 300)")
     p.add_argument(
         "--eta",
         type=float,
-        default=1.0,
         help="--tutorial: step on the tutorial's sum E_tut = N x E (default 1.0, i.e. N on E)",
     )
     p.add_argument("--no-gif", action="store_true", help="--tutorial: skip the animated GIF")

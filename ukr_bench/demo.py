@@ -38,6 +38,7 @@ import numpy as np
 from ukr_bench.data import DIGITS_SIZE, make_dataset
 from ukr_bench.estimator import UKR
 from ukr_bench.interface import available_backends
+from ukr_bench.problem import check_int
 from ukr_bench.tutorial import draw_surface, fold_fraction, folded, surface_triangles
 
 NOISE = 0.05
@@ -52,6 +53,9 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "box [-1, 1], sigma = 0.15": {"constraint": "box", "sigma": 0.15},
 }
 FIGURE_FITS = ("leave-one-out", "lam = 0.005")  # drawn side by side (module docstring)
+#: The fewest saddle samples the demo can fit: L = 2 latent dimensions need N >= L + 1, and
+#: leave-one-out N >= 2 (:func:`ukr_bench.training.fit`).
+MIN_SAMPLES = 3
 
 
 def _timed_fit(model: UKR, X: np.ndarray) -> tuple[UKR, float]:
@@ -80,6 +84,8 @@ def run_demo(
     digits : also embed the digits (needs scikit-learn).
     random_state : seed of the data.
     """
+    # Checked before anything is printed or drawn, not in the first fit half-way through.
+    n_samples = check_int("n_samples", n_samples, MIN_SAMPLES)
     import matplotlib
 
     matplotlib.use("Agg")
