@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -40,16 +42,57 @@ def test_agreement_prints_every_backend_and_dtype(capsys: pytest.CaptureFixture[
             assert float(value_err) == float(grad_err) == 0.0
 
 
+# Each bad option of issue 21 (part 4) and its neighbours: one line on stderr, exit status 2,
+# naming the option as typed. Before: a ZeroDivisionError traceback (--sigma 1e-300), or the
+# internal name (Z, eta_tutorial, n_components, "does not exist" for a file).
+F32_SIGMA = r"--sigma must lie in [2^-46, 2^46] (about 1.42e-14 to 7.04e+13) for float32, got "
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["agreement", "--sigma", "-1"], "sigma must be > 0, got -1.0"),
-        (["agreement", "--n", "1"], "N = 1 is too small"),
-        (["agreement", "--latent-dim", "0"], "Z must not be empty"),
+        (["agreement", "--n", "50", "--sigma", "1e-300"], F32_SIGMA + "1e-300"),
+        (["agreement", "--n", "50", "--sigma", "1e200"], F32_SIGMA + "1e+200"),
+        (["agreement", "--n", "50", "--sigma", "1e-15"], F32_SIGMA + "1e-15"),  # float32 only
+        (["agreement", "--n", "50", "--lam", "1e300"], "--lam must be 0 or lie in [2^-92, 2^92]"),
+        (["agreement", "--sigma", "-1"], "--sigma must be > 0, got -1.0"),
+        (["agreement", "--sigma", "nan"], "--sigma must be finite, got nan"),
+        (["agreement", "--latent-dim", "0"], "--latent-dim must be an integer >= 1, got 0"),
+        (["agreement", "--latent-dim", "-1"], "--latent-dim must be an integer >= 1, got -1"),
+        (["agreement", "--n", "1"], "--n must be an integer >= 2 (leave-one-out needs another"),
+        (["agreement", "--n", "0", "--no-loo"], "--n must be an integer >= 1"),
+        (["agreement", "--noise", "-1"], "--noise must be >= 0, got -1.0"),
+        (["agreement", "--seed", "-5"], "--seed must be an integer >= 0, got -5"),
+        (["demo", "--eta", "0"], "--eta applies to --tutorial only"),
+        (["demo", "--tutorial", "--eta", "0"], "--eta must be > 0, got 0.0"),
+        (["demo", "--tutorial", "--epochs", "-1"], "--epochs must be an integer >= 0, got -1"),
+        (["demo", "--tutorial", "--n", "5"], "--n applies to the saddle demo, not --tutorial"),
+        (["demo", "--n", "1"], "--n must be an integer >= 3 (the fits of L = 2 latent"),
+        (["report", "{file}"], "RUN_DIR {file} is a file, not a results directory"),
+        (["report", "{dir}/missing"], "RUN_DIR {dir}/missing does not exist"),
+        (["report", "{dir}", "--out", "{file}"], "--out {file} is a file"),
+        # bench: SweepConfig's fields appear as their flags; sigma in each dtype of the sweep
+        (["bench", "--sigma", "1e-20", "--dtypes", "float32"], F32_SIGMA + "1e-20"),
+        (["bench", "--n", "1"], "--n: every N must be an integer >= 2"),
+        (["bench", "--latent-dim", "0"], "--latent-dim must be an integer >= 1, got 0"),
     ],
 )
-def test_bad_options_exit_2_with_the_reason(
-    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+def test_bad_options_exit_2_naming_the_option(
+    argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    (tmp_path / "a_file.md").write_text("not a run")
+    where = {"{file}": str(tmp_path / "a_file.md"), "{dir}": str(tmp_path)}
+    for placeholder, path in where.items():
+        argv = [a.replace(placeholder, path) for a in argv]
+        message = message.replace(placeholder, path)
+    out = tmp_path / "out"
+    if argv[0] in ("demo", "bench"):  # were the check to fail, nothing lands in the checkout
+        argv = [*argv, "--out", str(out), *(["--backends", "numpy"] if argv[0] == "demo" else [])]
+        if argv[0] == "bench":
+            argv += ["--backends", "numpy", "--no-report", "--no-progress"]
     assert main(argv) == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err == f"ukr-bench {argv[0]}: error: {err.split(': error: ', 1)[1]}"
+    assert err.count("\n") == 1, err  # one line, no traceback
+    assert message in err
+    assert not out.exists()  # refused before it started
