@@ -178,4 +178,4 @@ def test_cli_demo_tutorial(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
         "tutorial_saddle.png",
     ]
     assert main([*argv, "--eta", "-1", "--out", str(tmp_path)]) == 2
-    assert "eta_tutorial must be > 0" in capsys.readouterr().err
+    assert "--eta must be > 0, got -1.0" in capsys.readouterr().err
