@@ -60,16 +60,59 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "format", "--check", ".")
 
 
+#: A second instruction-set path for the float32 accuracy tests: x86-64-v2 (SSE4.2, no AVX,
+#: AVX2, FMA or AVX-512) wherever a framework lets its kernels be chosen, so that one machine
+#: runs the float32 bounds under another CPU's code paths (another summation order, no fused
+#: multiply-add). tests/test_isa_path.py checks that each setting took effect.
+ISA_PATHS = {
+    "x86-64-v2": {
+        "NPY_DISABLE_CPU_FEATURES": "X86_V3 X86_V4 AVX512_ICL AVX512_SPR",  # NumPy's SIMD loops
+        "OPENBLAS_CORETYPE": "Nehalem",  # NumPy's BLAS: OpenBLAS's SSE4.2 kernels
+        "ATEN_CPU_CAPABILITY": "default",  # torch's vectorised kernels
+        "MKL_ENABLE_INSTRUCTIONS": "SSE4_2",  # torch's BLAS (MKL; ignored where MKL decides)
+        "ONEDNN_MAX_CPU_ISA": "SSE41",  # torch's oneDNN kernels
+        "XLA_FLAGS": "--xla_cpu_max_isa=SSE4_2",  # the code XLA generates for JAX
+    },
+}
+
+
+def float32_under_isa_paths(session: nox.Session, bin_dir: Path) -> None:
+    """The float32 accuracy tests (``-m float32``) again under each of :data:`ISA_PATHS`."""
+    import platform
+
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        session.log(f"no second instruction-set path on {platform.machine()}: skipped")
+        return
+    for name, env in ISA_PATHS.items():
+        session.log(f"float32 accuracy tests under the {name} instruction-set path: {env}")
+        session.run(
+            str(bin_dir / "pytest"), "-m", "float32", "-p", "no:cacheprovider",
+            env={**env, "UKR_BENCH_ISA_PATH": name}, external=True,
+        )  # fmt: skip
+
+
 @nox.session(venv_backend="none")
 def tests(session: nox.Session) -> None:
-    """The type check (mypy), then the test suite with every backend exercised.
+    """The type check (mypy), the test suite with every backend exercised, then the float32
+    accuracy tests under a second instruction-set path (:data:`ISA_PATHS`).
 
     mypy runs here, in the environment that has every framework installed (their types are
-    part of the check), rather than in a second multi-GB environment of its own.
+    part of the check), rather than in a second multi-GB environment of its own. With
+    arguments (``nox -s tests -- tests/test_x.py``) only pytest runs, with them.
     """
     bin_dir = shared(session, "mypy>=1.10", "pandas-stubs")
+    if session.posargs:
+        session.run(str(bin_dir / "pytest"), *session.posargs, external=True)
+        return
     session.run(str(bin_dir / "mypy"), external=True)
-    session.run(str(bin_dir / "pytest"), *session.posargs, external=True)
+    session.run(str(bin_dir / "pytest"), external=True)
+    float32_under_isa_paths(session, bin_dir)
+
+
+@nox.session(name="tests-isa", default=False, venv_backend="none")
+def tests_isa(session: nox.Session) -> None:
+    """Only the float32 accuracy tests, under each second instruction-set path."""
+    float32_under_isa_paths(session, shared(session))
 
 
 @nox.session(default=False, venv_backend="none")

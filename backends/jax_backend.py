@@ -83,7 +83,7 @@ def value_and_grad_manual(
     Y = _dot(R, X)
     e = Y - X
     value = (jnp.sum(e * e) + lam * jnp.sum(Z * Z)) / N
-    B = R * (_dot(e, X.T) - jnp.sum(e * Y, axis=1, keepdims=True))
+    B = softmax_backward(R, 1.0, e, X)
     if assembly == "products":
         grad = _dot(B, Z) + _dot(B.T, Z) - (jnp.sum(B, axis=1) + jnp.sum(B, axis=0))[:, None] * Z
     else:
@@ -114,6 +114,36 @@ def projection_error(
 
 def _dot(a: jax.Array, b: jax.Array) -> jax.Array:
     return jnp.matmul(a, b, precision="highest")
+
+
+def softmax_backward(K: jax.Array, s: Any, e: jax.Array, X: jax.Array) -> jax.Array:
+    """B' = R * (e_n.x_m - e_n.y_n) (b x N) for weights R = K / s (s: b x 1, or 1 for R = K).
+
+    As autodiff's softmax backward forms it: ``T = R * (e X^T)``, then ``e_n.y_n`` as the row
+    sum of ``T`` itself, so that ``sum_m B'_nm`` (0 in exact arithmetic) vanishes to one
+    reduction's rounding instead of carrying a GEMM's (error model:
+    ``_Blocks.softmax_backward`` in :mod:`backends.numpy_backend`).
+    """
+    T = K * _dot(e / s, X.T)
+    return T - K * (jnp.sum(T, axis=1, keepdims=True) / s)
+
+
+def block_terms(
+    K: jax.Array, s: jax.Array, e: jax.Array, X: jax.Array, Zb: jax.Array, Z: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """Row terms (b x L) and column terms (N x L) of one block of the latent gradient.
+
+    With B' from :func:`softmax_backward` and P^l = B' * D^l, D^l_nm = zb_nl - z_ml (from the
+    differences, not the GEMM form B'Z - Z * B'1, which cancels in float32: see
+    :func:`value_and_grad_manual`): row terms -rowsum(P^l), column terms colsum(P^l).
+    """
+    B = softmax_backward(K, s, e, X)
+    rows, cols = [], []
+    for l in range(Z.shape[1]):
+        P = B * (Zb[:, l, None] - Z[None, :, l])
+        rows.append(-jnp.sum(P, axis=1))
+        cols.append(jnp.sum(P, axis=0))
+    return jnp.stack(rows, axis=1), jnp.stack(cols, axis=1)
 
 
 def _kernel_block(Zqs: jax.Array, Zs: jax.Array, r0: Any, loo: bool) -> jax.Array:
@@ -161,36 +191,23 @@ def _data_term_blocked(
     """sum_n ||e_n||^2 and, with ``grad``, its gradient (N x L), in one pass over row blocks.
 
     Formulas of the blocked NumPy backend: per block K (unnormalised kernel), s = row sums,
-    Y = K X / s, e = Y - X_I, B' = K * ([e/s, -(e.y)/s] [X, 1]^T); with P^l = B' * D^l,
-    D^l_nm = z_nl - z_ml: row terms -rowsum(P^l), column terms colsum(P^l) accumulated in the
-    scan's carry; d/dZ = (2/sigma^2)(row + column terms). Summing B' times the *differences*
-    (not the GEMM form B'Z - Z * B'1, which cancels: see :func:`value_and_grad_manual`) keeps
-    the float32 gradient as accurate as autodiff's.
+    Y = K X / s, e = Y - X_I, then the row and column terms of :func:`block_terms`, the
+    column terms accumulated in the scan's carry; d/dZ = (2/sigma^2)(row + column terms).
     """
     N, L = Z.shape
     Zs = Z / (jnp.sqrt(2.0) * sigma)
-    ones = jnp.ones((N, 1), dtype=Z.dtype)
-    X1 = jnp.concatenate([X, ones], axis=1)
 
     def step(carry: Any, r0: Any, Zqs: jax.Array, Xb: jax.Array, Zb: jax.Array) -> Any:
         K = _kernel_block(Zqs, Zs, r0, loo)
-        # Row sums by a reduction, not as the ones column of K [X, 1]: XLA's CPU GEMM sums the
-        # N terms less accurately, and s enters every term of the gradient (float32 error at
-        # N = 4000: 6.5e-7 from the GEMM column, 3.3e-7 reduced; autodiff 2.7e-7).
+        # Row sums by a reduction, not as the ones column of K [X, 1] (error model: "Row
+        # sums" in backends.numpy_backend): s divides every term of the row's gradient.
         s = jnp.sum(K, axis=1, keepdims=True)
-        Y = _dot(K, X) / s
-        e = Y - Xb
+        e = _dot(K, X) / s - Xb
         sq = carry[0] + jnp.sum(e * e)
         if not grad:
             return (sq,), jnp.zeros((Zqs.shape[0], 0), Z.dtype)
-        W = jnp.concatenate([e / s, -jnp.sum(e * Y, axis=1, keepdims=True) / s], axis=1)
-        B = K * _dot(W, X1.T)
-        rows, cols = [], []
-        for l in range(L):
-            P = B * (Zb[:, l, None] - Z[None, :, l])
-            rows.append(-jnp.sum(P, axis=1))
-            cols.append(jnp.sum(P, axis=0))
-        return (sq, carry[1] + jnp.stack(cols, axis=1)), jnp.stack(rows, axis=1)
+        rows, cols = block_terms(K, s, e, X, Zb, Z)
+        return (sq, carry[1] + cols), rows
 
     zero = jnp.zeros((), Z.dtype)
     init = (zero, jnp.zeros((N, L), Z.dtype)) if grad else (zero,)
@@ -251,27 +268,22 @@ def _projection_blocked(
     Zq: jax.Array, Xq: jax.Array | None, Z: jax.Array, X: jax.Array, sigma: Any, block: int
 ) -> tuple[jax.Array, jax.Array | None, jax.Array | None]:
     """f(Zq) and, given ``Xq``, E_q and dE_q/dZq (hand-derived), over query blocks."""
-    (M, L), N = Zq.shape, Z.shape[0]
     scale = 1.0 / (jnp.sqrt(2.0) * sigma)
     Zs, Zqs = Z * scale, Zq * scale
-    ones = jnp.ones((N, 1), dtype=Z.dtype)
-    X1, Z1 = jnp.concatenate([X, ones], axis=1), jnp.concatenate([Z, ones], axis=1)
 
     def step(carry: Any, r0: Any, Zqs_b: jax.Array, Zq_b: jax.Array, *Xq_b: jax.Array) -> Any:
         K = _kernel_block(Zqs_b, Zs, r0, False)
-        KX1 = _dot(K, X1)
-        s = KX1[:, -1:]
-        Y = KX1[:, :-1] / s
+        s = jnp.sum(K, axis=1, keepdims=True)  # a reduction, as in _data_term_blocked
+        Y = _dot(K, X) / s
         if not Xq_b:
             return carry, Y
         e = Y - Xq_b[0]
-        W = jnp.concatenate([e / s, -jnp.sum(e * Y, axis=1, keepdims=True) / s], axis=1)
-        BZ1 = _dot(K * _dot(W, X1.T), Z1)
-        g = (2.0 / sigma**2) * (BZ1[:, :L] - BZ1[:, L:] * Zq_b)
+        rows, _ = block_terms(K, s, e, X, Zq_b, Z)  # no column terms: Z is fixed
+        g = (2.0 / sigma**2) * rows
         return carry + jnp.sum(e * e), jnp.concatenate([Y, g], axis=1)
 
     xs = (Zqs, Zq) if Xq is None else (Zqs, Zq, Xq)
-    value, out = _blocks(step, M, block, jnp.zeros((), Z.dtype), *xs)
+    value, out = _blocks(step, Zq.shape[0], block, jnp.zeros((), Z.dtype), *xs)
     if Xq is None:
         return out, None, None
     D = X.shape[1]

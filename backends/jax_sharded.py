@@ -6,14 +6,14 @@ rows (the mesh's devices in order; all mesh axes together form the row axis). A 
 one-pass blocked value + hand-derived gradient of ``_data_term_blocked`` over its own range
 only: a row's softmax needs all N columns, which every device has, so each row is computed
 exactly once and completely. Every device's contribution to the gradient is an N x L array:
-its rows' row terms in its own range and its column terms (``B'^T [Z_I, 1]``, nonzero in every
-row). The only communication per pass is therefore one ``psum`` of that N x L array and of the
+its rows' row terms in its own range and its column terms (:func:`block_terms`, nonzero in
+every row). The only communication per pass is therefore one ``psum`` of that N x L array and of the
 scalar sum of squares (XLA's all-reduce: reduce-scatter + all-gather, ``2 (k-1)/k N L``
 elements through each device), after which every device holds the whole value and gradient,
 replicated, as the next optimiser step needs them.
 
 Uneven N: the row ranges are padded to ``k * n_loc`` rows. A padded row has its residual set
-to zero, so it adds nothing to the value and (its ``W``, hence ``B'``, being zero) nothing to
+to zero, so it adds nothing to the value and (its ``B'`` being zero) nothing to
 the gradient; padded rows are never columns, so they never enter another row's softmax. A
 device whose range is all padding (more devices than rows) computes zeros.
 
@@ -36,7 +36,7 @@ import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from ukr_bench.backends.jax_backend import _blocks, _dot, _kernel_block
+from ukr_bench.backends.jax_backend import _blocks, _dot, _kernel_block, block_terms
 
 
 def row_mesh(devices: Any) -> Mesh:
@@ -72,8 +72,6 @@ def _local_data_term(
     start = jax.lax.axis_index(axes) * n_loc
     pad = n_loc * k - N
     Zs = Z / (jnp.sqrt(2.0) * sigma)
-    ones = jnp.ones((N, 1), dtype=Z.dtype)
-    X1, Z1 = jnp.concatenate([X, ones], axis=1), jnp.concatenate([Z, ones], axis=1)
 
     def mine(a: jax.Array) -> jax.Array:  # this device's rows of a (padded with zeros)
         padded = jnp.pad(a, ((0, pad), (0, 0)))
@@ -82,33 +80,27 @@ def _local_data_term(
     valid = (start + jnp.arange(n_loc) < N)[:, None]
 
     def step(
-        carry: Any, r0: Any, Zqs: jax.Array, Xb: jax.Array, Zb1: jax.Array, vb: jax.Array
+        carry: Any, r0: Any, Zqs: jax.Array, Xb: jax.Array, Zb: jax.Array, vb: jax.Array
     ) -> Any:
         K = _kernel_block(Zqs, Zs, start + r0, loo)
-        KX1 = _dot(K, X1)
-        s = KX1[:, -1:]
-        Y = KX1[:, :-1] / s
-        e = jnp.where(vb, Y - Xb, 0.0)  # padded rows: no residual, no gradient
+        s = jnp.sum(K, axis=1, keepdims=True)  # a reduction, as in _data_term_blocked
+        e = jnp.where(vb, _dot(K, X) / s - Xb, 0.0)  # padded rows: no residual, no gradient
         sq = carry[0] + jnp.sum(e * e)
         if not grad:
             return (sq,), jnp.zeros((Zqs.shape[0], 0), Z.dtype)
-        W = jnp.concatenate([e / s, -jnp.sum(e * Y, axis=1, keepdims=True) / s], axis=1)
-        B = K * _dot(W, X1.T)
-        BZ1 = _dot(B, Z1)
-        row = BZ1[:, :L] - BZ1[:, L:] * Zb1[:, :L]
-        return (sq, carry[1] + _dot(B.T, Zb1)), row
+        rows, cols = block_terms(K, s, e, X, Zb, Z)
+        return (sq, carry[1] + cols), rows
 
     zero = jnp.zeros((), Z.dtype)
-    init = (zero, jnp.zeros((N, L + 1), Z.dtype)) if grad else (zero,)
+    init = (zero, jnp.zeros((N, L), Z.dtype)) if grad else (zero,)
     # The carry differs from device to device: mark it so (shard_map's varying-axes check).
     init = tuple(jax.lax.pcast(c, axes, to="varying") for c in init)
-    carry, row = _blocks(step, n_loc, block, init, mine(Zs), mine(X), mine(Z1), valid)
+    carry, row = _blocks(step, n_loc, block, init, mine(Zs), mine(X), mine(Z), valid)
     if not grad:
         return carry[0], jnp.zeros((N, 0), Z.dtype)
-    col = carry[1]
     # Row terms into this device's range of an N x L array; padded rows (zero) fall off the end.
     rows = jax.lax.dynamic_update_slice_in_dim(jnp.zeros((N + pad, L), Z.dtype), row, start, 0)
-    return carry[0], rows[:N] + col[:, :L] - col[:, L:] * Z
+    return carry[0], rows[:N] + carry[1]
 
 
 def _data_term_sharded(

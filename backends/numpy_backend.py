@@ -49,7 +49,7 @@ blocks suffices (the "statistics first, then :math:`B`" pass of a blocked *autod
 not needed, and each pair costs one ``exp``). Per block, with :math:`K_I = \exp(A_I)`
 unnormalised and :math:`s_I = K_I\mathbf 1`:
 
-* :math:`[K_I X,\ s_I] = K_I\,[X, \mathbf 1]` (one product), :math:`Y_I = K_I X / s_I`,
+* :math:`s_I = K_I\mathbf 1` by a reduction, :math:`Y_I = K_I X / s_I`,
   :math:`e_I = Y_I - X_I`, the value's :math:`\sum \lVert e_I\rVert^2`;
 * :math:`B'_I = K_I \odot \big([e_I / s_I,\ -(e_I\cdot y_I)/s_I]\,[X, \mathbf 1]^\top\big)`,
   i.e. :math:`B_I = \tfrac2N B'_I` (:math:`R_I = K_I / s_I` folded into the small factor);
@@ -62,6 +62,17 @@ and :math:`\partial E/\partial Z = \tfrac{2}{N\sigma^2}(\text{row} + \text{colum
 :math:`A = -\lVert\cdot\rVert^2` needs no scaling pass. :math:`A \le 0`, so :math:`K` is formed
 without the usual row-max shift (two passes fewer); the rare rows whose every weight underflows
 are recomputed with it (:class:`_Blocks`).
+
+Row sums :math:`s_I` come from a reduction (``sum``), never as the ones column of a product
+:math:`K_I[X, \mathbf 1]`, in every backend. Error model: a sum of N positive terms computed in
+some order has relative error at most :math:`(d-1)\,\epsilon` for a summation tree of depth d;
+NumPy's, torch's and XLA's reductions are pairwise (:math:`d \approx \log_2 N`), while a BLAS
+GEMM fixes no order and may accumulate sequentially (:math:`d = N`), and which one it does
+depends on the CPU the BLAS dispatches for. Measured in float32 with N = 1000 on an AMD EPYC
+(AVX2): MKL's sgemm (torch) summed the ones column with median relative error 7e-7 (6
+:math:`\epsilon`), ``torch.sum`` 3e-8. :math:`s_n` divides every term of row n's gradient, so
+that error went straight into it: torch's blocked float32 gradient had 3x autodiff's error
+there, and as much as autodiff's once :math:`s` was reduced.
 
 Two forms, chosen per call (:data:`GEMM_MAX_SQNORM`): float32 sums logits and the row and column
 terms from the latent differences, one latent dimension at a time (:math:`P^l_I = B'_I \odot
@@ -116,6 +127,21 @@ def _responsibilities(Z: Arr, sigma: float, loo: bool, Zq: Arr | None = None) ->
     return A
 
 
+def _softmax_backward(R: Arr, e: Arr, X: Arr) -> Arr:
+    """B' = R * (e_n.x_m - e_n.y_n) (M x N) for weights R (M x N), residuals e (M x D).
+
+    Formed as autodiff's softmax backward does: ``T = R * (e X^T)``, then ``c_n = sum_m T_nm``
+    (= e_n.y_n) reduced from the same weights, and ``B' = T - R c``; ``R`` is overwritten.
+    ``sum_m B'_nm`` is 0 in exact arithmetic; so formed, it vanishes to one reduction's
+    rounding (error model: ``_Blocks.softmax_backward``).
+    """
+    T = e @ X.T
+    T *= R
+    R *= T.sum(axis=1, keepdims=True)
+    T -= R
+    return T
+
+
 def _weighted_differences(S: Arr, Z: Arr) -> Arr:
     """sum_m S_km (z_m - z_k) (N x L) for a symmetric S (N x N), from the differences.
 
@@ -157,10 +183,7 @@ class NumpyBackend(Backend):
         Y = R @ X
         res = Y - X
         value = (np.sum(res * res) + lam * np.sum(Z * Z)) / N
-        # B = (2/N) R * (e_n . x_m - e_n . y_n), reusing one N x N buffer
-        B = res @ X.T
-        B -= np.sum(res * Y, axis=1, keepdims=True)
-        B *= R
+        B = _softmax_backward(R, res, X)  # B' = R * (e_n.x_m - e_n.y_n); R is scratch after
         del R
         B += B.T  # S = B + B^T in place; NumPy buffers the overlapping transpose
         B *= 2.0 / N
@@ -180,12 +203,13 @@ class NumpyBackend(Backend):
         Y = R @ X
         res = Y - Xq
         value = np.sum(res * res)
-        # B = 2 R * (e_q . x_m - e_q . y_q), in the M x N buffer of R
-        B = res @ X.T
-        B -= np.sum(res * Y, axis=1, keepdims=True)
-        B *= R
-        B *= 2.0
-        grad = (B @ Z - B.sum(axis=1, keepdims=True) * Zq) / sigma**2
+        B = _softmax_backward(R, res, X)  # B' = R * (e_q.x_m - e_q.y_q); R is scratch after
+        grad = np.empty_like(Zq)
+        for l in range(Zq.shape[1]):  # sum_m B'_qm (z_m - z_q), from the differences
+            np.subtract(Z[None, :, l], Zq[:, l, None], out=R)
+            R *= B
+            grad[:, l] = R.sum(axis=1)
+        grad *= 2.0 / sigma**2
         return value, grad
 
     def workers(self) -> int:
@@ -304,6 +328,23 @@ def _single_threaded_blas() -> contextlib.AbstractContextManager[Any]:
 GEMM_MAX_SQNORM = 1e4
 
 
+def _column_sums(P: Arr) -> Arr:
+    """``P.sum(axis=0)`` (N,) of a block ``P`` (b x N) by pairwise summation; overwrites ``P``.
+
+    Error model: NumPy reduces along a non-contiguous axis by adding one row after another
+    (a summation tree of depth b: relative error up to (b - 1) eps of ``sum |P|``), pairwise
+    only along the contiguous one. Adding the rows in halves is a tree of depth ceil(log2 b),
+    for the same b - 1 additions per column (float32, b = 512: median relative error 3e-8
+    against 2e-7 row by row; torch's and XLA's column sums are already pairwise).
+    """
+    n = len(P)
+    while n > 1:
+        h = n // 2
+        P[:h] += P[n - h : n]
+        n -= h
+    return P[0]
+
+
 class _Blocks:
     """Per-call data for the kernel of query rows ``Zq`` against training latents ``Z``.
 
@@ -321,15 +362,24 @@ class _Blocks:
         # a Python float: a NumPy float64 scalar would promote float32 blocks to float64
         # (1.3-2x slower, every distance in float64; tests/test_float32.py)
         scale = 1.0 / (math.sqrt(2.0) * sigma)
-        # centred (the objective only sees differences) so that the GEMM forms cancel less
+        # The GEMM forms see the latents centred (the objective only sees differences), so that
+        # they cancel less. The differences form sees them as given: centring rounds every z
+        # once more, by eps |z|, which a neighbour's difference z_n - z_m (<< |z|) then carries
+        # (float32 gradient error 3.7e-7 centred, 3.0e-7 as given; saddle, N = 1000).
         centre = Z.sum(axis=0) * (1.0 / len(Z))  # not mean(): it divides by a float64 count
-        self.Z = Z - centre
-        self.Zq = self.Z if Zq is Z else Zq - centre
-        Zs, Zqs = self.Z * scale, self.Zq * scale
+        Zc = Z - centre
+        Zqc = Zc if Zq is Z else Zq - centre
+        Zs, Zqs = Zc * scale, Zqc * scale
         Zs_sq = np.einsum("nl,nl->n", Zs, Zs)
         Zqs_sq = Zs_sq if Zq is Z else np.einsum("nl,nl->n", Zqs, Zqs)
         self.tiny = math.sqrt(np.finfo(Z.dtype).tiny)
         self.gemm = Z.dtype == np.float64 and max(Zs_sq.max(), Zqs_sq.max()) <= GEMM_MAX_SQNORM
+        if self.gemm:
+            self.Z, self.Zq = Zc, Zqc
+        else:
+            self.Z, self.Zq = Z, Zq
+            Zs = Z * scale
+            Zqs = Zs if Zq is Z else Zq * scale
         # transposed: contiguous rows per latent dimension for the differences
         self.Zs_t, self.Zqs_t = np.ascontiguousarray(Zs.T), np.ascontiguousarray(Zqs.T)
         if self.gemm:
@@ -358,18 +408,62 @@ class _Blocks:
             K[idx, r0 + idx] = -np.inf
         np.exp(K, out=K)
 
-    def rescue(self, r0: int, K: Arr, KX1: Arr, X1: Arr) -> None:
+    def sums(self, r0: int, K: Arr, X: Arr, X1: Arr) -> tuple[Arr, Arr]:
+        """``(K X, s)`` (b x D, b x 1) of a block filled by :meth:`fill`, ``X1 = [X, 1]``.
+
+        The row sums ``s`` come from a reduction (see "Row sums" above); the float64 GEMM form
+        takes them as the ones column of ``K X1`` instead, one product for both (sequential
+        summation there costs at most N eps = 1e-12 relative at N = 10,000). Rows whose row
+        sum underflowed are first recomputed with the row-max shift (:meth:`rescue`), in ``K``.
+        """
+        if self.gemm:
+            KX1 = K @ X1
+            s = KX1[:, -1:]
+        else:
+            s = K.sum(axis=1, keepdims=True)
+        if self.rescue(r0, K, s):
+            return K @ X, s
+        return (KX1[:, :-1] if self.gemm else K @ X), s
+
+    def rescue(self, r0: int, K: Arr, s: Arr) -> bool:
         """Recompute, with the row-max shift, the rows of a block whose row sum underflowed.
 
-        ``KX1 = K [X, 1]`` holds the row sums in its last column; both are updated in place.
+        ``s`` (b x 1) holds the block's row sums; rows of ``K`` and ``s`` are updated in place.
+        Returns whether any row was.
         """
-        for i in np.flatnonzero(~(KX1[:, -1] >= self.tiny)):  # also catches NaN
+        rows = np.flatnonzero(~(s[:, 0] >= self.tiny))  # also catches NaN
+        for i in rows:
             d = self.Zs_t - self.Zqs_t[:, r0 + i, None]
             a = -np.einsum("ln,ln->n", d, d)
             if self.loo:
                 a[r0 + i] = -np.inf
             np.exp(a - a.max(), out=K[i])
-            KX1[i] = K[i] @ X1
+            s[i] = K[i].sum()
+        return len(rows) > 0
+
+    def softmax_backward(self, K: Arr, s: Arr, e: Arr, Y: Arr, X: Arr, X1: Arr, T: Arr) -> None:
+        """T <- B' = R * (e_n.x_m - e_n.y_n) (b x N), R = K / s; ``K`` is scratch afterwards.
+
+        The float64 GEMM form takes it from one product, ``K * ([e/s, -(e.y)/s] [X, 1]^T)``.
+        Otherwise it is formed as autodiff's softmax backward does: ``T = R * (e X^T)``, then
+        ``c_n = sum_m T_nm`` (= e_n.y_n) by a reduction over the same weights, and
+        ``B' = T - R c``. Error model: ``sum_m B'_nm`` is 0 in exact arithmetic and multiplies
+        the latent offsets in the gradient; with ``c`` reduced from ``T`` itself it vanishes to
+        the reduction's log2(N) eps, while ``e.y`` with ``y`` from a GEMM leaves the GEMM's own
+        summation error, up to N eps (float32, saddle N = 1000 on an AMD EPYC with torch's
+        MKL: gradient error 3.8e-7 through ``e.y``, 2.7e-7 this way; autodiff 2.8e-7).
+        """
+        if self.gemm:
+            W = np.concatenate([e / s, -np.sum(e * Y, axis=1, keepdims=True) / s], axis=1)
+            np.matmul(W, X1.T, out=T)
+            T *= K
+            return
+        np.matmul(e / s, X.T, out=T)
+        T *= K
+        c = T.sum(axis=1, keepdims=True)
+        c /= s
+        K *= c
+        T -= K
 
 
 def _objective_blocked(
@@ -386,17 +480,13 @@ def _objective_blocked(
 
     def work(r0: int, r1: int, K: Arr, T: Arr, acc: Any) -> Any:
         kernel.fill(r0, r1, K, T)
-        KX1 = K @ X1  # [K X, row sums]
-        kernel.rescue(r0, K, KX1, X1)
-        s = KX1[:, -1:]
-        Y = KX1[:, :-1] / s
+        KX, s = kernel.sums(r0, K, X, X1)
+        Y = KX / s
         e = Y - X[r0:r1]
         sq = np.sum(e * e)
         if row is None:
             return sq if acc is None else acc + sq
-        W = np.concatenate([e / s, -np.sum(e * Y, axis=1, keepdims=True) / s], axis=1)
-        np.matmul(W, X1.T, out=T)
-        T *= K  # B' = R * (e.x_m - e.y_n); K is scratch from here on
+        kernel.softmax_backward(K, s, e, Y, X, X1, T)  # T <- B'; K is scratch from here on
         if kernel.gemm:
             # row terms sum_m B'_nm (z_m - z_n) from [B'Z, B'1] (B'1 = e.y_n - e.y_n = 0 but
             # for rounding: subtracting it keeps the sum translation invariant); column terms
@@ -410,7 +500,7 @@ def _objective_blocked(
                 np.subtract(Z_t[l, r0:r1, None], Z_t[l, None, :], out=K)
                 K *= T  # P^l
                 row[r0:r1, l] = -K.sum(axis=1)
-                col[:, l] = K.sum(axis=0)
+                col[:, l] = _column_sums(K)  # destroys K, scratch from here on
         if acc is None:
             return [sq, col]
         acc[0] += sq
@@ -439,25 +529,30 @@ def _projection_blocked(
     kernel = _Blocks(Zq, Z, sigma, False)
     X1 = np.concatenate([X, np.ones((N, 1), dtype=X.dtype)], axis=1)
     Z1 = np.concatenate([kernel.Z, np.ones((N, 1), dtype=Z.dtype)], axis=1)
+    Z_t, Zq_t = np.ascontiguousarray(kernel.Z.T), np.ascontiguousarray(kernel.Zq.T)
     Y = np.empty((M, X.shape[1]), dtype=X.dtype)
     grad = np.empty_like(Zq) if Xq is not None else None
 
     def work(r0: int, r1: int, K: Arr, T: Arr, acc: Any) -> Any:
         kernel.fill(r0, r1, K, T)
-        KX1 = K @ X1
-        kernel.rescue(r0, K, KX1, X1)
-        s = KX1[:, -1:]
+        KX, s = kernel.sums(r0, K, X, X1)
         Yb = Y[r0:r1]
-        np.divide(KX1[:, :-1], s, out=Yb)
+        np.divide(KX, s, out=Yb)
         if grad is None or Xq is None:
             return None
         e = Yb - Xq[r0:r1]
         sq = np.sum(e * e)
-        W = np.concatenate([e / s, -np.sum(e * Yb, axis=1, keepdims=True) / s], axis=1)
-        np.matmul(W, X1.T, out=T)
-        T *= K
-        BZ1 = T @ Z1
-        grad[r0:r1] = (2.0 / sigma**2) * (BZ1[:, :L] - BZ1[:, L:] * kernel.Zq[r0:r1])
+        kernel.softmax_backward(K, s, e, Yb, X, X1, T)  # T <- B'; K is scratch from here on
+        g = grad[r0:r1]
+        if kernel.gemm:  # sum_m B'_qm (z_m - z_q) from [B'Z, B'1]
+            BZ1 = T @ Z1
+            np.subtract(BZ1[:, :L], BZ1[:, L:] * kernel.Zq[r0:r1], out=g)
+        else:  # from the differences, as the objective's row terms
+            for l in range(L):
+                np.subtract(Zq_t[l, r0:r1, None], Z_t[l, None, :], out=K)
+                K *= T
+                g[:, l] = -K.sum(axis=1)
+        g *= 2.0 / sigma**2
         return sq if acc is None else acc + sq
 
     parts = _map_blocks(M, N, block, Z.dtype, work)

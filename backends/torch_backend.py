@@ -77,8 +77,10 @@ def value_and_grad_manual(
     Y = R @ X
     e = Y - X
     value = ((e * e).sum() + lam * (Z * Z).sum()) / N
-    B = e @ X.T
-    B.sub_((e * Y).sum(dim=1, keepdim=True)).mul_(R)
+    # B' = R * (e.x_m - e.y_n), e.y_n reduced from the same weights as autodiff's softmax
+    # backward does (error model: _Blocks.softmax_backward in backends.numpy_backend)
+    B = (e @ X.T).mul_(R)
+    B.sub_(R.mul_(B.sum(dim=1, keepdim=True)))
     del R
     if assembly == "products":
         grad = B @ Z + B.T @ Z - (B.sum(dim=1) + B.sum(dim=0))[:, None] * Z
@@ -145,8 +147,8 @@ def _blocked_pass(
     (:mod:`backends.torch_distributed`).
 
     The objective is ``Zq is Z``, ``Xq is X`` with ``columns`` (its B^T terms); the projection
-    has no column terms. Per block (see :mod:`backends.numpy_backend`): K, s = row sums,
-    Y = K X / s, e = Y - Xq, B' = K * ([e/s, -(e.y)/s] [X, 1]^T); with P^l = B' * D^l,
+    has no column terms. Per block (see :mod:`backends.numpy_backend`): K, s = row sums (a
+    reduction), Y = K X / s, e = Y - Xq, B' = R * (e.x_m - e.y_q); with P^l = B' * D^l,
     D^l_qm = zq_ql - z_ml (the differences, not the GEMM form B'Z - Zq * B'1, which cancels in
     float32): row terms -rowsum(P^l), column terms colsum(P^l); the gradient of sum ||e||^2 is
     (2/sigma^2)(row + column terms).
@@ -155,8 +157,6 @@ def _blocked_pass(
     scale = 1.0 / (math.sqrt(2.0) * sigma)
     Zs_t = (Z * scale).T.contiguous()
     Zqs_t = Zs_t if columns else (Zq * scale).T.contiguous()
-    ones = torch.ones((N, 1), dtype=Z.dtype, device=Z.device)
-    X1 = torch.cat([X, ones], dim=1)
     hi = M if hi is None else hi
     K_buf = torch.empty((min(block, max(hi - lo, 1)), N), dtype=Z.dtype, device=Z.device)
     T_buf = torch.empty_like(K_buf)
@@ -169,9 +169,9 @@ def _blocked_pass(
         r1 = min(r0 + block, hi)
         K, T = K_buf[: r1 - r0], T_buf[: r1 - r0]
         _kernel_block(Zqs_t[:, r0:r1], Zs_t, r0, loo, K, T)
-        KX1 = K @ X1
-        s = KX1[:, -1:]
-        Yb = KX1[:, :-1] / s
+        # Row sums by a reduction, not a GEMM column (error model: backends.numpy_backend).
+        s = K.sum(dim=1, keepdim=True)
+        Yb = (K @ X) / s
         if Xq is None:
             Y[r0:r1] = Yb  # type: ignore[index]
             continue
@@ -179,9 +179,10 @@ def _blocked_pass(
         sq += (e * e).sum()
         if not grad:
             continue
-        W = torch.cat([e / s, -(e * Yb).sum(dim=1, keepdim=True) / s], dim=1)
-        torch.matmul(W, X1.T, out=T)
-        T.mul_(K)  # B'; K is scratch from here on
+        # B' = R * (e.x_m - e.y_q) with e.y_q reduced from the same weights (error model:
+        # _Blocks.softmax_backward in backends.numpy_backend); K is scratch from here on
+        torch.matmul(e / s, X.T, out=T).mul_(K)
+        T.sub_(K.mul_(T.sum(dim=1, keepdim=True).div_(s)))
         for l in range(L):
             torch.sub(Zq[r0:r1, l, None], Z[None, :, l], out=K).mul_(T)  # P^l
             row[r0:r1, l] = -K.sum(dim=1)  # type: ignore[index]

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from error_model import tolerance
 
 import ukr_bench
 from ukr_bench.bench import SweepConfig, resume_sweep, run_sweep, run_worker
@@ -144,11 +145,11 @@ def test_sweep_writes_schema_and_metadata(tmp_path: Path) -> None:
         assert (r.info["block_rows"] is None) == (r.key.layout == "dense")
         assert r.bound_s is not None
         assert 0 < r.bound_s < r.timings["value_and_grad"].min_s
-    # precision against float64 NumPy: float64 is exact to rounding, float32 to ~1e-6
-    f64, f32 = df[df.dtype == "float64"], df[df.dtype == "float32"]
-    assert (f64.grad_rel_error < 1e-12).all()
-    assert (f32.grad_rel_error < 1e-4).all()
-    assert (f32.grad_rel_error > 1e-9).all()  # float32 cannot be exact: the error is real
+    # precision against float64 NumPy, within the error model for sums of N terms
+    for dtype, part in df.groupby("dtype"):
+        assert (part.grad_rel_error < tolerance(str(dtype), int(part.n.max()))).all(), dtype
+    # float32 cannot be exact: the error is real (more than float64's whole tolerance)
+    assert (df[df.dtype == "float32"].grad_rel_error > tolerance("float64", 16)).all()
     jax_info = df[(df.backend == "jax") & (df.gradient == "autodiff")].iloc[0]["info"]
     assert jax_info["jax"]
     assert jax_info["gradient"].startswith("autodiff")

@@ -8,7 +8,8 @@ import math
 import numpy as np
 import pytest
 from conftest import BACKENDS, device_backends, random_problem
-from test_objective import GRID, TOL
+from error_model import TOL, assert_objective_agrees, objective_tolerances
+from test_objective import GRID
 
 import ukr_bench
 from ukr_bench import Params, get_backend, relative_error, value_and_grad
@@ -31,17 +32,14 @@ def test_blocked_matches_dense_on_grid(n: int, l: int, d: int, loo: bool) -> Non
         Z = sigma * Z0
         kw = {"sigma": sigma, "lam": lam, "loo": loo}
         ref_v, ref_g = value_and_grad(Z, X, backend="numpy", layout="dense", **kw)
+        bounds = {dtype: objective_tolerances(Z, X, kw, dtype) for dtype in TOL}
         for backend, dtype, block in itertools.product(BACKENDS, TOL, blocks_for(n)):
             v, g = value_and_grad(
                 Z, X, backend=backend, dtype=dtype, layout="blocked", block_size=block, **kw
             )
             case = f"{backend} {dtype} block={block} sigma={sigma} lam={lam}"
             assert g.dtype == np.dtype(dtype), case
-            assert relative_error(v, ref_v) <= TOL[dtype], case
-            if n == 2 and loo and lam == 0:  # exact gradient 0: bound it absolutely
-                assert np.linalg.norm(g) <= TOL[dtype], case
-            else:
-                assert relative_error(g, ref_g) <= TOL[dtype], case
+            assert_objective_agrees(v, g, ref_v, ref_g, bounds[dtype], case)
 
 
 @pytest.mark.parametrize("block", [4, 5, 6, 12])
@@ -61,13 +59,13 @@ def test_leave_one_out_at_block_boundaries(backend: str, block: int) -> None:
         Z[1::2, 1] = 0.5
         ref_v, ref_g = value_and_grad(Z, X, layout="dense")
         v, g = value_and_grad(Z, X, backend=backend, layout="blocked", block_size=block)
-        assert relative_error(v, ref_v) <= 1e-10
+        assert relative_error(v, ref_v) <= TOL["float64"]
         if spacing == 30.0:
-            assert v == pytest.approx(np.sum((X - X[partner]) ** 2) / n, rel=1e-10)
-            assert np.linalg.norm(g) <= 1e-10
+            assert v == pytest.approx(np.sum((X - X[partner]) ** 2) / n, rel=TOL["float64"])
+            assert np.linalg.norm(g) <= TOL["float64"]
         else:
             assert np.linalg.norm(ref_g) > 1e-3
-            assert relative_error(g, ref_g) <= 1e-10
+            assert relative_error(g, ref_g) <= TOL["float64"]
 
 
 def test_far_apart_latents_stay_finite_blocked(backend: str) -> None:
@@ -90,6 +88,7 @@ def test_every_layout_and_gradient_agrees_on_device(
     Z0, X = random_problem(n, l, d, seed=n + l + d)
     kw = {"sigma": 0.8, "lam": 0.2, "loo": loo}
     ref_v, ref_g = value_and_grad(0.8 * Z0, X, layout="dense", **kw)
+    bounds = {dtype: objective_tolerances(0.8 * Z0, X, kw, dtype) for dtype in TOL}
     for backend in device_backends(device):
         spec = REGISTRY[backend]
         for layout, gradient, dtype in itertools.product(spec.layouts, spec.gradients, TOL):
@@ -99,8 +98,7 @@ def test_every_layout_and_gradient_agrees_on_device(
             )  # fmt: skip
             case = f"{backend} {layout} {gradient} {dtype} {device}"
             assert g.dtype == np.dtype(dtype), case
-            assert relative_error(v, ref_v) <= TOL[dtype], case
-            assert relative_error(g, ref_g) <= TOL[dtype], case
+            assert_objective_agrees(v, g, ref_v, ref_g, bounds[dtype], case)
 
 
 @pytest.mark.parametrize("block", [1, 4, 9])
@@ -117,14 +115,14 @@ def test_isolated_points_among_neighbours_blocked(backend: str, block: int) -> N
     Zq = np.concatenate([Z[:5] + 0.1, [[0.0, -20.0]]])
     Xq = rng.normal(size=(len(Zq), 3))
     for loo in [True, False]:
-        ref_v, ref_g = value_and_grad(Z, X, sigma=sigma, lam=0.1, loo=loo, layout="dense")
+        kw = {"sigma": sigma, "lam": 0.1, "loo": loo}
+        ref_v, ref_g = value_and_grad(Z, X, layout="dense", **kw)
         for dtype in TOL:
             v, g = value_and_grad(
-                Z, X, backend=backend, dtype=dtype, sigma=sigma, lam=0.1, loo=loo,
-                layout="blocked", block_size=block,
-            )  # fmt: skip
-            assert relative_error(v, ref_v) <= TOL[dtype], (dtype, loo)
-            assert relative_error(g, ref_g) <= TOL[dtype], (dtype, loo)
+                Z, X, backend=backend, dtype=dtype, layout="blocked", block_size=block, **kw
+            )
+            bounds = objective_tolerances(Z, X, kw, dtype)
+            assert_objective_agrees(v, g, ref_v, ref_g, bounds, f"{dtype} loo={loo}")
     dense = get_backend("numpy", layout="dense")
     ref_pv, ref_pg = dense.project_value_and_grad(Zq, Xq, Z, X, sigma)
     for dtype in TOL:
@@ -193,10 +191,10 @@ def test_compiled_blocked_matches(backend: str) -> None:
     v, g = b.sync(f(Zd, Xd))
     assert b.compile_count() == before
     ref_v, ref_g = value_and_grad(Z, X, sigma=0.8, lam=0.1, layout="dense")
-    assert relative_error(float(b.to_numpy(v)), ref_v) <= 1e-10
-    assert relative_error(b.to_numpy(g), ref_g) <= 1e-10
+    assert relative_error(float(b.to_numpy(v)), ref_v) <= TOL["float64"]
+    assert relative_error(b.to_numpy(g), ref_g) <= TOL["float64"]
     value = b.compile("value", Zd, Xd, params)
-    assert relative_error(float(b.to_numpy(value(Zd, Xd))), ref_v) <= 1e-10
+    assert relative_error(float(b.to_numpy(value(Zd, Xd))), ref_v) <= TOL["float64"]
 
 
 # -- the auto rule ---------------------------------------------------------------------------
@@ -250,8 +248,8 @@ def test_auto_picks_blocked_above_the_threshold(
     for name in ["_value_dense", "_value_and_grad_dense"]:
         monkeypatch.setattr(cls, name, lambda *a, **k: pytest.fail("dense path taken"))
     v, g = value_and_grad(Z, X, backend=backend, sigma=0.5)
-    assert relative_error(v, ref_v) <= 1e-10
-    assert relative_error(g, ref_g) <= 1e-10
+    assert relative_error(v, ref_v) <= TOL["float64"]
+    assert relative_error(g, ref_g) <= TOL["float64"]
 
 
 def test_describe_gradient_keeps_hand_derived_apart() -> None:
@@ -269,6 +267,8 @@ def test_estimator_fits_in_blocked_layout(backend: str, monkeypatch: pytest.Monk
     dense = ukr_bench.UKR(2, **kw).fit(X)
     monkeypatch.setattr(problem_module, "AUTO_DENSE_MAX_PAIRS", 0)
     blocked = ukr_bench.UKR(2, **kw).fit(X)
+    # Five L-BFGS steps from the same start: each step's float64 difference (TOL["float64"],
+    # 2e-12) grows at most by the steps' sensitivity to their inputs; 1e-8 allows 5000x.
     np.testing.assert_allclose(blocked.history_, dense.history_, rtol=1e-8)
     np.testing.assert_allclose(blocked.embedding_, dense.embedding_, atol=1e-8)
     Xq = X[:7] + 0.01

@@ -25,6 +25,12 @@ RECORDED_ENV = (
     "MKL_NUM_THREADS",
     "XLA_FLAGS",
     "OPENBLAS_CORETYPE",
+    # the instruction-set paths a framework can be held to (the noxfile's ISA_PATHS)
+    "NPY_DISABLE_CPU_FEATURES",
+    "ATEN_CPU_CAPABILITY",
+    "MKL_ENABLE_INSTRUCTIONS",
+    "MKL_CBWR",
+    "ONEDNN_MAX_CPU_ISA",
     "CUDA_VISIBLE_DEVICES",
     "XLA_PYTHON_CLIENT_PREALLOCATE",
 )
