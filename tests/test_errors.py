@@ -66,6 +66,25 @@ X = np.ones((5, 3))
         ({"sigma": float("inf")}, ValueError, r"sigma must be finite"),
         ({"sigma": "1"}, TypeError, r"sigma must be a real number, got '1'"),
         ({"sigma": True}, TypeError, r"sigma must be a real number"),
+        # outside the dtype's range (tests/test_param_ranges.py): before, NumPy raised
+        # ZeroDivisionError / OverflowError and JAX and torch returned NaN
+        (
+            {"sigma": 1e-300},
+            ValueError,
+            r"^sigma must lie in \[2\^-494, 2\^494\] \(about 1.96e-149 to 5.11e\+148\) "
+            + r"for float64, got 1e-300",
+        ),
+        ({"sigma": 1e200}, ValueError, r"^sigma must lie in \[2\^-494, 2\^494\]"),
+        (
+            {"sigma": 1e-20, "dtype": "float32"},
+            ValueError,
+            r"^sigma must lie in \[2\^-46, 2\^46\] .* for float32, got 1e-20",
+        ),
+        (
+            {"lam": 1e-40, "dtype": "float32"},
+            ValueError,
+            r"^lam must be 0 or lie in \[2\^-92, 2\^92\] .* for float32, got 1e-40",
+        ),
         ({"lam": -0.1}, ValueError, r"lam must be >= 0, got -0.1"),
         ({"lam": float("inf")}, ValueError, r"lam must be finite"),
         ({"loo": 1}, TypeError, r"loo must be True or False, got 1"),
