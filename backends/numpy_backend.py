@@ -24,8 +24,11 @@ Derivation, backwards through the computation:
    autodiff does. The GEMM form :math:`z_k \sum_m S_{km} - (SZ)_k` is cheaper but cancels: both
    terms are of the size of :math:`|z|`, their difference of the neighbours' distances, and
    its float32 gradient error was 1.2e-6 (relative, N = 1000) against 3e-7 from the
-   differences and 2.6e-7 from autodiff (``benchmarks/gradient_forms.py``, issue 12). The
-   ``e_n.x_m - e_n.y_n`` of step 2 does not matter in comparison (differences there: no gain).
+   differences and 2.6e-7 from autodiff (``benchmarks/gradient_forms.py``). Step 2's
+   :math:`e_n\cdot y_n` is taken as the row sum of :math:`R_{nm}\, e_n\cdot x_m` itself, as
+   autodiff's softmax backward does (not from :math:`y_n`; error model:
+   ``_Blocks.softmax_backward``); taking :math:`e_n\cdot(x_m - y_n)` from differences instead
+   gains nothing.
 
 Projection (queries :math:`z_q` with data :math:`x_q`, training :math:`Z, X` fixed, no
 leave-one-out): :math:`A_{qm} = -\lVert z_q - z_m\rVert^2/(2\sigma^2)`, :math:`R` its row-wise

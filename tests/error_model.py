@@ -135,3 +135,30 @@ def tolerance(dtype: str, n_terms: int = N_MAX) -> float:
 
 #: float32: 1.1e-3, float64: 2.0e-12 (measured errors are 1e-7 and 1e-15: a worst-case bound).
 TOL = {dtype: tolerance(dtype) for dtype in EPS}
+
+
+def central_difference_tolerance(h: float, scale: float = 1e3) -> float:
+    """Relative error allowed of a float64 gradient against central differences of step ``h``.
+
+    (f(z + h) - f(z - h)) / 2h errs by the truncation h^2 |f'''| / 6 and the rounding of f,
+    eps |f| / h; relative to |f'| both are scaled by |f| / |f'| and |f'''| / |f'|, at most
+    ``scale`` on the tests' small problems (latents within a few sigma: derivatives of order
+    1 / sigma^k, sigma >= 0.5). h = 1e-6: (1e-12 + 2.2e-10) 1e3 = 2.2e-7.
+    """
+    return (h**2 + EPS["float64"] / h) * scale
+
+
+#: Trajectories of k optimiser steps from the same start, compared between two float64
+#: evaluations (backends, layouts, gradient kinds): each step's gradients differ by up to
+#: TOL["float64"]; a step z <- z - eta g(z) with small eta amplifies an earlier difference by at
+#: most (1 + eta |g'|) per step, at most 2 over the tests' 5-15 small steps (eta |g'| <= 0.05),
+#: so the allowance is TRAJECTORY_GROWTH times the per-step one. Long runs at large steps are
+#: chaotic (differences grow exponentially) and are never compared.
+TRAJECTORY_GROWTH = 2**5
+TRAJECTORY_TOL = TRAJECTORY_GROWTH * TOL["float64"]
+
+#: Fits with L-BFGS (5-15 iterations) compared the same way: its steps are not small (unit
+#: quasi-Newton steps, line searches), and a difference in an early gradient changes the
+#: curvature pairs and the accepted step, amplified by the curvature's condition number, at
+#: most 5000 on these small fits (N <= 120, sigma >= 0.3).
+FIT_TOL = 5000 * TOL["float64"]

@@ -454,8 +454,8 @@ def test_unknown_stored_configuration_fields_are_named() -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--n", "-5"], "ns: every N must be an integer >= 2"),
-        (["--backends", "tensorflow"], "backends: unknown backend 'tensorflow'"),
+        (["--n", "-5"], "--n: every N must be an integer >= 2"),
+        (["--backends", "tensorflow"], "--backends: unknown backend 'tensorflow'"),
         (["--devices", "tpu"], "device must be 'cpu', 'cuda' or 'cuda:<index>'"),
         (["--devices", "cuda"], "asks for cuda, but nvidia-smi lists no NVIDIA GPU"),
         (["--resume", "/nonexistent/run"], "/nonexistent/run is not a results directory"),

@@ -13,6 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import BACKENDS, random_problem
+from error_model import (
+    FIT_TOL,
+    TOL,
+    TRAJECTORY_TOL,
+    central_difference_tolerance,
+    tolerance,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -55,9 +62,9 @@ def test_predict_and_projection_agree_across_backends(backend: str, sigma: float
     dev = [b.asarray(a) for a in arrays]
     v, g = b.project_value_and_grad(*dev, sigma)
     p = b.predict(dev[0], dev[2], dev[3], sigma)
-    assert relative_error(b.to_numpy(v), v0) < 1e-12
-    assert relative_error(b.to_numpy(g), g0) < 1e-12
-    assert relative_error(b.to_numpy(p), p0) < 1e-12
+    assert relative_error(b.to_numpy(v), v0) < TOL["float64"]
+    assert relative_error(b.to_numpy(g), g0) < TOL["float64"]
+    assert relative_error(b.to_numpy(p), p0) < TOL["float64"]
 
 
 def test_numpy_projection_gradient_matches_finite_differences() -> None:
@@ -71,7 +78,7 @@ def test_numpy_projection_gradient_matches_finite_differences() -> None:
         up = b.project_value_and_grad(Zq + e, Xq, Z, X, 0.7)[0]
         down = b.project_value_and_grad(Zq - e, Xq, Z, X, 0.7)[0]
         fd[i] = (up - down) / (2 * h)
-    assert relative_error(grad, fd) < 1e-7
+    assert relative_error(grad, fd) < central_difference_tolerance(h)
 
 
 def test_predict_at_training_latents_without_loo_matches_objective() -> None:
@@ -145,7 +152,8 @@ def test_sklearn_clone_and_grid_search(saddle: np.ndarray) -> None:
         mse[max_iter] = np.mean(errors)
     assert mse[1] != pytest.approx(mse[30], rel=0.05)  # a clear winner
     assert search.best_params_["max_iter"] == min(mse, key=mse.get)
-    assert search.best_score_ == pytest.approx(-min(mse.values()), rel=1e-10)
+    # the same fits and folds, the mean taken in another order
+    assert search.best_score_ == pytest.approx(-min(mse.values()), rel=TOL["float64"])
 
 
 def test_fit_transform_is_embedding(saddle: np.ndarray) -> None:
@@ -175,7 +183,9 @@ def test_every_optimizer_decreases_objective(
     if constraint == "box":
         assert np.abs(model.embedding_).max() <= 1.0
     else:
-        np.testing.assert_allclose(model.embedding_.mean(axis=0), 0.0, atol=1e-9)
+        # centred at every step: what remains is the rounding of an N-term mean of |z| <= 10
+        atol = 10 * tolerance("float64", len(saddle))
+        np.testing.assert_allclose(model.embedding_.mean(axis=0), 0.0, atol=atol)
 
 
 def test_lbfgs_leaves_the_stationary_point_near_zero() -> None:
@@ -218,8 +228,8 @@ def test_trajectory_agrees_across_backends(saddle: np.ndarray, optimizer: str, r
     ref = UKR(backend="numpy", **kw).fit(saddle)
     for backend in BACKENDS:
         model = UKR(backend=backend, **kw).fit(saddle)
-        assert relative_error(model.snapshots_, ref.snapshots_) < 1e-10, backend
-        assert relative_error(model.history_, ref.history_) < 1e-10, backend
+        assert relative_error(model.snapshots_, ref.snapshots_) < TRAJECTORY_TOL, backend
+        assert relative_error(model.history_, ref.history_) < TRAJECTORY_TOL, backend
 
 
 def test_float32_fit_runs(saddle: np.ndarray, backend: str) -> None:
@@ -267,6 +277,8 @@ def test_transform_inverse_transform_round_trip(fitted: UKR) -> None:
     # Projecting points on the learned surface gives them back.
     on_surface = fitted.inverse_transform(fitted.embedding_[:20] * 0.9)
     back = fitted.inverse_transform(fitted.transform(on_surface))
+    # not rounding: transform stops at its optimiser's tolerance; 1e-4 is 1 % of the squared
+    # distance between neighbouring training points' images here
     assert np.mean(np.sum((back - on_surface) ** 2, axis=1)) < 1e-4
     # Projection refines the nearest-neighbour start: error no larger than at the start, and
     # smaller overall (it moved).
@@ -287,7 +299,7 @@ def test_transform_agrees_across_backends(fitted: UKR) -> None:
             fitted.X_fit_,
             fitted.n_features_in_,
         )
-        assert relative_error(other.transform(X_new), ref) < 1e-8, backend
+        assert relative_error(other.transform(X_new), ref) < FIT_TOL, backend  # L-BFGS
 
 
 @pytest.mark.parametrize("optimizer", ["rprop", "lbfgs"])
@@ -468,8 +480,9 @@ def test_zero_stride_broadcast_latents(backend: str) -> None:
     X = np.arange(12.0).reshape(4, 3)
     Z = np.broadcast_to(np.array([0.3, -0.2]), (4, 2))
     value, grad = value_and_grad(Z, X, backend=backend, loo=False)
-    assert value == pytest.approx(np.sum((X - X.mean(0)) ** 2) / 4, rel=1e-12)
-    np.testing.assert_allclose(grad, 0.0, atol=1e-12)
+    tol = tolerance("float64", 4)  # N = 4; the gradient's differences are exactly 0
+    assert value == pytest.approx(np.sum((X - X.mean(0)) ** 2) / 4, rel=tol)
+    np.testing.assert_allclose(grad, 0.0, atol=tol)
 
 
 @pytest.mark.parametrize("how", READ_ONLY)

@@ -147,6 +147,7 @@ def test_irprop_1d_quadratic_step_by_step(
         assert counts["at_max"] > 0
         assert counts["at_min"] > 0
     got = _run_irprop(backend, a, c, z0, 25, initial_step=step0, backtrack=backtrack, **opts)
+    # the reference performs the same float64 operations: at most a few reassociated (~4 eps)
     np.testing.assert_allclose(got, np.array(ref), rtol=1e-15, atol=1e-15)
 
 
@@ -293,4 +294,6 @@ def test_estimator_follows_the_reference_optimiser(
         snapshot_every=1,
     ).fit(X)
     ref = _ukr_reference(X, Z0, sigma, optimizer, rate, iters, constraint == "box")
+    # the same float64 operations as the reference, reassociated within a step (a few eps),
+    # over the steps' small growth (error_model.TRAJECTORY_GROWTH)
     np.testing.assert_allclose(model.snapshots_, ref, rtol=1e-12, atol=1e-12)

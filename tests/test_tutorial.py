@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from error_model import TRAJECTORY_TOL, tolerance
 
 from ukr_bench import relative_error
 from ukr_bench.cli import main
@@ -89,7 +90,8 @@ def test_stored_latents_are_the_runs_and_E_is_recomputable(
         dist = np.sum((Z[:, None, :] - Z[None, :, :]) ** 2, axis=-1)
         H = np.exp(-0.5 * dist)
         R = H / H.sum(axis=1, keepdims=True)
-        assert np.isclose(np.sum((X - R @ X) ** 2) / len(X), run.E[k], rtol=1e-12)
+        tol = tolerance("float64", len(X))  # another order of the same N-term sums
+        assert np.isclose(np.sum((X - R @ X) ** 2) / len(X), run.E[k], rtol=tol)
 
 
 def test_step_is_the_tutorials_step_on_the_sum(problem: tuple[np.ndarray, np.ndarray]) -> None:
@@ -112,7 +114,7 @@ def test_step_is_the_tutorials_step_on_the_sum(problem: tuple[np.ndarray, np.nda
         expected = np.asarray(z)
     run = train_tutorial(X, Z0, backend="numpy", dtype="float64", epochs=3)
     assert np.abs(run.Z[3] - Z0).max() > 1e-3
-    assert relative_error(run.Z[3], expected) < 1e-12
+    assert relative_error(run.Z[3], expected) < TRAJECTORY_TOL  # three steps
 
 
 def test_step_has_a_safety_factor_of_ten(problem: tuple[np.ndarray, np.ndarray]) -> None:
