@@ -54,8 +54,8 @@ unnormalised and :math:`s_I = K_I\mathbf 1`:
 
 * :math:`s_I = K_I\mathbf 1` by a reduction, :math:`Y_I = K_I X / s_I`,
   :math:`e_I = Y_I - X_I`, the value's :math:`\sum \lVert e_I\rVert^2`;
-* :math:`B'_I = K_I \odot \big([e_I / s_I,\ -(e_I\cdot y_I)/s_I]\,[X, \mathbf 1]^\top\big)`,
-  i.e. :math:`B_I = \tfrac2N B'_I` (:math:`R_I = K_I / s_I` folded into the small factor);
+* :math:`B'_I = R_I \odot (e_n\cdot x_m - e_n\cdot y_n)`, :math:`R_I = K_I / s_I`, i.e.
+  :math:`B_I = \tfrac2N B'_I` (how each form computes it: ``_Blocks.softmax_backward``);
 * row terms (:math:`B` in :math:`S = B + B^\top`) :math:`\sum_m B'_{nm}(z_m - z_n)`, and
   column terms (:math:`B^\top`) :math:`\sum_{n \in I} B'_{nm}(z_n - z_m)` accumulated over
   blocks;
@@ -66,8 +66,8 @@ and :math:`\partial E/\partial Z = \tfrac{2}{N\sigma^2}(\text{row} + \text{colum
 without the usual row-max shift (two passes fewer); the rare rows whose every weight underflows
 are recomputed with it (:class:`_Blocks`).
 
-Row sums :math:`s_I` come from a reduction (``sum``), never as the ones column of a product
-:math:`K_I[X, \mathbf 1]`, in every backend. Error model: a sum of N positive terms computed in
+Row sums :math:`s_I` come from a reduction (``sum``), not as the ones column of a product
+:math:`K_I[X, \mathbf 1]`, in every backend (but NumPy's float64 GEMM form, below). Error model: a sum of N positive terms computed in
 some order has relative error at most :math:`(d-1)\,\epsilon` for a summation tree of depth d;
 NumPy's, torch's and XLA's reductions are pairwise (:math:`d \approx \log_2 N`), while a BLAS
 GEMM fixes no order and may accumulate sequentially (:math:`d = N`), and which one it does
