@@ -328,3 +328,21 @@ def test_a_comparison_of_one_cpu_says_so_and_warns_for_a_gpu(tmp_path: Path) -> 
     md = flat(write_report([a, b], tmp_path / "cmp").read_text())
     assert "Warning: these runs ran with different GPUs (`a`: none; `b`: NVIDIA H200)" in md
     assert "different CPUs" not in md
+
+
+def test_the_cli_prints_each_bad_line_as_one_warning_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import warnings
+
+    run = small_run(tmp_path / "r")
+    write_lines(run, [*lines_of(run)[:4], "this is not json", *lines_of(run)[4:]])
+    with warnings.catch_warnings():  # pytest's filter turns warnings into errors
+        warnings.simplefilter("always", ResultsFileWarning)
+        assert cli_main(["report", str(run), "--out", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err.splitlines()
+    expected = (
+        f"ukr-bench report: warning: {run / 'results.jsonl'}, line 5: not JSON (a row cut short "
+        "by a kill, if the run was resumed after it): skipped"
+    )
+    assert [line for line in err if "warning" in line] == [expected]

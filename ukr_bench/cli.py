@@ -8,10 +8,12 @@ the commands name their own parameters (``sigma``, ``n_samples``), which the use
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import re
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,7 @@ from ukr_bench.problem import (
     check_sigma,
     relative_error,
 )
+from ukr_bench.schema import ResultsFileWarning
 
 
 def _cmd_backends(args: argparse.Namespace) -> int:
@@ -374,11 +377,35 @@ def _add_sweep_options(p: argparse.ArgumentParser) -> None:
         p.add_argument(_flag(name), **kw)
 
 
+def _one_line_warnings(command: str) -> contextlib.AbstractContextManager[Any]:
+    """Within it, a :class:`ResultsFileWarning` prints as one line, ``ukr-bench CMD: warning:``,
+    instead of Python's two (the warning's source file and line, then the source text)."""
+
+    @contextlib.contextmanager
+    def scope() -> Iterator[None]:
+        shown = warnings.showwarning
+
+        def show(message: Any, category: type[Warning], *rest: Any, **kw: Any) -> None:
+            if issubclass(category, ResultsFileWarning):
+                print(f"ukr-bench {command}: warning: {message}", file=sys.stderr)
+            else:
+                shown(message, category, *rest, **kw)
+
+        warnings.showwarning = show
+        try:
+            yield
+        finally:
+            warnings.showwarning = shown
+
+    return scope()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv_rest = list(sys.argv[2:] if argv is None else argv[1:])
     try:
-        return args.func(args)
+        with _one_line_warnings(args.command):
+            return args.func(args)
     except (
         ValueError, ImportError, OSError, DeviceUnavailableError, RunLockedError, DirtyTreeError
     ) as exc:  # fmt: skip

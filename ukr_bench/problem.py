@@ -348,6 +348,13 @@ def check_inputs(
 #: :func:`check_magnitudes` keeps its bounds this factor below the dtype's ``max``: room for the
 #: order in which a backend forms its sums and products, which the bounds do not follow.
 MAGNITUDE_HEADROOM = 16.0
+#: ... and refuses latents whose coordinates ``dtype`` cannot resolve to 1 / LATENT_RESOLUTION
+#: of a bandwidth: a coordinate z is rounded by up to eps |z| (eps the dtype's machine epsilon),
+#: so beyond ``max |Z| / sigma = 1 / (LATENT_RESOLUTION eps)`` (1.0e6 in float32, 5.6e14 in
+#: float64) a latent distance's rounding exceeds a bandwidth. There even a point's distance to
+#: itself came out as hundreds of bandwidths in JAX's blocked float32 layout (1e9 sigma from the
+#: origin), whose every weight then underflowed to a 0 / 0.
+LATENT_RESOLUTION = 8.0
 
 
 def check_magnitudes(
@@ -403,6 +410,15 @@ def check_magnitudes(
             f"{z_name} is too large for {dtype} with sigma = {sigma!r}: max |{z_name}| = "
             f"{z:.3g}, and the squared latent distances in units of 2 sigma^2, up to "
             f"{latent:.3g}, can {where}; scale {z_name} and sigma down together"
+        )
+        raise ValueError(msg)
+    resolved = 1.0 / (LATENT_RESOLUTION * float(np.finfo(dtype).eps))
+    if Z is not None and not z <= resolved * sigma:
+        msg = (
+            f"{z_name} is too far from the origin for {dtype} with sigma = {sigma!r}: "
+            f"max |{z_name}| / sigma = {z / sigma:.3g} exceeds 1 / ({LATENT_RESOLUTION:g} eps) = "
+            f"{resolved:.3g}, beyond which {dtype} cannot resolve the latents to a fraction of "
+            f"a bandwidth; centre {z_name}, or use float64"
         )
         raise ValueError(msg)
     if not data <= limit:
