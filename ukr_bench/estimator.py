@@ -52,7 +52,10 @@ class UKR(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):  # 
         Latent dimension L.
     sigma, lam, loo
         Kernel bandwidth (> 0), weight of the Gaussian prior on Z (>= 0), leave-one-out; see
-        :mod:`ukr_bench.problem`. Without ``loo`` and with ``lam = 0`` the optimum is
+        :mod:`ukr_bench.problem`. sigma must lie in
+        :func:`~ukr_bench.problem.sigma_range` of ``dtype`` and lam be 0 or lie in
+        :func:`~ukr_bench.problem.lam_range` (float32: [2^-46, 2^46] and [2^-92, 2^92]); fit
+        raises a ValueError naming the parameter otherwise. Without ``loo`` and with ``lam = 0`` the optimum is
         degenerate: latent points fly apart and every point reconstructs itself.
     backend, dtype, device
         Where E(Z) and its gradient are computed; see :func:`ukr_bench.get_backend`. Input of

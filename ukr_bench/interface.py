@@ -543,7 +543,9 @@ def value_and_grad(
         sigma must lie in :func:`ukr_bench.problem.sigma_range` of ``dtype`` (float32:
         [2^-46, 2^46]), lam be 0 or lie in :func:`~ukr_bench.problem.lam_range` (float32:
         [2^-92, 2^92]), and Z and X must not be so large that E(Z) overflows ``dtype``
-        (:func:`~ukr_bench.problem.check_magnitudes`); otherwise a ValueError names the cause.
+        (:func:`~ukr_bench.problem.check_magnitudes`), nor so far from the origin that
+        ``dtype`` cannot resolve them (max |Z| / sigma <= 1 / (8 eps)); otherwise a ValueError
+        names the cause.
     dtype : {"float32", "float64"}
         Precision of the whole computation; inputs are converted to it.
     device : {"cpu", "cuda", "cuda:<index>", "cuda:<i>-<j>", "cpu:<i>-<j>"}, list, or Mesh
