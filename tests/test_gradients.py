@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import random_problem
-from error_model import EPS, FIT_TOL, TOL, error_bounds, objective_tolerances
+from error_model import EPS, FIT_TOL, error_bounds, objective_tolerances, tolerance
 from test_objective import GRID
 
 from ukr_bench import UKR, Params, get_backend, relative_error, value_and_grad
@@ -267,7 +267,7 @@ def test_float32_projection_gradient_is_as_accurate_as_autodiff(backend: str, la
 
     err = relative_error(grad(backend, layout), ref)
     err_autodiff = relative_error(grad("jax" if backend == "numpy" else backend, "dense"), ref)
-    assert err_autodiff < TOL["float32"]
+    assert err_autodiff < tolerance("float32", len(Z))  # float32 at all: sums of N terms
     assert err <= AS_ACCURATE * err_autodiff, (err, err_autodiff)
 
 
