@@ -13,8 +13,8 @@ import pytest
 
 from ukr_bench.cli import main as cli_main
 from ukr_bench.report import scaling_exponent, winners, write_report
+from ukr_bench.report.analysis import speedup
 from ukr_bench.report.build import load_run
-from ukr_bench.report.figures import speedup
 from ukr_bench.report.tables import dtype_table, precision_table
 from ukr_bench.schema import (
     ConfigKey,
@@ -205,7 +205,7 @@ def test_a_lead_inside_the_noise_is_a_tie() -> None:
 
 
 def test_implausible_rows_are_flagged_shown_and_kept_out_of_winners(tmp_path: Path) -> None:
-    from ukr_bench.report.stats import flag_rows
+    from ukr_bench.report.analysis import flag_rows
 
     run = make_run(tmp_path / "r", ns=(100, 200, 400, 800))
     lines = (run / "results.jsonl").read_text().splitlines()
@@ -243,7 +243,7 @@ def test_implausible_rows_are_flagged_shown_and_kept_out_of_winners(tmp_path: Pa
 
 
 def test_memory_readings_of_zero_are_gaps(tmp_path: Path) -> None:
-    from ukr_bench.report.figures import peak_memory
+    from ukr_bench.report.analysis import peak_memory
 
     df, _ = load_run(make_run(tmp_path / "r", ns=(100, 200)))
     df.loc[0, "host_peak_bytes"] = 0
@@ -393,7 +393,7 @@ def test_a_gradient_ratio_just_under_one_inside_the_noise_is_not_flagged() -> No
     """With both functions' samples, 'value + gradient faster than the value' needs the test:
     a 0.98 ratio from overlapping samples is plausible (no flag), a 0.8 one from separated
     samples is not."""
-    from ukr_bench.report.stats import flag_rows
+    from ukr_bench.report.analysis import flag_rows
 
     t = 1e-3
     spread = 1 + np.linspace(-0.05, 0.05, 11)

@@ -7,13 +7,16 @@ runs it adds a side-by-side table of time ratios per configuration and an overla
 configurations present in only some runs are listed, never dropped silently.
 
 One job per module: :mod:`~ukr_bench.report.style` (how series are drawn and named),
-:mod:`~ukr_bench.report.figures`, :mod:`~ukr_bench.report.tables`,
+:mod:`~ukr_bench.report.stats` (significance of a comparison, agreement of runs),
+:mod:`~ukr_bench.report.analysis` (series, exponents, ratios, flags, winners: DataFrames in and
+out, nothing drawn), :mod:`~ukr_bench.report.figures` (drawing what analysis computed),
+:mod:`~ukr_bench.report.tables`,
 :mod:`~ukr_bench.report.render` (Markdown and HTML from one list of blocks) and
 :mod:`~ukr_bench.report.build` (loading runs, assembling sections, writing files).
 """
 
+from ukr_bench.report.analysis import scaling_exponent
 from ukr_bench.report.build import load_run, write_report
-from ukr_bench.report.figures import scaling_exponent
 from ukr_bench.report.tables import winners
 
 __all__ = ["load_run", "scaling_exponent", "winners", "write_report"]

@@ -9,12 +9,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ukr_bench.report import figures, stats, style, tables
+from ukr_bench.report import analysis, figures, stats, tables
+from ukr_bench.report.analysis import KEY, OK
 from ukr_bench.report.render import Block, render_html, render_markdown
-from ukr_bench.schema import NOT_RECORDED, ConfigKey, RunMeta, Status, load_results, simd_label
-
-KEY = list(ConfigKey.FIELDS)
-OK = Status.OK.value
+from ukr_bench.schema import NOT_RECORDED, ConfigKey, RunMeta, load_results, simd_label
 
 
 def load_run(run_dir: Path | str) -> tuple[pd.DataFrame, RunMeta]:
@@ -56,41 +54,15 @@ def load_run(run_dir: Path | str) -> tuple[pd.DataFrame, RunMeta]:
 def single_run_blocks(
     df: pd.DataFrame, meta: RunMeta, fig_dir: Path, *, prefix: str = "", draw: bool = True
 ) -> list[Block]:
+    """One run's sections: summary, figures (``draw``; file names start with ``prefix``),
+    medians, autodiff and gradient cost, float32, flags, and what did not run or read."""
     ok = df[df.status == OK].copy()
     blocks: list[Block] = []
     if not ok.empty:
-        ok["flag"] = stats.flag_rows(ok)
-        memory_flags = stats.flag_rows(ok, memory=True)
+        ok["flag"] = analysis.flag_rows(ok)
+        memory_flags = analysis.flag_rows(ok, memory=True)
         clean = ok[ok.flag == ""]
-        n_flagged = int((ok.flag != "").sum())
-        n_memory = int((memory_flags != "").sum())
-        n_skipped = len(df.attrs.get("skipped_lines", []))
-        unread = (
-            f" ({n_skipped} line(s) of results.jsonl held no row and were skipped: see "
-            "Unreadable lines)"
-            if n_skipped
-            else ""
-        )
-        blocks += [
-            Block("h2", "Summary"),
-            Block(
-                "text",
-                f"{len(ok)} configurations measured{unread}; {n_flagged} timings flagged as "
-                "implausible (listed below, drawn with a red cross, and left out of this table "
-                f"and of the fitted exponents), {n_memory} memory readings flagged (gaps in the "
-                "memory figure). A backend is called faster only where its lead is "
-                f"significant (Mann-Whitney U, p < {stats.ALPHA}) and its 95 % interval lies "
-                f"beyond {stats.THRESHOLD:.2f}x; otherwise the backends tie.",
-            ),
-            Block(
-                "table",
-                tables.winners(clean),
-                "Fastest backend for value + gradient, by N range (lead: ratio of medians "
-                "[95 % bootstrap interval]; x bound: its time over the per-pair lower bound "
-                "measured in the same run, one exp and 5L + 4D + 6 flops per pair at the best "
-                "exp and GEMM rates any backend reached)",
-            ),
-        ]
+        blocks += _summary_blocks(ok, clean, memory_flags, len(df.attrs.get("skipped_lines", [])))
         if draw:
             drawn = [(f(ok, fig_dir / f"{prefix}{name}"), cap) for f, name, cap in figures.FIGURES]
             blocks += [Block("h2", "Figures")]
@@ -99,66 +71,129 @@ def single_run_blocks(
             Block("h2", "Steady-state medians"),
             Block("table", tables.median_table(ok), "Median time of one value + gradient call"),
         ]
-        cost = figures.autodiff_cost(clean)
-        if not cost.empty:
-            worse = cost[cost["low"] > 1.0]
-            blocks += [
-                Block("h2", "What autodiff costs"),
-                Block(
-                    "table",
-                    tables.autodiff_cost_table(cost),
-                    "autodiff / hand-derived value + gradient time, same framework, layout, "
-                    "dtype and N (ratio of medians [95 % bootstrap interval]; 1: autodiff costs "
-                    f"nothing extra). Over every N: autodiff slower in {len(worse)} of "
-                    f"{len(cost)} configurations (interval above 1), median ratio "
-                    f"{cost['ratio'].median():.2f}x, range {cost['ratio'].min():.2f}–"
-                    f"{cost['ratio'].max():.2f}x.",
-                ),
-            ]
-        ratios = tables.grad_ratio_table(clean)
-        if not ratios.empty:
-            big = clean[clean["n"] >= 1000]["grad_ratio"]
-            within = int((big <= figures.GRAD_RATIO_GOAL).sum())
-            blocks += [
-                Block("h2", "The cheap-gradient principle"),
-                Block(
-                    "table",
-                    ratios,
-                    "(value + gradient) time / value time at N >= 1000. Reverse mode needs at "
-                    f"most {figures.CHEAP_GRADIENT_BOUND:g} times the value's operations "
-                    "(Griewank & Walther 2008); the measured constant, the largest ratio of any "
-                    f"backend and gradient here, is {big.max():.2f}; {within} of {len(big)} "
-                    f"configurations are within the goal of {figures.GRAD_RATIO_GOAL:g}. Above "
-                    "it, the dense layout is bound by memory traffic, not operations (XLA's "
-                    "cost analysis: the autodiff gradient moves 4.2x the value's bytes, the "
-                    "hand-derived one 3.4x), and checkpointed blocked autodiff computes each "
-                    "block's forward twice; `benchmarks/gradient_profile.py` shows where the "
-                    "time goes per framework.",
-                ),
-            ]
-        prec = tables.precision_table(ok)
-        if not prec.empty:
-            blocks += [
-                Block("table", prec, "float32 relative error against float64 NumPy, over all N")
-            ]
-        dtypes = tables.dtype_table(clean)
-        if not dtypes.empty:
-            blocks += [
-                Block(
-                    "table",
-                    dtypes,
-                    "What float32 saves: float32 / float64 median time per series over N, and "
-                    "the N where float32 is significantly slower (ratio [95 % interval]); on a "
-                    "CPU that names an anomaly of the series, not of the precision",
-                )
-            ]
-        blocks += [Block("h2", "Plausibility flags")]
-        both = (ok.flag + "; " + memory_flags).str.strip("; ")
-        blocks += (
-            [Block("table", tables.flags_table(ok, both), "")]
-            if n_flagged or n_memory
-            else [Block("text", "None: every measurement passed the plausibility checks.")]
-        )
+        blocks += _autodiff_blocks(clean) + _gradient_cost_blocks(clean)
+        blocks += _precision_blocks(ok, clean) + _flag_blocks(ok, memory_flags)
+    blocks += _file_blocks(df)
+    problems = tables.problems_table(df)
+    blocks += [Block("h2", "Skipped and failed configurations")]
+    blocks += (
+        [Block("table", problems, "")]
+        if not problems.empty
+        else [Block("text", "None: every configuration ran.")]
+    )
+    blocks += [Block("h2", "Machine and settings"), Block("table", tables.machine_table(meta), "")]
+    return blocks
+
+
+def _summary_blocks(
+    ok: pd.DataFrame, clean: pd.DataFrame, memory_flags: pd.Series, n_skipped: int
+) -> list[Block]:
+    """How many rows were measured and flagged, and the winners over the unflagged ones."""
+    n_flagged = int((ok.flag != "").sum())
+    n_memory = int((memory_flags != "").sum())
+    unread = (
+        f" ({n_skipped} line(s) of results.jsonl held no row and were skipped: see "
+        "Unreadable lines)"
+        if n_skipped
+        else ""
+    )
+    return [
+        Block("h2", "Summary"),
+        Block(
+            "text",
+            f"{len(ok)} configurations measured{unread}; {n_flagged} timings flagged as "
+            "implausible (listed below, drawn with a red cross, and left out of this table "
+            f"and of the fitted exponents), {n_memory} memory readings flagged (gaps in the "
+            "memory figure). A backend is called faster only where its lead is "
+            f"significant (Mann-Whitney U, p < {stats.ALPHA}) and its 95 % interval lies "
+            f"beyond {stats.THRESHOLD:.2f}x; otherwise the backends tie.",
+        ),
+        Block(
+            "table",
+            tables.winners(clean),
+            "Fastest backend for value + gradient, by N range (lead: ratio of medians "
+            "[95 % bootstrap interval]; x bound: its time over the per-pair lower bound "
+            "measured in the same run, one exp and 5L + 4D + 6 flops per pair at the best "
+            "exp and GEMM rates any backend reached)",
+        ),
+    ]
+
+
+def _autodiff_blocks(clean: pd.DataFrame) -> list[Block]:
+    cost = analysis.autodiff_cost(clean)
+    if cost.empty:
+        return []
+    s = analysis.autodiff_summary(cost)
+    return [
+        Block("h2", "What autodiff costs"),
+        Block(
+            "table",
+            tables.autodiff_cost_table(cost),
+            "autodiff / hand-derived value + gradient time, same framework, layout, "
+            "dtype and N (ratio of medians [95 % bootstrap interval]; 1: autodiff costs "
+            f"nothing extra). Over every N: autodiff slower in {s.slower} of "
+            f"{s.configurations} configurations (interval above 1), median ratio "
+            f"{s.median:.2f}x, range {s.low:.2f}–{s.high:.2f}x.",
+        ),
+    ]
+
+
+def _gradient_cost_blocks(clean: pd.DataFrame) -> list[Block]:
+    ratios = tables.grad_ratio_table(clean, analysis.GRAD_RATIO_MIN_N)
+    if ratios.empty:
+        return []
+    g = analysis.gradient_cost(clean)
+    return [
+        Block("h2", "The cheap-gradient principle"),
+        Block(
+            "table",
+            ratios,
+            f"(value + gradient) time / value time at N >= {analysis.GRAD_RATIO_MIN_N}. "
+            f"Reverse mode needs at most {analysis.CHEAP_GRADIENT_BOUND:g} times the value's "
+            "operations (Griewank & Walther 2008); the measured constant, the largest ratio of "
+            f"any backend and gradient here, is {g.largest:.2f}; {g.within_goal} of "
+            f"{g.configurations} configurations are within the goal of "
+            f"{analysis.GRAD_RATIO_GOAL:g}. Above it, the dense layout is bound by memory "
+            "traffic, not operations (XLA's cost analysis: the autodiff gradient moves 4.2x the "
+            "value's bytes, the hand-derived one 3.4x), and checkpointed blocked autodiff "
+            "computes each block's forward twice; `benchmarks/gradient_profile.py` shows where "
+            "the time goes per framework.",
+        ),
+    ]
+
+
+def _precision_blocks(ok: pd.DataFrame, clean: pd.DataFrame) -> list[Block]:
+    blocks = []
+    prec = tables.precision_table(ok)
+    if not prec.empty:
+        blocks += [Block("table", prec, "float32 relative error against float64 NumPy, over all N")]
+    dtypes = tables.dtype_table(clean)
+    if not dtypes.empty:
+        blocks += [
+            Block(
+                "table",
+                dtypes,
+                "What float32 saves: float32 / float64 median time per series over N, and "
+                "the N where float32 is significantly slower (ratio [95 % interval]); on a "
+                "CPU that names an anomaly of the series, not of the precision",
+            )
+        ]
+    return blocks
+
+
+def _flag_blocks(ok: pd.DataFrame, memory_flags: pd.Series) -> list[Block]:
+    both = (ok.flag + "; " + memory_flags).str.strip("; ")
+    if (ok.flag != "").any() or (memory_flags != "").any():
+        return [Block("h2", "Plausibility flags"), Block("table", tables.flags_table(ok, both), "")]
+    return [
+        Block("h2", "Plausibility flags"),
+        Block("text", "None: every measurement passed the plausibility checks."),
+    ]
+
+
+def _file_blocks(df: pd.DataFrame) -> list[Block]:
+    """Duplicate rows and unreadable lines of the results file, where there were any."""
+    blocks = []
     if df.attrs.get("duplicates"):
         blocks += [
             Block("h2", "Duplicate rows"),
@@ -180,14 +215,6 @@ def single_run_blocks(
                 "--resume`)",
             ),
         ]
-    problems = tables.problems_table(df)
-    blocks += [Block("h2", "Skipped and failed configurations")]
-    blocks += (
-        [Block("table", problems, "")]
-        if not problems.empty
-        else [Block("text", "None: every configuration ran.")]
-    )
-    blocks += [Block("h2", "Machine and settings"), Block("table", tables.machine_table(meta), "")]
     return blocks
 
 
@@ -250,45 +277,13 @@ def comparison_blocks(
     if len(set(runs)) != len(runs):
         msg = f"runs to compare must have distinct directory names, got {runs}"
         raise ValueError(msg)
-    keyed = [f.set_index(KEY) for f in frames]
-    all_keys = sorted(set().union(*(k.index for k in keyed)))
-    table = pd.DataFrame(index=pd.MultiIndex.from_tuples(all_keys, names=KEY))
+    table = analysis.run_table(frames, runs)
     base = runs[0]
-    for run, k in zip(runs, keyed, strict=True):
-        table[run] = k[k.status == OK][figures.VG_MEDIAN].reindex(table.index)
-        table[f"{run} status"] = k["status"].reindex(table.index).fillna("absent")
-    shown = tables.one_device_shown(table.reset_index()[KEY].copy())
-    for run in runs:
-        status = table[f"{run} status"].to_numpy()
-        shown[run] = np.where(status == OK, table[run].map(tables.fmt_time).to_numpy(), status)
-    for run in runs[1:]:
-        ratio = (table[run] / table[base]).to_numpy()
-        shown[f"{run} / {base}"] = [f"{r:.2f}" if np.isfinite(r) else "–" for r in ratio]
-    per_run = []
-    cell = ["dtype", "device", "N"]
-    for f in frames:
-        ok = f[f.status == OK].copy()
-        ok = ok[stats.flag_rows(ok) == ""] if not ok.empty else ok
-        won = tables.winners_per_n(ok)[[*cell, "fastest"]]
-        # Every cell the run has rows for, with no verdict where none was usable (failed or
-        # flagged): consensus tells that apart from a cell the run never measured.
-        tried = f[["dtype", "device", "n"]].drop_duplicates().rename(columns={"n": "N"})
-        per_run.append(tried.astype({"N": int}).merge(won, how="left", on=cell))
-    agreed = stats.consensus(per_run, cell, "fastest", names=runs)
-    absent = (table[[f"{r} status" for r in runs]] == "absent").any(axis=1)
-    mismatched = table[absent].reset_index()[KEY]
-    all_ok = pd.concat([f[f.status == OK] for f in frames])
-    medians = table[runs]
-    spread = (medians.max(axis=1) / medians.min(axis=1)).where(medians.notna().all(axis=1))
-    variation = (
-        spread.dropna()
-        .groupby(level=list(style.SERIES))
-        .agg(["median", "max"])
-        .map(lambda x: f"{x:.2f}x")
-        .rename(columns={"median": "median over N", "max": "largest"})
-        .reset_index()
+    agreed = stats.consensus(
+        [analysis.run_winners(f) for f in frames], ["dtype", "device", "N"], "fastest", names=runs
     )
-    blocks = [
+    all_ok = pd.concat([f[f.status == OK] for f in frames])
+    return [
         Block("h2", "Runs compared"),
         Block("text", f"Baseline: `{base}`. Ratios above 1 mean slower than the baseline."),
         *(machine_blocks(runs, metas) if metas is not None else []),
@@ -306,9 +301,34 @@ def comparison_blocks(
         ),
         Block(
             "table",
-            shown,
+            _run_table_shown(table, runs),
             "Median value + gradient time per configuration, and the ratio to the baseline",
         ),
+        *_variation_blocks(table, runs),
+        *_mismatched_blocks(table, runs),
+    ]
+
+
+def _run_table_shown(table: pd.DataFrame, runs: list[str]) -> pd.DataFrame:
+    """:func:`analysis.run_table` printed: each run's median (or its status), the ratios."""
+    shown = tables.one_device_shown(table.reset_index()[KEY].copy())
+    for run in runs:
+        status = table[f"{run} status"].to_numpy()
+        shown[run] = np.where(status == OK, table[run].map(tables.fmt_time).to_numpy(), status)
+    for run in runs[1:]:
+        ratio = (table[run] / table[runs[0]]).to_numpy()
+        shown[f"{run} / {runs[0]}"] = [f"{r:.2f}" if np.isfinite(r) else "–" for r in ratio]
+    return shown
+
+
+def _variation_blocks(table: pd.DataFrame, runs: list[str]) -> list[Block]:
+    variation = (
+        analysis.run_spread(table, runs)
+        .map(lambda x: f"{x:.2f}x")
+        .rename(columns={"median": "median over N", "max": "largest"})
+        .reset_index()
+    )
+    return [
         Block("h2", "Run-to-run variation"),
         Block(
             "text",
@@ -319,19 +339,19 @@ def comparison_blocks(
         Block("table", variation, "Spread of the median across runs, per series")
         if not variation.empty
         else Block("text", "No configuration is present in every run."),
-        Block("h2", "Mismatched configurations"),
     ]
-    if mismatched.empty:
-        blocks.append(Block("text", "None: every configuration is present in every run."))
-    else:
-        present = {run: set(k.index) for run, k in zip(runs, keyed, strict=True)}
-        mismatched["present in"] = [
-            ", ".join(r for r in runs if tuple(row) in present[r])
-            for row in mismatched[KEY].itertuples(index=False)
-        ]
-        mismatched = tables.one_device_shown(mismatched)
-        blocks.append(Block("table", mismatched, "Configurations that not every run has"))
-    return blocks
+
+
+def _mismatched_blocks(table: pd.DataFrame, runs: list[str]) -> list[Block]:
+    missing = analysis.mismatched(table, runs)
+    return [
+        Block("h2", "Mismatched configurations"),
+        Block("text", "None: every configuration is present in every run.")
+        if missing.empty
+        else Block(
+            "table", tables.one_device_shown(missing), "Configurations that not every run has"
+        ),
+    ]
 
 
 def write_report(run_dirs: Sequence[Path | str], out: Path | str | None = None) -> Path:

@@ -2,6 +2,8 @@
 
 ``ok`` holds a run's rows with status ok (flat columns of :mod:`ukr_bench.schema`); each figure
 is saved as PNG (for the Markdown) and SVG (for papers) under ``stem``. None: nothing to draw.
+Drawing only: what is drawn (series, exponents, ratios, memory, fits) is computed by
+:mod:`~ukr_bench.report.analysis`.
 """
 
 from __future__ import annotations
@@ -13,40 +15,25 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
-from ukr_bench.report import stats, style
+from ukr_bench.report import style
+from ukr_bench.report.analysis import (
+    CHEAP_GRADIENT_BOUND,
+    GRAD_RATIO_GOAL,
+    VG_MEDIAN,
+    Series,
+    autodiff_cost,
+    bounds,
+    exponents,
+    fit_iterations,
+    fit_optimizers,
+    fit_rows,
+    memory_shown,
+    series,
+    speedup,
+)
 from ukr_bench.schema import fit_column, timing_column
 
 FORMATS = ("png", "svg")
-VG_MEDIAN = timing_column("value_and_grad", "median")
-
-Series = tuple[str, str, str, str, str]
-
-
-def series(ok: pd.DataFrame, *, gaps: bool = False) -> list[tuple[Series, pd.DataFrame]]:
-    """Rows grouped into lines against N, sorted by N.
-
-    ``gaps``: every line gets a row (all NaN) at each N of ``ok`` it lacks, so that matplotlib
-    breaks the line there instead of drawing straight across a missing measurement.
-    """
-    all_n = sorted(ok["n"].unique())
-    out = []
-    for key, group in ok.groupby(list(style.SERIES), sort=True):
-        g = group.sort_values("n")
-        if gaps:
-            g = g.set_index("n").reindex(all_n).rename_axis("n").reset_index()
-        out.append((cast(Series, key), g))
-    return out
-
-
-def scaling_exponent(n: Iterable[float], t: Iterable[float]) -> float | None:
-    """Slope of log t against log N over the upper half of the N range (the asymptotic regime)."""
-    n, t = np.asarray(n, dtype=float), np.asarray(t, dtype=float)
-    if len(n) < 2:
-        return None
-    keep = n >= np.median(n)
-    if keep.sum() < 2 or len(np.unique(n[keep])) < 2:
-        return None
-    return float(np.polyfit(np.log(n[keep]), np.log(t[keep]), 1)[0])
 
 
 def _pyplot() -> Any:
@@ -153,11 +140,12 @@ def line(
 def fig_time(ok: pd.DataFrame, stem: Path) -> Path:
     q1, q3 = timing_column("value_and_grad", "q1"), timing_column("value_and_grad", "q3")
 
+    fitted = exponents(ok).set_index(list(style.SERIES))["exponent"]
+
     def plot(ax: Any) -> None:
         for key, g in series(ok, gaps=True):
-            clean = g[g["flag"] == ""] if "flag" in g.columns else g.dropna(subset=[VG_MEDIAN])
-            slope = scaling_exponent(clean["n"], clean[VG_MEDIAN])
-            exponent = f" (∝ N^{slope:.2f})" if slope is not None else ""
+            slope = fitted.get(key, np.nan)
+            exponent = f" (∝ N^{slope:.2f})" if pd.notna(slope) else ""
             line(ax, g, key, VG_MEDIAN, label=style.label(key) + exponent)
             ax.fill_between(
                 g["n"], g[q1], g[q3], color=style.color(key[0]), alpha=0.15, linewidth=0
@@ -166,13 +154,11 @@ def fig_time(ok: pd.DataFrame, stem: Path) -> Path:
                 bad = g[g["flag"].fillna("") != ""]
                 ax.plot(bad["n"], bad[VG_MEDIAN], "x", color="red", markersize=9, zorder=5)
 
-        if "bound_s" in ok.columns and ok["bound_s"].notna().any():
-            best = ok.groupby(["dtype", "device", "n"])["bound_s"].min().reset_index()
-            for (dtype, device), b in best.groupby(["dtype", "device"]):
-                # a marker too: a run at one N has no line to draw
-                ax.plot(b["n"], b["bound_s"], color="black", linewidth=1.0, marker="_",
-                        markersize=12, linestyle=style.LINESTYLES.get(str(dtype), "-"),
-                        label=f"bound {dtype} {device}")  # fmt: skip
+        for (dtype, device), b in bounds(ok).groupby(["dtype", "device"]):
+            # a marker too: a run at one N has no line to draw
+            ax.plot(b["n"], b["bound_s"], color="black", linewidth=1.0, marker="_",
+                    markersize=12, linestyle=style.LINESTYLES.get(str(dtype), "-"),
+                    label=f"bound {dtype} {device}")  # fmt: skip
 
     return figure(
         plot,
@@ -181,18 +167,6 @@ def fig_time(ok: pd.DataFrame, stem: Path) -> Path:
         ns=ok["n"],
         ylabel="time per call [s]",
     )
-
-
-def speedup(ok: pd.DataFrame) -> pd.DataFrame | None:
-    """``ok`` with a column ``speedup``: the baseline backend's median value + gradient time over
-    this row's, same layout, dtype, device and N (the baseline: the registry's). None without a
-    baseline."""
-    name = style.baseline_backend()
-    base = ok[ok.backend == name].set_index(["layout", "dtype", "device", "n"])[VG_MEDIAN]
-    if base.empty:
-        return None
-    idx = list(zip(ok["layout"], ok["dtype"], ok["device"], ok["n"], strict=True))
-    return ok.assign(speedup=base.reindex(idx).to_numpy() / ok[VG_MEDIAN].to_numpy())
 
 
 def fig_speedup(ok: pd.DataFrame, stem: Path) -> Path | None:
@@ -230,14 +204,6 @@ def column_figure(
     return figure(plot, stem, ns=ok["n"], **kw)
 
 
-#: The cheap-gradient principle (Griewank & Walther, *Evaluating Derivatives*, 2008, sec. 4.6):
-#: reverse mode evaluates value + gradient in at most this many times the operations of the
-#: value alone (5 with their memory traffic counted), whatever the number of inputs.
-CHEAP_GRADIENT_BOUND = 4.0
-#: The goal of issue 12 for every backend and gradient at N >= 1000.
-GRAD_RATIO_GOAL = 3.0
-
-
 def fig_grad_ratio(ok: pd.DataFrame, stem: Path) -> Path:
     def plot(ax: Any) -> None:
         for key, g in series(ok, gaps=True):
@@ -259,35 +225,6 @@ def fig_grad_ratio(ok: pd.DataFrame, stem: Path) -> Path:
         logy=False,
         legend_entries=len(series(ok)),
     )
-
-
-def autodiff_cost(ok: pd.DataFrame) -> pd.DataFrame:
-    """autodiff / manual value + gradient time, per backend, layout, dtype, device and N.
-
-    Only where a run has both kinds. ``ratio``: of the median times (1: autodiff costs nothing
-    extra); ``low``, ``high``: the 95 % bootstrap interval of that ratio from the raw samples
-    and ``p`` the Mann-Whitney p-value (:func:`stats.compare`; NaN without samples).
-    """
-    keys = ["backend", "layout", "dtype", "device", "n"]
-    out = []
-    for key, g in ok.groupby(keys, sort=True):
-        kinds = g.drop_duplicates("gradient").set_index("gradient")
-        if not {"autodiff", "manual"} <= set(kinds.index):
-            continue
-        auto, manual = kinds.loc["autodiff"], kinds.loc["manual"]
-        ratio = float(auto[VG_MEDIAN]) / float(manual[VG_MEDIAN])
-        a, m = stats.samples_of(auto), stats.samples_of(manual)
-        c = stats.compare(m, a) if len(a) > 1 and len(m) > 1 else None
-        out.append(
-            dict(zip(keys, key, strict=True))
-            | {
-                "ratio": ratio,
-                "low": np.nan if c is None else c.low,
-                "high": np.nan if c is None else c.high,
-                "p": np.nan if c is None else c.p_value,
-            }
-        )
-    return pd.DataFrame(out, columns=[*keys, "ratio", "low", "high", "p"])
 
 
 def fig_autodiff_cost(ok: pd.DataFrame, stem: Path) -> Path | None:
@@ -333,26 +270,8 @@ def fig_first_call(ok: pd.DataFrame, stem: Path) -> Path:
     )
 
 
-def peak_memory(ok: pd.DataFrame) -> pd.DataFrame:
-    """``ok`` with ``peak`` (MiB): the device's peak for a device configuration, the rise of the
-    host's peak RSS for a host one; NaN where not measured (never the other kind's number: the
-    host RSS of a GPU run measures the framework's start-up, not the computation)."""
-    on_host = ok["device"].map(style.device_kind) == "cpu"
-    host = ok["host_peak_bytes"] if "host_peak_bytes" in ok.columns else np.nan
-    device = ok["device_peak_bytes"] if "device_peak_bytes" in ok.columns else np.nan
-    peak = pd.Series(np.where(on_host, host, device), index=ok.index, dtype=float)
-    return ok.assign(peak=peak / 2**20)
-
-
-HOST_RESOLUTION_MIB = 1.0
-
-
 def fig_memory(ok: pd.DataFrame, stem: Path) -> Path | None:
-    mem = peak_memory(ok)
-    # A host reading under 1 MiB is the allocator reusing cached memory (or a page or two), not
-    # what the computation needs: drawn as a gap, never as a point on a log axis.
-    on_host = mem["device"].map(style.device_kind) == "cpu"
-    mem.loc[~(mem.peak > 0) | (on_host & (mem.peak < HOST_RESOLUTION_MIB)), "peak"] = np.nan
+    mem = memory_shown(ok)  # readings that measure nothing are gaps
     if mem.peak.isna().all():
         return None
 
@@ -405,21 +324,9 @@ def fig_precision(ok: pd.DataFrame, stem: Path) -> Path | None:
     return save(fig, stem)
 
 
-def fit_optimizers(df: pd.DataFrame) -> list[str]:
-    """Optimisers whose time-to-fit the rows hold (from the schema's fit columns)."""
-    prefix, suffix = fit_column("", "median_s").split("_median_s")[0], "_median_s"
-    return [
-        c[len(prefix) : -len(suffix)]
-        for c in df.columns
-        if c.startswith(prefix) and c.endswith(suffix)
-    ]
-
-
 def fig_fit(ok: pd.DataFrame, stem: Path) -> Path | None:
     """Time-to-fit per optimiser (one panel each)."""
-    opts = fit_optimizers(ok)
-    medians = [fit_column(o, "median_s") for o in opts]
-    fits = ok.dropna(subset=medians, how="all") if opts else ok.iloc[0:0]
+    opts, fits = fit_optimizers(ok), fit_rows(ok)
     if fits.empty:
         return None
     fig, axes = _pyplot().subplots(
@@ -430,8 +337,7 @@ def fig_fit(ok: pd.DataFrame, stem: Path) -> Path | None:
         col = fit_column(opt, "median_s")
         for key, g in series(fits.dropna(subset=[col])):
             line(ax, g, key, col)
-        iters = fits[fit_column(opt, "iters")].dropna()
-        lo, hi = int(iters.min()), int(iters.max())
+        lo, hi = fit_iterations(fits, opt)
         done = f"{lo}–{hi}" if lo != hi else f"{hi}"
         ax.set(yscale="log", xlabel="N (samples)", title=f"{opt}: {done} iterations")
         n_axis(ax, fits["n"])

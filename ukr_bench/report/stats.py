@@ -1,4 +1,4 @@
-"""Signal or noise: when a report may say "faster", and which measurements it should not trust.
+"""Signal or noise: when a report may say "faster", and what several runs agree on.
 
 **Comparisons** (as asv's ``compare``): the raw timing samples of two configurations are
 compared by a two-sided Mann-Whitney U test and a bootstrap confidence interval of the ratio of
@@ -8,11 +8,8 @@ otherwise the two tie. Samples within one configuration are consecutive calls, s
 machine's state of the moment: the test says whether the two medians differ in *this* run,
 not whether they would in the next; across runs, :func:`consensus` keeps only what held in all.
 
-**Plausibility flags**: a row whose numbers cannot both be right is flagged, shown, and kept out
-of winners and fitted exponents: value + gradient significantly faster than the value alone, an IQR wider than
-``MAX_IQR_FRACTION`` of the median, a time that falls as N doubles, a host memory reading of
-zero where the computation needs more than ``MIN_VISIBLE_BYTES``, and per series a fitted
-exponent outside ``EXPONENT_RANGE``.
+The plausibility flags that decide which rows a comparison may use are
+:func:`ukr_bench.report.analysis.flag_rows`; this module knows nothing of the report.
 """
 
 from __future__ import annotations
@@ -26,9 +23,6 @@ import pandas as pd
 ALPHA = 0.01
 THRESHOLD = 1.05
 BOOTSTRAP = 2000
-MAX_IQR_FRACTION = 0.5
-EXPONENT_RANGE = (0.5, 3.5)  # value + gradient is O(N^2): outside this, the fit is not of the cost
-MIN_VISIBLE_BYTES = 4 * 2**20  # a reading of 0 below this is the allocator's cache, not an error
 
 
 @dataclass(frozen=True)
@@ -74,62 +68,6 @@ def samples_of(row: pd.Series, function: str = "value_and_grad") -> list[float]:
     if isinstance(samples, dict):
         return list(samples.get(function, []))
     return []
-
-
-def _gradient_faster_than_value(row: pd.Series) -> bool:
-    """Value + gradient significantly faster than the value alone (:func:`compare` on the two
-    functions' raw samples), or, without samples, a ratio below ``1 / THRESHOLD``. A ratio just
-    under 1 inside the noise is not implausible: a hand-derived gradient that forms the kernel
-    in place can cost as little as a value that goes through the framework's softmax."""
-    vg, value = samples_of(row), samples_of(row, "value")
-    if len(vg) >= 2 and len(value) >= 2:
-        return compare(value, vg).b_faster
-    return bool(row["grad_ratio"] < 1 / THRESHOLD)
-
-
-def flag_rows(ok: pd.DataFrame, *, memory: bool = False) -> pd.Series:
-    """A reason per row (empty string: plausible), for rows with status ok.
-
-    Timing flags by default (they exclude a row from winners and fits); ``memory=True``: the
-    memory reading's flags instead (they only mark the reading).
-    """
-    from ukr_bench.report.figures import scaling_exponent, series
-    from ukr_bench.schema import timing_column
-
-    median = timing_column("value_and_grad", "median")
-    iqr = timing_column("value_and_grad", "iqr")
-    reasons: dict[Any, list[str]] = {i: [] for i in ok.index}
-    for i, r in ok.iterrows():
-        if memory:
-            est, host = r.get("memory_estimate_bytes"), r.get("host_peak_bytes")
-            if (
-                str(r["device"]).startswith("cpu")
-                and pd.notna(host)
-                and host == 0
-                and pd.notna(est)
-                and est > MIN_VISIBLE_BYTES
-            ):
-                reasons[i].append("host memory reading of 0 for a computation that needs more")
-            continue
-        if pd.notna(r.get("grad_ratio")) and _gradient_faster_than_value(r):
-            reasons[i].append(
-                f"value + gradient faster than the value alone ({r['grad_ratio']:.2f})"
-            )
-        if pd.notna(r.get(iqr)) and r[iqr] > MAX_IQR_FRACTION * r[median]:
-            reasons[i].append(f"IQR {r[iqr] / r[median]:.0%} of the median")
-    if memory:
-        return pd.Series({i: "; ".join(v) for i, v in reasons.items()}, dtype=object)
-    for _, g in series(ok):  # series() sorts by N
-        prev = None
-        for i, r in g.iterrows():
-            if prev is not None and r["n"] >= 2 * prev["n"] * 0.99 and r[median] < prev[median]:
-                reasons[i].append(f"faster than at N={int(prev['n'])}")
-            prev = r
-        slope = scaling_exponent(g["n"], g[median])
-        if slope is not None and not EXPONENT_RANGE[0] <= slope <= EXPONENT_RANGE[1]:
-            for i in g.index:
-                reasons[i].append(f"series' fitted exponent {slope:.2f}")
-    return pd.Series({i: "; ".join(v) for i, v in reasons.items()}, dtype=object)
 
 
 def consensus(

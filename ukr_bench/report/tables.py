@@ -1,4 +1,4 @@
-"""The report's tables, each a pandas DataFrame ready to render."""
+"""The report's tables, each a pandas DataFrame ready to render: numbers formatted, series named."""
 
 from __future__ import annotations
 
@@ -7,11 +7,9 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
-from ukr_bench.report import stats, style
-from ukr_bench.schema import NOT_RECORDED, ConfigKey, RunMeta, Status, simd_label, timing_column
-
-VG_MEDIAN = timing_column("value_and_grad", "median")
-KEY = list(ConfigKey.FIELDS)
+from ukr_bench.report import analysis, stats, style
+from ukr_bench.report.analysis import KEY, VG_MEDIAN
+from ukr_bench.schema import NOT_RECORDED, RunMeta, Status, simd_label
 
 
 def fmt_time(t: float) -> str:
@@ -28,47 +26,9 @@ def _span(values: list[float]) -> str:
     return f"{lo}x" if lo == hi else f"{lo}–{hi}x"
 
 
-def winners_per_n(ok: pd.DataFrame) -> pd.DataFrame:
-    """The fastest series for value + gradient per dtype, device and N, or a tie.
-
-    The fastest by median is compared with every other series by :func:`stats.compare` on the raw
-    samples; those it does not beat significantly tie with it. Columns: dtype, device, N,
-    fastest (a name, or ``tie: a, b``), lead (over the runner-up, with its 95 % interval), time.
-    """
-    out = []
-    for (dtype, device, n), group in ok.groupby(["dtype", "device", "n"], sort=True):
-        g = group.sort_values(VG_MEDIAN)
-        names = [style.label(s).removesuffix(f" {dtype} {device}") for s in
-                 g[list(style.SERIES)].itertuples(index=False)]  # fmt: skip
-        first = g.iloc[0]
-        bounds = g["bound_s"].dropna() if "bound_s" in g.columns else pd.Series(dtype=float)
-        # the machine's bound: the best rates any backend reached at this dtype and device
-        x_bound = float(first[VG_MEDIAN]) / float(bounds.min()) if len(bounds) else np.nan
-        tied, lead = [names[0]], None
-        for name, (_, other) in zip(names[1:], g.iloc[1:].iterrows(), strict=True):
-            c = stats.compare(stats.samples_of(first), stats.samples_of(other))
-            lead = lead or c
-            if not c.a_faster:
-                tied.append(name)
-        out.append(
-            {
-                "dtype": dtype,
-                "device": device,
-                "N": int(cast(int, n)),
-                "fastest": names[0] if len(tied) == 1 else "tie: " + ", ".join(sorted(tied)),
-                "lead": "only backend" if lead is None else str(lead),
-                "ratio": np.nan if lead is None else lead.ratio,
-                "time": float(first[VG_MEDIAN]),
-                "x_bound": x_bound,
-            }
-        )
-    columns = ["dtype", "device", "N", "fastest", "lead", "ratio", "time", "x_bound"]
-    return pd.DataFrame(out, columns=columns)
-
-
 def winners(ok: pd.DataFrame) -> pd.DataFrame:
-    """:func:`winners_per_n`, consecutive N with the same verdict merged into one line."""
-    per_n = winners_per_n(ok)
+    """:func:`analysis.winners_per_n`, consecutive N with the same verdict merged into one line."""
+    per_n = analysis.winners_per_n(ok)
     if per_n.empty:
         return pd.DataFrame({"": ["no configuration passed the plausibility checks"]})
     out = []
@@ -143,7 +103,7 @@ AUTODIFF_COST_NS = (1000, 8000)
 
 
 def autodiff_cost_table(cost: pd.DataFrame) -> pd.DataFrame:
-    """autodiff / manual time at N = 1000 and 8000 (``figures.autodiff_cost``), with intervals."""
+    """autodiff / manual time at N = 1000 and 8000 (:func:`analysis.autodiff_cost`), with intervals."""
     if cost.empty:
         return pd.DataFrame()
     ns = [n for n in AUTODIFF_COST_NS if n in set(cost["n"])] or [int(cost["n"].max())]
