@@ -400,7 +400,7 @@ def synthetic_run(path: Path) -> Path:
 
 def test_report_answers_what_autodiff_costs(tmp_path: Path) -> None:
     from ukr_bench.report import write_report
-    from ukr_bench.report.figures import autodiff_cost
+    from ukr_bench.report.analysis import autodiff_cost
     from ukr_bench.report.tables import autodiff_cost_table, grad_ratio_table
 
     run = synthetic_run(tmp_path / "run")
