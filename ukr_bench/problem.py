@@ -23,7 +23,7 @@ never as ``exp(A) / sum(exp(A))``: when latent distances are large against ``sig
 row's kernels underflow and the naive form gives 0/0. Squared distances are computed from
 differences, not as ``|a|^2 + |b|^2 - 2ab``, which cancels catastrophically in float32.
 
-Reduction to the original tutorial (``../shared/seed-tutorial.md``): with ``sigma=1``,
+Reduction to the original lab tutorial: with ``sigma=1``,
 ``lam=0`` and ``loo=False``, ``N * E(Z)`` equals the tutorial's ``sum((X - R X)^2)``.
 
 The learned map and projection (used by :class:`ukr_bench.UKR` after training). With training

@@ -1,6 +1,6 @@
 """The lab tutorial's own setting, reproduced on every backend, and surfaces drawn where f is defined.
 
-The tutorial (``../shared/seed-tutorial.md``) fits 200 noiseless saddle points (z ~ U(-1, 1)^2,
+The tutorial this project started from fits 200 noiseless saddle points (z ~ U(-1, 1)^2,
 x = (z1, z2, z1^2 - z2^2)) with latents initialised at 1e-5 scale, bandwidth sigma = 1, no
 leave-one-out, no prior, by plain gradient descent ``z -= eta_tut * grad E_tut(z)`` on the *sum*
 ``E_tut(Z) = sum_n ||x_n - y_n||^2``, storing every epoch's Z. Our objective is the mean,

@@ -153,11 +153,10 @@ def _gradient_cost_blocks(clean: pd.DataFrame) -> list[Block]:
             "operations (Griewank & Walther 2008); the measured constant, the largest ratio of "
             f"any backend and gradient here, is {g.largest:.2f}; {g.within_goal} of "
             f"{g.configurations} configurations are within the goal of "
-            f"{analysis.GRAD_RATIO_GOAL:g}. Above it, the dense layout is bound by memory "
-            "traffic, not operations (XLA's cost analysis: the autodiff gradient moves 4.2x the "
-            "value's bytes, the hand-derived one 3.4x), and checkpointed blocked autodiff "
-            "computes each block's forward twice; `benchmarks/gradient_profile.py` shows where "
-            "the time goes per framework.",
+            f"{analysis.GRAD_RATIO_GOAL:g}. Above it, a gradient is bound by memory traffic "
+            "rather than operations, or (checkpointed blocked autodiff) computes each block's "
+            "forward twice; `benchmarks/gradient_profile.py` measures where the time and the "
+            "bytes go per framework on the machine it runs on.",
         ),
     ]
 

@@ -45,9 +45,10 @@ from ukr_bench.report import style
 class Hardware:
     """One accelerator type and its interconnect (defaults: NVIDIA H200 SXM nodes of 8).
 
-    Sources (``/work/shared/references.md``, ``/work/shared/gpu-runs/``): the JAX row-blocked
-    value + gradient in float32 took 216 ms / 2.06 s / 22.3 s at N = 1e5 / 3e5 / 1e6 on one
-    H200, 4.5e10 pairs/s at every N (``measured``); the hardware bound (67 TFLOP/s FP32, 4e12
+    Sources: a prototype of the JAX row-blocked value + gradient, measured in float32 on one
+    H200 before this project's GPU runs were committed, took 216 ms / 2.06 s / 22.3 s at
+    N = 1e5 / 3e5 / 1e6, 4.5e10 pairs/s at every N (``measured``; a design constant until a
+    committed large-N GPU run replaces it); the hardware bound (67 TFLOP/s FP32, 4e12
     exp/s, 30-40 flops and 1-2 exp per pair) is 0.5-1 s at N = 1e6, 1e12 pairs/s
     (``bound``). Interconnect (assumed, not measured here): NVLink 4 within a node, 450 GB/s
     per direction per GPU, of which NCCL's all-reduce reaches ~300 GB/s bus bandwidth; between
@@ -70,8 +71,8 @@ class Hardware:
 
 
 ASSUMPTIONS = """Assumptions. Per-pair rate of one H200 (float32): measured 4.5e10 pairs/s (JAX row-blocked
-value + gradient: 216 ms / 2.06 s / 22.3 s at N = 1e5 / 3e5 / 1e6, `/work/shared/references.md`;
-the dense H200 reference run in `/work/shared/gpu-runs/` reaches 7e10 at N = 32,000), and the
+value + gradient prototype: 216 ms / 2.06 s / 22.3 s at N = 1e5 / 3e5 / 1e6, not a committed run;
+the committed dense H200 reference run, `results/reference_h200`, reaches 7e10 at N = 32,000), and the
 hardware bound, 1e12 pairs/s (67 TFLOP/s FP32, 4e12 exp/s, 30-40 flops and 1-2 exp per pair).
 Interconnect (assumed, not measured by this project): 8 GPUs per node on NVLink 4 (450 GB/s per
 direction per GPU; 300 GB/s all-reduce bus bandwidth assumed reached), one 400 Gb/s InfiniBand
