@@ -3,6 +3,7 @@ ratio, winner, lead and aggregate the report prints can be checked against the a
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 from ukr_bench.cli import main as cli_main
 from ukr_bench.report import scaling_exponent, winners, write_report
 from ukr_bench.report.analysis import speedup
-from ukr_bench.report.build import load_run
+from ukr_bench.report.build import load_run, smoke_banner
 from ukr_bench.report.tables import dtype_table, precision_table
 from ukr_bench.schema import (
     ConfigKey,
@@ -24,6 +25,7 @@ from ukr_bench.schema import (
     RunMeta,
     Status,
     Timing,
+    read_meta,
     write_meta,
 )
 
@@ -408,3 +410,15 @@ def test_a_gradient_ratio_just_under_one_inside_the_noise_is_not_flagged() -> No
     flags = flag_rows(df).tolist()
     assert "value alone" not in flags[0]
     assert "value + gradient faster than the value alone (0.80)" in flags[1]
+
+
+def test_a_smoke_run_says_so_above_its_winners(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "quick")
+    meta = read_meta(run)
+    assert smoke_banner(meta) == []  # no timing protocol recorded: no claim either way
+    write_meta(run, dataclasses.replace(meta, config={**meta.config, "min_time": 0.05}))
+    md = write_report([run]).read_text()
+    assert "**Smoke run.** Each function was timed for 0.05 s" in md
+    assert md.index("Smoke run") < md.index("Figures")
+    write_meta(run, dataclasses.replace(meta, config={**meta.config, "min_time": 1.0}))
+    assert "Smoke run" not in write_report([run]).read_text()

@@ -51,13 +51,38 @@ def load_run(run_dir: Path | str) -> tuple[pd.DataFrame, RunMeta]:
     return df, meta
 
 
+#: A run that timed each function for less than this many seconds (``min_time``: 0.05 s in
+#: ``--quick``, 1 s by default) is a smoke run: it shows that every configuration runs, and its
+#: few short samples rank nothing that a second run would repeat (three --quick runs named
+#: three different winners at N = 64-256).
+SMOKE_MIN_TIME = 0.1
+
+
+def smoke_banner(meta: RunMeta) -> list[Block]:
+    """A warning at the top of a smoke run's report (:data:`SMOKE_MIN_TIME`), or nothing."""
+    cfg = meta.config
+    min_time = cfg.get("min_time")
+    if not isinstance(min_time, int | float) or min_time >= SMOKE_MIN_TIME:
+        return []
+    return [
+        Block(
+            "text",
+            f"**Smoke run.** Each function was timed for {min_time:g} s (at least "
+            f"{cfg.get('min_rounds', '?')} rounds): enough to show that every configuration "
+            "runs, too little to rank them. The winners below are tests within this run only, "
+            "and smoke runs do not repeat them; rank frameworks with the default sweep, or "
+            "with `--repeat-runs 3`.",
+        )
+    ]
+
+
 def single_run_blocks(
     df: pd.DataFrame, meta: RunMeta, fig_dir: Path, *, prefix: str = "", draw: bool = True
 ) -> list[Block]:
     """One run's sections: summary, figures (``draw``; file names start with ``prefix``),
     medians, autodiff and gradient cost, float32, flags, and what did not run or read."""
     ok = df[df.status == OK].copy()
-    blocks: list[Block] = []
+    blocks: list[Block] = smoke_banner(meta)
     if not ok.empty:
         ok["flag"] = analysis.flag_rows(ok)
         memory_flags = analysis.flag_rows(ok, memory=True)
