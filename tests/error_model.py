@@ -149,11 +149,11 @@ def central_difference_tolerance(h: float, scale: float = 1e3) -> float:
 
 
 #: Trajectories of k optimiser steps from the same start, compared between two float64
-#: evaluations (backends, layouts, gradient kinds): each step's gradients differ by up to
-#: TOL["float64"]; a step z <- z - eta g(z) with small eta amplifies an earlier difference by at
-#: most (1 + eta |g'|) per step, at most 2 over the tests' 5-15 small steps (eta |g'| <= 0.05),
-#: so the allowance is TRAJECTORY_GROWTH times the per-step one. Long runs at large steps are
-#: chaotic (differences grow exponentially) and are never compared.
+#: evaluations (backends, layouts, gradient kinds): each step adds its own difference, up to
+#: TOL["float64"], and a step z <- z - eta g(z) with small eta amplifies the earlier ones by at
+#: most (1 + eta |g'|), at most 2 in all over the tests' k <= 15 small steps (eta |g'| <= 0.05):
+#: at most 2 k <= 32 = TRAJECTORY_GROWTH times the per-step difference. Long runs at large
+#: steps are chaotic (differences grow exponentially) and are never compared.
 TRAJECTORY_GROWTH = 2**5
 TRAJECTORY_TOL = TRAJECTORY_GROWTH * TOL["float64"]
 
