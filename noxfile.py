@@ -54,10 +54,11 @@ def shared(session: nox.Session, *packages: str) -> Path:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """Ruff lint and format check."""
-    session.install("ruff>=0.6")
+    """Ruff lint and format check; the import contracts of pyproject.toml (import-linter)."""
+    session.install("ruff>=0.6", "import-linter>=2.1")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    session.run("lint-imports")
 
 
 #: A second instruction-set path for the float32 accuracy tests: x86-64-v2 (SSE4.2, no AVX,
