@@ -49,3 +49,26 @@ def test_torch_runs_its_default_kernels() -> None:
 
 def test_xla_is_limited() -> None:
     assert "--xla_cpu_max_isa=SSE4_2" in os.environ.get("XLA_FLAGS", "")
+
+
+def test_mkl_runs_no_avx_kernels() -> None:
+    """MKL (linked into torch) names the code path it dispatched to in its verbose banner:
+    SSE4.2 under the path on an Intel CPU, its generic "Intel(R) Architecture processors" path
+    on any other (where MKL never dispatches AVX kernels)."""
+    pytest.importorskip("torch")
+    import subprocess
+    import sys
+
+    code = "import torch; a = torch.ones(64, 64); a @ a"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "MKL_VERBOSE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    banner = next((line for line in out.splitlines() if line.startswith("MKL_VERBOSE oneMKL")), "")
+    if not banner:
+        pytest.skip("this torch build does not print MKL's verbose banner (no MKL)")
+    assert "AVX" not in banner, banner
