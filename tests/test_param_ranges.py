@@ -15,6 +15,7 @@ import math
 import numpy as np
 import pytest
 from conftest import BACKENDS
+from error_model import tolerance
 
 from ukr_bench import Params, get_backend, relative_error, training, value_and_grad
 from ukr_bench.problem import DTYPES, check_lam, check_sigma, lam_range, sigma_range
@@ -106,7 +107,7 @@ def test_the_ends_of_the_ranges_are_accepted_and_agree(backend: str, dtype: str)
     with lam = 0), so that the constants, not the latent spread in bandwidths, are what is
     extreme; the prior then weighs ``lam sigma^2 = 1``. The ends of lam's range at sigma = 1.
     """
-    tol = {"float32": 1e-4, "float64": 1e-10}[dtype]
+    tol = tolerance(dtype, 8)  # N = 8 (error_model)
     cases = [(s, lam, Z * s) for s in sigma_range(dtype) for lam in (0.0, 1.0 / s**2)]
     cases += [(1.0, lam, Z) for lam in lam_range(dtype)]
     for sigma, lam, Zc in cases:
