@@ -98,6 +98,7 @@ def test_saddle_closed_form() -> None:
     """x = (z1, z2, z1^2 - z2^2), z ~ U(-1, 1)^2 (the tutorial's data)."""
     X, z = make_dataset("saddle", N, random_state=1)
     np.testing.assert_array_equal(X[:, :2], z)
+    # the same three roundings (two squares, a difference) of values below 1: at most 3 eps / 2
     np.testing.assert_allclose(X[:, 2], z[:, 0] ** 2 - z[:, 1] ** 2, rtol=0, atol=1e-15)
     _uniform(z[:, 0], -1, 1)
     _uniform(z[:, 1], -1, 1)

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from error_model import tolerance
+from error_model import FIT_TOL, tolerance
 
 from ukr_bench import get_backend
 from ukr_bench.problem import parse_devices
@@ -106,7 +106,7 @@ def test_jax_sharded_equals_one_device() -> None:
         for what, err in case.items():
             if what not in ("n_devices", "grad_replicated"):
                 assert err < TOL, (name, what, err)
-    assert out["estimator"] < 1e-10
+    assert out["estimator"] < FIT_TOL  # the same L-BFGS fit (error_model)
     errors = out["errors"]
     assert "xla_force_host_platform_device_count=8" in errors["too_many"]
     assert errors["dense"].startswith("ValueError: layout 'dense' cannot be split over 4")
@@ -130,7 +130,7 @@ def test_torch_distributed_equals_one_process(ranks: int, tmp_path: Path) -> Non
     for r in results:
         cases = {k: v for k, v in r.items() if isinstance(v, dict)}
         assert len(cases) == 4
-        assert r["estimator"] < 1e-10  # UKR.fit on the ranks equals the one-process fit
+        assert r["estimator"] < FIT_TOL  # UKR.fit on the ranks equals the one-process fit
         for name, case in cases.items():
             for what, err in case.items():
                 assert err < TOL, (r["rank"], name, what, err)
@@ -216,7 +216,7 @@ def test_sweep_records_the_device_count(tmp_path: Path) -> None:
         ("cpu:0-2", 3, 9),
         ("cpu:0-2", 3, 16),
     ]
-    assert (df.grad_rel_error < 1e-12).all()  # against float64 NumPy: N not divisible by 3
+    assert (df.grad_rel_error < TOL).all()  # against float64 NumPy: N not divisible by 3
     assert [info.get("n_devices", 1) for info in df["info"]] == list(df.devices)
     assert meta.config["device_counts"] == [1, 3]
 
@@ -266,7 +266,7 @@ def test_scaling_model_against_hand_computed_cases() -> None:
     assert balance == pytest.approx(1e6 * 40e9 / (2 * 2 * 4 * 1e12))
     assert q["comm_s"] / q["compute_s"] == pytest.approx(
         k / balance * (k - 1) / k, rel=5e-3
-    )  # ceil(N/k)
+    )  # ceil(N/k) rows per device instead of N/k: at most k/N = 0.2 % more
     # The goal, and the ordering the model must show.
     assert predict(1_000_000, 8)["efficiency"] >= 0.8
     assert predict(1_000_000, 8, BOUND)["efficiency"] >= 0.8

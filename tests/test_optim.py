@@ -229,7 +229,7 @@ def test_gradient_descent_step(backend: str) -> None:
         z = [zi - eta * gi for zi, gi in zip(z, g, strict=True)]
         with b.context():
             Z = opt.step(Z, None, b.asarray(np.array([g])))
-        np.testing.assert_allclose(b.to_numpy(Z)[0], z, rtol=1e-15)
+        np.testing.assert_allclose(b.to_numpy(Z)[0], z, rtol=1e-15)  # the same float64 ops
 
 
 # -- the estimator's use of them: step sizes in units of sigma, the constraint after each step --
