@@ -122,7 +122,7 @@ def softmax_backward(K: jax.Array, s: Any, e: jax.Array, X: jax.Array) -> jax.Ar
     As autodiff's softmax backward forms it: ``T = R * (e X^T)``, then ``e_n.y_n`` as the row
     sum of ``T`` itself, so that ``sum_m B'_nm`` (0 in exact arithmetic) vanishes to one
     reduction's rounding instead of carrying a GEMM's (error model:
-    ``_Blocks.softmax_backward`` in :mod:`backends.numpy_backend`).
+    ``_softmax_backward`` in :mod:`backends.numpy_backend`).
     """
     T = K * _dot(e / s, X.T)
     return T - K * (jnp.sum(T, axis=1, keepdims=True) / s)

@@ -27,7 +27,7 @@ Derivation, backwards through the computation:
    differences and 2.6e-7 from autodiff (``benchmarks/gradient_forms.py``). Step 2's
    :math:`e_n\cdot y_n` is taken as the row sum of :math:`R_{nm}\, e_n\cdot x_m` itself, as
    autodiff's softmax backward does (not from :math:`y_n`; error model:
-   ``_Blocks.softmax_backward``); taking :math:`e_n\cdot(x_m - y_n)` from differences instead
+   :func:`_softmax_backward`); taking :math:`e_n\cdot(x_m - y_n)` from differences instead
    gains nothing.
 
 Projection (queries :math:`z_q` with data :math:`x_q`, training :math:`Z, X` fixed, no
@@ -130,18 +130,25 @@ def _responsibilities(Z: Arr, sigma: float, loo: bool, Zq: Arr | None = None) ->
     return A
 
 
-def _softmax_backward(R: Arr, e: Arr, X: Arr) -> Arr:
-    """B' = R * (e_n.x_m - e_n.y_n) (M x N) for weights R (M x N), residuals e (M x D).
+def _softmax_backward(K: Arr, e: Arr, X: Arr, s: Arr | None = None, out: Arr | None = None) -> Arr:
+    """B' = R * (e_n.x_m - e_n.y_n) (M x N) for weights R = K / s (M x N; ``s`` M x 1, None
+    for R = K) and residuals e (M x D), into ``out`` (a new array by default).
 
     Formed as autodiff's softmax backward does: ``T = R * (e X^T)``, then ``c_n = sum_m T_nm``
-    (= e_n.y_n) reduced from the same weights, and ``B' = T - R c``; ``R`` is overwritten.
-    ``sum_m B'_nm`` is 0 in exact arithmetic; so formed, it vanishes to one reduction's
-    rounding (error model: ``_Blocks.softmax_backward``).
+    (= e_n.y_n) reduced from the same weights, and ``B' = T - R c``; ``K`` is overwritten
+    (scratch afterwards). Error model: ``sum_m B'_nm`` is 0 in exact arithmetic and multiplies
+    the latent offsets in the gradient; with ``c`` reduced from ``T`` itself it vanishes to the
+    reduction's log2(N) eps, while ``e.y`` with ``y`` from a GEMM leaves the GEMM's own
+    summation error, up to N eps (float32, saddle N = 1000 on an AMD EPYC with torch's MKL:
+    gradient error 3.8e-7 through ``e.y``, 2.7e-7 this way; autodiff 2.8e-7).
     """
-    T = e @ X.T
-    T *= R
-    R *= T.sum(axis=1, keepdims=True)
-    T -= R
+    T = np.matmul(e if s is None else e / s, X.T, out=out)
+    T *= K
+    c = T.sum(axis=1, keepdims=True)
+    if s is not None:
+        c /= s
+    K *= c
+    T -= K
     return T
 
 
@@ -419,14 +426,15 @@ class _Blocks:
         summation there costs at most N eps = 1e-12 relative at N = 10,000). Rows whose row
         sum underflowed are first recomputed with the row-max shift (:meth:`rescue`), in ``K``.
         """
-        if self.gemm:
-            KX1 = K @ X1
-            s = KX1[:, -1:]
-        else:
+        if not self.gemm:
             s = K.sum(axis=1, keepdims=True)
-        if self.rescue(r0, K, s):
+            self.rescue(r0, K, s)
             return K @ X, s
-        return (KX1[:, :-1] if self.gemm else K @ X), s
+        KX1 = K @ X1
+        s = KX1[:, -1:]
+        if self.rescue(r0, K, s):  # rows of K changed: their products too
+            return K @ X, s
+        return KX1[:, :-1], s
 
     def rescue(self, r0: int, K: Arr, s: Arr) -> bool:
         """Recompute, with the row-max shift, the rows of a block whose row sum underflowed.
@@ -447,26 +455,15 @@ class _Blocks:
     def softmax_backward(self, K: Arr, s: Arr, e: Arr, Y: Arr, X: Arr, X1: Arr, T: Arr) -> None:
         """T <- B' = R * (e_n.x_m - e_n.y_n) (b x N), R = K / s; ``K`` is scratch afterwards.
 
-        The float64 GEMM form takes it from one product, ``K * ([e/s, -(e.y)/s] [X, 1]^T)``.
-        Otherwise it is formed as autodiff's softmax backward does: ``T = R * (e X^T)``, then
-        ``c_n = sum_m T_nm`` (= e_n.y_n) by a reduction over the same weights, and
-        ``B' = T - R c``. Error model: ``sum_m B'_nm`` is 0 in exact arithmetic and multiplies
-        the latent offsets in the gradient; with ``c`` reduced from ``T`` itself it vanishes to
-        the reduction's log2(N) eps, while ``e.y`` with ``y`` from a GEMM leaves the GEMM's own
-        summation error, up to N eps (float32, saddle N = 1000 on an AMD EPYC with torch's
-        MKL: gradient error 3.8e-7 through ``e.y``, 2.7e-7 this way; autodiff 2.8e-7).
+        The float64 GEMM form takes it from one product, ``K * ([e/s, -(e.y)/s] [X, 1]^T)``
+        (its e.y from y costs float64 1e-12 at N = 10,000); otherwise :func:`_softmax_backward`.
         """
-        if self.gemm:
-            W = np.concatenate([e / s, -np.sum(e * Y, axis=1, keepdims=True) / s], axis=1)
-            np.matmul(W, X1.T, out=T)
-            T *= K
+        if not self.gemm:
+            _softmax_backward(K, e, X, s, out=T)
             return
-        np.matmul(e / s, X.T, out=T)
+        W = np.concatenate([e / s, -np.sum(e * Y, axis=1, keepdims=True) / s], axis=1)
+        np.matmul(W, X1.T, out=T)
         T *= K
-        c = T.sum(axis=1, keepdims=True)
-        c /= s
-        K *= c
-        T -= K
 
 
 def _objective_blocked(

@@ -78,7 +78,7 @@ def value_and_grad_manual(
     e = Y - X
     value = ((e * e).sum() + lam * (Z * Z).sum()) / N
     # B' = R * (e.x_m - e.y_n), e.y_n reduced from the same weights as autodiff's softmax
-    # backward does (error model: _Blocks.softmax_backward in backends.numpy_backend)
+    # backward does (error model: _softmax_backward in backends.numpy_backend)
     B = (e @ X.T).mul_(R)
     B.sub_(R.mul_(B.sum(dim=1, keepdim=True)))
     del R
@@ -180,7 +180,7 @@ def _blocked_pass(
         if not grad:
             continue
         # B' = R * (e.x_m - e.y_q) with e.y_q reduced from the same weights (error model:
-        # _Blocks.softmax_backward in backends.numpy_backend); K is scratch from here on
+        # _softmax_backward in backends.numpy_backend); K is scratch from here on
         torch.matmul(e / s, X.T, out=T).mul_(K)
         T.sub_(K.mul_(T.sum(dim=1, keepdim=True).div_(s)))
         for l in range(L):

@@ -113,7 +113,7 @@ PLANTED = [
     ("torch", "blocked", "_blocked_pass", "s = K.sum(dim=1, keepdim=True)", "s = K.sum(dim=1, keepdim=True) + 1e-3"),
     ("numpy", "dense", "NumpyBackend._value_and_grad_dense", "B += B.T", "B += B"),
     ("numpy", "dense", "NumpyBackend._value_and_grad_dense", "grad /= sigma**2", "grad /= -(sigma**2)"),
-    ("numpy", "dense", "_softmax_backward", "T -= R", "T += R"),
+    ("numpy", "dense", "_softmax_backward", "T -= K", "T += K"),
     # NumPy blocked, float64: the GEMM forms (the differences: PLANTED_NUMPY_DIFFERENCES)
     ("numpy", "blocked", "_objective_blocked", "col = T.T @ Z1[r0:r1]", "col = 0 * (T.T @ Z1[r0:r1])"),
     ("numpy", "blocked", "_objective_blocked", "col = col[:, :L] - col[:, L:] * Zc", "col = col[:, :L]"),
@@ -126,7 +126,7 @@ PLANTED_NUMPY_DIFFERENCES = [
     ("_objective_blocked", "col[:, l] = _column_sums(K)", "col[:, l] = 0"),
     ("_objective_blocked", "row[r0:r1, l] = -K.sum(axis=1)", "row[r0:r1, l] = K.sum(axis=1)"),
     ("_Blocks.fill", "K += T", "K -= T"),
-    ("_Blocks.softmax_backward", "T -= K", "T += K"),
+    ("_softmax_backward", "T -= K", "T += K"),
     ("_Blocks.sums", "s = K.sum(axis=1, keepdims=True)", "s = K.sum(axis=1, keepdims=True) + 1e-3"),
     ("_column_sums", "P[:h] += P[n - h : n]", "P[:h] = P[n - h : n]"),
 ]  # fmt: skip

@@ -377,27 +377,23 @@ def _add_sweep_options(p: argparse.ArgumentParser) -> None:
         p.add_argument(_flag(name), **kw)
 
 
-def _one_line_warnings(command: str) -> contextlib.AbstractContextManager[Any]:
+@contextlib.contextmanager
+def _one_line_warnings(command: str) -> Iterator[None]:
     """Within it, a :class:`ResultsFileWarning` prints as one line, ``ukr-bench CMD: warning:``,
     instead of Python's two (the warning's source file and line, then the source text)."""
+    shown = warnings.showwarning
 
-    @contextlib.contextmanager
-    def scope() -> Iterator[None]:
-        shown = warnings.showwarning
+    def show(message: Any, category: type[Warning], *rest: Any, **kw: Any) -> None:
+        if issubclass(category, ResultsFileWarning):
+            print(f"ukr-bench {command}: warning: {message}", file=sys.stderr)
+        else:
+            shown(message, category, *rest, **kw)
 
-        def show(message: Any, category: type[Warning], *rest: Any, **kw: Any) -> None:
-            if issubclass(category, ResultsFileWarning):
-                print(f"ukr-bench {command}: warning: {message}", file=sys.stderr)
-            else:
-                shown(message, category, *rest, **kw)
-
-        warnings.showwarning = show
-        try:
-            yield
-        finally:
-            warnings.showwarning = shown
-
-    return scope()
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = shown
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -418,7 +418,7 @@ def check_magnitudes(
             f"{z_name} is too far from the origin for {dtype} with sigma = {sigma!r}: "
             f"max |{z_name}| / sigma = {z / sigma:.3g} exceeds 1 / ({LATENT_RESOLUTION:g} eps) = "
             f"{resolved:.3g}, beyond which {dtype} cannot resolve the latents to a fraction of "
-            f"a bandwidth; centre {z_name}, or use float64"
+            f"a bandwidth; centre {z_name}" + (", or use float64" if dtype == "float32" else "")
         )
         raise ValueError(msg)
     if not data <= limit:
