@@ -10,8 +10,8 @@ and how reports draw it. The harness and the report read these fields and name n
 The backend modules import their framework at the top; :mod:`ukr_bench.interface` imports a
 module only when its backend is asked for, so importing this package costs nothing.
 
-Installed, this folder is the subpackage ``ukr_bench.backends`` (``ukr_bench/backends`` is a
-link to it), so the wheel puts nothing generic into site-packages.
+This folder is the import package ``backends``, beside ``ukr_bench``, in a checkout and once
+installed (the wheel installs both): each backend module has one name, ``backends.<module>``.
 
 Adding a backend: write ``backends/<name>_backend.py`` with a ``Backend`` subclass and add one
 ``BackendSpec`` to :data:`REGISTRY` below.

@@ -374,7 +374,7 @@ class JaxBackend(Backend):
         return kind, tuple(d.id for d in device.devices.flat), f"mesh({kind} x{device.size})"
 
     def _resolve_devices(self, kind: str, indices: tuple[int, ...], device: object) -> None:
-        from ukr_bench.backends import jax_sharded
+        from backends import jax_sharded
 
         if isinstance(device, jax.sharding.Mesh):
             mesh = device
@@ -450,7 +450,7 @@ class JaxBackend(Backend):
         """The jitted blocked ``fn``: the one-device one, or the mesh-sharded one."""
         if self._mesh is None:
             return _JITTED[f"{fn}_blocked"]
-        from ukr_bench.backends import jax_sharded
+        from backends import jax_sharded
 
         return jax_sharded.jitted(fn, self._mesh)
 

@@ -36,7 +36,7 @@ import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from ukr_bench.backends.jax_backend import _blocks, _dot, _kernel_block, block_terms
+from backends.jax_backend import _blocks, _dot, _kernel_block, block_terms
 
 
 def row_mesh(devices: Any) -> Mesh:

@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from pykeops.torch import LazyTensor
 
-from ukr_bench.backends.torch_backend import TorchBackend
+from backends.torch_backend import TorchBackend
 
 #: Logit given to the excluded diagonal: exp(-1e30 - row max) is exactly 0 unless every other
 #: logit of the row is below -1e30 (latent distances over 1e15 sigma), which finite input in

@@ -281,7 +281,7 @@ class TorchBackend(Backend):
         Rank ``r`` computes on the ``r``-th device named (see :mod:`backends.torch_distributed`).
         """
         del device
-        from ukr_bench.backends import torch_distributed
+        from backends import torch_distributed
 
         rank, _ = torch_distributed.ensure_group(kind, len(indices), self.device)
         self._resolve_device(kind, indices[rank])
@@ -352,7 +352,7 @@ class TorchBackend(Backend):
         self, Z: torch.Tensor, X: torch.Tensor, sigma: float, lam: float, loo: bool, block: int
     ) -> torch.Tensor:
         if self._distributed:
-            from ukr_bench.backends import torch_distributed
+            from backends import torch_distributed
 
             return torch_distributed.value(Z, X, sigma, lam, loo, block)
         with torch.no_grad():
@@ -362,7 +362,7 @@ class TorchBackend(Backend):
         self, Z: torch.Tensor, X: torch.Tensor, sigma: float, lam: float, loo: bool, block: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
         if self._distributed:
-            from ukr_bench.backends import torch_distributed
+            from backends import torch_distributed
 
             return torch_distributed.value_and_grad(Z, X, sigma, lam, loo, block)
         Z = Z.detach().requires_grad_(True)

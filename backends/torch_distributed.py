@@ -28,7 +28,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from ukr_bench.backends.torch_backend import _blocked_pass
+from backends.torch_backend import _blocked_pass
 
 
 class RankFailedError(RuntimeError):

@@ -83,7 +83,7 @@ def variants(
     if framework == "jax":
         import jax
 
-        from ukr_bench.backends import jax_backend as jb
+        from backends import jax_backend as jb
 
         prod = jax.jit(jb.value_and_grad_manual, static_argnames=("loo", "assembly"))
         out["manual-products"] = lambda Z, X: _x64(dtype, prod, Z, X, assembly="products")
@@ -91,7 +91,7 @@ def variants(
             xpf = jax.jit(manual_xp, static_argnames="loo")
             out["manual-xp"] = lambda Z, X: _x64(dtype, xpf, Z, X)
     elif framework == "torch":
-        from ukr_bench.backends import torch_backend as tb
+        from backends import torch_backend as tb
 
         out["manual-products"] = lambda Z, X: tb.value_and_grad_manual(
             Z, X, SIGMA, LAM, LOO, assembly="products"

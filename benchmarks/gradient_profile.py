@@ -38,7 +38,7 @@ def _costs(compiled: Any) -> dict[str, float]:
 def jax_view(n: int) -> list[str]:
     import numpy as np
 
-    from ukr_bench.backends.jax_backend import _JITTED, _enable_x64
+    from backends.jax_backend import _JITTED, _enable_x64
 
     Z, X = problem_inputs("saddle", n, 2)
     lines = [

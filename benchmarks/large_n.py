@@ -106,7 +106,7 @@ def _x64_call(exe: Any, Zd: Any, Xd: Any) -> Any:
 
 
 def alternatives(n: int, repeats: int) -> None:
-    from ukr_bench.backends import numpy_backend
+    from backends import numpy_backend
 
     Z, X = problem(n, "float64")
     block = ukr_bench.get_backend("numpy", layout="blocked").resolve_layout(n)[1]
@@ -136,7 +136,7 @@ def alternatives(n: int, repeats: int) -> None:
     try:
         import jax
 
-        from ukr_bench.backends import jax_backend
+        from backends import jax_backend
 
         jb = ukr_bench.get_backend("jax", layout="blocked")
         Zd, Xd = jb.asarray(Z), jb.asarray(X)
@@ -157,7 +157,7 @@ def alternatives(n: int, repeats: int) -> None:
     try:
         import torch
 
-        from ukr_bench.backends import torch_backend
+        from backends import torch_backend
 
         Zt, Xt = torch.tensor(Z), torch.tensor(X)
         for name, fn in [

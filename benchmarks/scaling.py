@@ -72,8 +72,8 @@ def _jax_child(args: argparse.Namespace) -> list[dict[str, Any]]:
     import jax
 
     import ukr_bench
+    from backends import jax_sharded
     from ukr_bench import Params
-    from ukr_bench.backends import jax_sharded
 
     calls: dict[tuple[str, int, int], Any] = {}
     blocks: dict[tuple[str, int, int], int | None] = {}

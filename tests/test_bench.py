@@ -391,7 +391,7 @@ def test_recompilation_while_timing_is_an_error(
 ) -> None:
     import jax
 
-    from ukr_bench.backends.jax_backend import JaxBackend, objective
+    from backends.jax_backend import JaxBackend, objective
 
     def retracing_compile(self, fn, Z, X, params):
         # A fresh jax.jit of a fresh lambda on every call: each call compiles again, which is
@@ -772,7 +772,7 @@ def test_each_configuration_compiles_its_own_program() -> None:
     # time-to-fit at N > 1024 picks the blocked layout): the measured compile must still be one,
     # not a cache hit. Measured twice in this process, the same configuration compiles each
     # time (without clearing the caches, the second time compiled nothing).
-    from ukr_bench.backends.jax_backend import JaxBackend
+    from backends.jax_backend import JaxBackend
     from ukr_bench.schema import ConfigKey
 
     cfg = SweepConfig(backends=["jax"], **(TINY | {"fit_iters": 0}))

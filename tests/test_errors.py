@@ -19,6 +19,7 @@ from conftest import (
 from error_model import tolerance
 
 import ukr_bench
+from backends import REGISTRY
 from ukr_bench import (
     BackendNotInstalledError,
     DeviceUnavailableError,
@@ -26,7 +27,6 @@ from ukr_bench import (
     relative_error,
     value_and_grad,
 )
-from ukr_bench.backends import REGISTRY
 
 Z = np.zeros((5, 2))
 X = np.ones((5, 3))

@@ -16,8 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from backends import REGISTRY
 from ukr_bench import get_backend
-from ukr_bench.backends import REGISTRY
 from ukr_bench.data import problem_inputs
 from ukr_bench.problem import LAYOUTS
 

@@ -28,8 +28,8 @@ from conftest import random_problem
 from error_model import EPS, FIT_TOL, error_bounds, objective_tolerances, tolerance
 from test_objective import GRID
 
+from backends import REGISTRY
 from ukr_bench import UKR, Params, get_backend, relative_error, value_and_grad
-from ukr_bench.backends import REGISTRY
 from ukr_bench.bench.config import SweepConfig
 from ukr_bench.data import problem_inputs
 from ukr_bench.report.build import load_run
@@ -154,7 +154,7 @@ def test_planted_error_fails_the_agreement(
     request: pytest.FixtureRequest,
 ) -> None:
     check_agreement(backend, layout, [(10, 2, 3, True)])  # unplanted: passes
-    module = __import__(f"ukr_bench.backends.{REGISTRY[backend].module}", fromlist=["_"])
+    module = __import__(f"backends.{REGISTRY[backend].module}", fromlist=["_"])
     mutant = plant(module, target, old, new)
     owner, _, name = target.rpartition(".")
     monkeypatch.setattr(getattr(module, owner) if owner else module, name, mutant)
@@ -188,7 +188,7 @@ def test_planted_error_fails_the_agreement(
 def test_planted_error_fails_numpy_differences(
     target: str, old: str, new: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ukr_bench.backends import numpy_backend
+    from backends import numpy_backend
 
     monkeypatch.setattr(numpy_backend, "GEMM_MAX_SQNORM", -1.0)  # the differences throughout
     check_agreement("numpy", "blocked", [(10, 2, 3, True)])  # unplanted: passes

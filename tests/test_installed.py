@@ -10,7 +10,7 @@ from __future__ import annotations
 from conftest import BACKENDS, OPTIONAL_BACKENDS
 
 import ukr_bench
-from ukr_bench.backends import REGISTRY
+from backends import REGISTRY
 
 
 def test_all_backends_installed() -> None:

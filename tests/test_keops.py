@@ -21,7 +21,7 @@ def keops() -> None:
     pytest.importorskip(
         "pykeops", reason="pykeops is not installed: pip install 'ukr-bench[keops]'"
     )
-    from ukr_bench.backends.keops_backend import KeOpsError
+    from backends.keops_backend import KeOpsError
 
     try:
         value_and_grad(np.eye(3), np.eye(3), backend="keops")
@@ -84,7 +84,7 @@ def test_keops_layout_and_errors(monkeypatch: pytest.MonkeyPatch) -> None:
         b.resolve_layout(2**24 + 1)
 
     # A failing KeOps (no compiler, a CUDA mismatch) raises one clear error saying what to do.
-    from ukr_bench.backends import keops_backend
+    from backends import keops_backend
 
     def broken(*_: object) -> None:
         msg = "[KeOps] Error: could not compile the formula"

@@ -12,9 +12,9 @@ from error_model import FIT_TOL, TOL, assert_objective_agrees, objective_toleran
 from test_objective import GRID
 
 import ukr_bench
+from backends import REGISTRY
 from ukr_bench import Params, get_backend, relative_error, value_and_grad
 from ukr_bench import problem as problem_module
-from ukr_bench.backends import REGISTRY
 from ukr_bench.problem import BLOCK_MIN_ROWS, plan_layout
 
 
@@ -139,7 +139,7 @@ def test_numpy_blocked_forms_follow_dtype_and_spread() -> None:
     # The tests above reach both of NumPy's blocked forms: float64 takes the matrix-product
     # forms while the latents' squared norm (units of 2 sigma^2, centred) is at most
     # GEMM_MAX_SQNORM, float32 and wider spreads take the differences.
-    from ukr_bench.backends.numpy_backend import GEMM_MAX_SQNORM, _Blocks
+    from backends.numpy_backend import GEMM_MAX_SQNORM, _Blocks
 
     Z = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
     r = math.sqrt(GEMM_MAX_SQNORM * 2) * 0.5  # r^2 / (2 sigma^2) = GEMM_MAX_SQNORM at sigma = 0.5
@@ -279,7 +279,7 @@ def test_estimator_fits_in_blocked_layout(backend: str, monkeypatch: pytest.Monk
 def test_numpy_blocked_never_allocates_n_by_n() -> None:
     import tracemalloc
 
-    from ukr_bench.backends.numpy_backend import NumpyBackend, _cpu_count
+    from backends.numpy_backend import NumpyBackend, _cpu_count
 
     n, block = 2000, 16
     Z, X = random_problem(n, 3, 10, seed=9)
@@ -337,8 +337,8 @@ def test_blocked_gradient_is_in_z_only() -> None:
     import jax
     import torch
 
-    from ukr_bench.backends.jax_backend import objective_blocked
-    from ukr_bench.backends.torch_backend import objective_blocked as torch_objective_blocked
+    from backends.jax_backend import objective_blocked
+    from backends.torch_backend import objective_blocked as torch_objective_blocked
 
     Z, X = random_problem(6, 2, 3, seed=1)
     with pytest.raises(Exception, match=r"unexpected tracer"):  # JAX: a closed-over X

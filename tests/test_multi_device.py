@@ -157,7 +157,7 @@ def test_torch_failing_rank_raises_everywhere(mode: str, match: str, tmp_path: P
 
 
 def test_plan_runs_several_devices_only_blocked_and_in_process() -> None:
-    from ukr_bench.backends import REGISTRY
+    from backends import REGISTRY
     from ukr_bench.bench import SweepConfig
 
     cfg = SweepConfig(

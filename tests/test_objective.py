@@ -126,7 +126,7 @@ def test_hand_derived_gradient_matches_finite_differences(
 def test_torch_gradcheck() -> None:
     import torch
 
-    from ukr_bench.backends.torch_backend import objective
+    from backends.torch_backend import objective
 
     Z, X = random_problem(6, 2, 3, seed=3)
     Zt = torch.tensor(Z, dtype=torch.float64, requires_grad=True)
@@ -144,7 +144,7 @@ def test_jax_check_grads() -> None:
     import jax
     from jax.test_util import check_grads
 
-    from ukr_bench.backends.jax_backend import objective
+    from backends.jax_backend import objective
 
     Z, X = random_problem(6, 2, 3, seed=4)
     with jax.enable_x64(True):
@@ -239,7 +239,7 @@ def test_numpy_backend_memory_is_o_n2_without_broadcast_tensors() -> None:
     # would be 10 N^2 floats; the hand-derived gradient keeps about three N x N buffers.
     import tracemalloc
 
-    from ukr_bench.backends.numpy_backend import NumpyBackend
+    from backends.numpy_backend import NumpyBackend
 
     n = 300
     Z, X = random_problem(n, 3, 10, seed=9)

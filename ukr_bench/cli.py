@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ukr_bench.backends import REGISTRY
+from backends import REGISTRY
 from ukr_bench.bench.config import PRESETS, SweepConfig, preset
 from ukr_bench.bench.sweep import DirtyTreeError, RunLockedError
 from ukr_bench.data import DATASETS, problem_inputs

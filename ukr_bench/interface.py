@@ -25,7 +25,7 @@ from typing import Any, ClassVar, Literal, cast
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ukr_bench.backends import REGISTRY, BackendSpec, GradientKind, check_gradient
+from backends import REGISTRY, BackendSpec, GradientKind, check_gradient
 from ukr_bench.problem import (
     DType,
     Layout,
@@ -476,7 +476,7 @@ def backend_class(backend: str) -> type[Backend]:
         msg = f"backend {backend!r} needs the {spec.requires!r} package, which is not installed: {spec.install}"
         raise BackendNotInstalledError(msg)
     try:
-        module = importlib.import_module(f"ukr_bench.backends.{spec.module}")
+        module = importlib.import_module(f"backends.{spec.module}")
     except ImportError as exc:
         msg = f"backend {backend!r} could not import {spec.requires!r} ({exc}); reinstall it: {spec.install}"
         raise BackendNotInstalledError(msg) from exc

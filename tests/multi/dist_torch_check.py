@@ -23,8 +23,8 @@ import numpy as np
 import torch.distributed as dist
 
 import ukr_bench
+from backends import torch_distributed
 from ukr_bench import get_backend, value_and_grad
-from ukr_bench.backends import torch_distributed
 
 TIMEOUT_S = 20
 

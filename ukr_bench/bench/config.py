@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ukr_bench.backends import GRADIENT_KINDS, REGISTRY
+from backends import GRADIENT_KINDS, REGISTRY
 from ukr_bench.data import DATASETS
 from ukr_bench.interface import available_backends
 from ukr_bench.optim import OPTIMIZERS

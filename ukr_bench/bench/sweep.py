@@ -34,7 +34,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO
 
-from ukr_bench.backends import REGISTRY
+from backends import REGISTRY
 from ukr_bench.bench.config import SweepConfig
 from ukr_bench.bench.machine import machine_metadata, provenance
 from ukr_bench.bench.worker import NS_ENV, PARENT_ENV, base_row

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from ukr_bench.backends import REGISTRY
+from backends import REGISTRY
 from ukr_bench.bench.config import SweepConfig, usable_cpus
 from ukr_bench.data import problem_inputs
 from ukr_bench.interface import Backend, get_backend

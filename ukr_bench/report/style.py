@@ -6,7 +6,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Sequence
 
-from ukr_bench.backends import REGISTRY
+from backends import REGISTRY
 
 #: Colours for backends the registry does not know (e.g. a run made by a newer version).
 EXTRA_COLORS = ("#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
