@@ -477,7 +477,7 @@ def test_cli_options_and_help_come_from_the_configuration(
 ) -> None:
     import dataclasses
 
-    from ukr_bench.cli import _flag
+    from ukr_bench.cli.options import flag as _flag
 
     with pytest.raises(SystemExit):
         cli_main(["bench", "--help"])
