@@ -261,12 +261,15 @@ def test_winners_per_n_name_the_fastest_its_lead_and_its_distance_to_the_bound()
     ok = frame(row("jax", 100, 1.0, bound_s=0.25), row("numpy", 100, 2.0, gradient="manual"),
                row("torch", 100, 4.0), row("jax", 200, 1.0), row("torch", 200, 1.01))  # fmt: skip
     w = winners_per_n(ok).set_index("N")
-    assert list(w.columns) == ["dtype", "device", "fastest", "lead", "ratio", "time", "x_bound"]
+    assert list(w.columns) == [
+        "dtype", "device", "fastest", "tied", "lead", "ratio", "time", "x_bound"
+    ]
     assert w.loc[100, "fastest"] == "jax"
     assert w.loc[100, "ratio"] == pytest.approx(2.0)  # over the runner-up, numpy
     assert w.loc[100, "lead"].startswith("2.00x [")
     assert w.loc[100, "x_bound"] == pytest.approx(4.0)
     assert w.loc[200, "fastest"] == "tie: jax, torch"  # a 1 % lead is under the threshold
+    assert (w.loc[100, "tied"], w.loc[200, "tied"]) == (("jax",), ("jax", "torch"))
     assert np.isnan(w.loc[200, "x_bound"])
     (alone,) = winners_per_n(frame(row())).to_dict("records")
     assert (alone["lead"], alone["fastest"]) == ("only backend", "jax")

@@ -312,8 +312,9 @@ def winners_per_n(ok: pd.DataFrame) -> pd.DataFrame:
 
     The fastest by median is compared with every other series by :func:`stats.compare` on the
     raw samples; those it does not beat significantly tie with it. Columns: dtype, device, N,
-    fastest (a name, or ``tie: a, b``), lead (over the runner-up, with its 95 % interval), ratio
-    (that lead's), time (the fastest's median), x_bound (its time over the least ``bound_s``).
+    fastest (a name, or ``tie: a, b``), tied (the names of ``fastest``, a tuple: one, or all
+    that tie), lead (over the runner-up, with its 95 % interval), ratio (that lead's), time (the
+    fastest's median), x_bound (its time over the least ``bound_s``).
     """
     out = []
     for (dtype, device, n), group in ok.groupby(["dtype", "device", "n"], sort=True):
@@ -336,13 +337,14 @@ def winners_per_n(ok: pd.DataFrame) -> pd.DataFrame:
                 "device": device,
                 "N": int(cast(int, n)),
                 "fastest": names[0] if len(tied) == 1 else "tie: " + ", ".join(sorted(tied)),
+                "tied": tuple(sorted(tied)),
                 "lead": "only backend" if lead is None else str(lead),
                 "ratio": np.nan if lead is None else lead.ratio,
                 "time": float(first[VG_MEDIAN]),
                 "x_bound": x_bound,
             }
         )
-    columns = ["dtype", "device", "N", "fastest", "lead", "ratio", "time", "x_bound"]
+    columns = ["dtype", "device", "N", "fastest", "tied", "lead", "ratio", "time", "x_bound"]
     return pd.DataFrame(out, columns=columns)
 
 

@@ -242,14 +242,14 @@ def _file_blocks(df: pd.DataFrame) -> list[Block]:
     return blocks
 
 
-def _cpu_said(cpu: dict[str, Any]) -> str:
+def cpu_said(cpu: dict[str, Any]) -> str:
     """``Intel(R) Xeon(R) Processor (Intel Xeon (family 6, model 207); SIMD: AVX, AVX2)``."""
     model = cpu["model"] or f"CPU model {NOT_RECORDED}"
     family = cpu["family"] or f"family {NOT_RECORDED}"
     return f"{model} ({family}; SIMD: {simd_label(cpu['simd'])})"
 
 
-def _gpus_said(meta: RunMeta) -> str:
+def gpus_said(meta: RunMeta) -> str:
     return ", ".join(str(g.get("name")) for g in meta.machine.get("gpus") or []) or "none"
 
 
@@ -264,10 +264,10 @@ def machine_blocks(runs: list[str], metas: Sequence[RunMeta]) -> list[Block]:
     cpus = [m.cpu() for m in metas]
     simd = {frozenset(c["simd"]) for c in cpus if c["simd"] is not None}
     cpu_differ = len({(c["model"], c["vendor"], c["family"]) for c in cpus}) > 1 or len(simd) > 1
-    gpus = [_gpus_said(m) for m in metas]
+    gpus = [gpus_said(m) for m in metas]
     blocks = []
     if cpu_differ:
-        said = "; ".join(f"`{r}`: {_cpu_said(c)}" for r, c in zip(runs, cpus, strict=True))
+        said = "; ".join(f"`{r}`: {cpu_said(c)}" for r, c in zip(runs, cpus, strict=True))
         blocks.append(Block(
             "text",
             f"Warning: these runs ran on different CPUs ({said}). Their ratios measure the CPUs "
@@ -286,7 +286,7 @@ def machine_blocks(runs: list[str], metas: Sequence[RunMeta]) -> list[Block]:
     if not blocks:
         blocks.append(Block(
             "text",
-            f"Every run was measured on the same kind of machine: {_cpu_said(cpus[0])}, GPUs: "
+            f"Every run was measured on the same kind of machine: {cpu_said(cpus[0])}, GPUs: "
             f"{gpus[0]}.",
         ))  # fmt: skip
     return blocks

@@ -1,0 +1,172 @@
+"""The README's headline: which backend is fastest at which N, generated from committed runs.
+
+One table answers "which framework, at which N, on CPU and GPU". Each cell (device, dtype, N)
+names a winner only where every run that measured the cell names the same one, significantly
+faster than each other series within that run (:func:`analysis.winners_per_n`); elsewhere it
+is a tie of every series some run put first or tied with the first. Repeated runs of one
+sweep (``ukr-bench bench --repeat-runs K``, fresh processes each) are what make a winner worth
+naming: run-to-run variation is larger than the spread within a run.
+
+The table sits in the README between two markers; the first names the runs it came from, so
+``ukr-bench report --readme README.md`` regenerates it and a test fails when it differs.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ukr_bench.report import analysis
+from ukr_bench.report.analysis import OK
+from ukr_bench.report.build import SMOKE_MIN_TIME, cpu_said, gpus_said, load_run
+from ukr_bench.schema import RunMeta
+
+#: The start marker, with the runs (paths relative to the README) after ``from:``.
+START = "<!-- headline from:"
+#: The end marker.
+END = "<!-- end of headline -->"
+_BLOCK = re.compile(
+    re.escape(START) + r"(?P<runs>[^>]*)-->\n(?P<body>.*?)" + re.escape(END), re.DOTALL
+)
+
+
+def cells(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """The verdict per device, dtype and N over runs (one frame each, as :func:`load_run`).
+
+    Columns: device, dtype, N, fastest (a series' name, or ``tie: a, b, ...``: the union of
+    what the runs tied or disagreed on), runs (how many runs measured the cell usably), x_bound
+    (the median over those runs of the fastest time over the machine's bound).
+    """
+    verdicts: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    for df in frames:
+        ok = df[df.status == OK]
+        ok = ok[analysis.flag_rows(ok) == ""] if not ok.empty else ok
+        for r in analysis.winners_per_n(ok).to_dict("records"):
+            verdicts.setdefault((r["device"], r["dtype"], int(r["N"])), []).append(r)
+    out = []
+    for (device, dtype, n), runs in sorted(verdicts.items()):
+        names = sorted({name for r in runs for name in r["tied"]})
+        agreed = len(names) == 1
+        out.append({
+            "device": device, "dtype": dtype, "N": n,
+            "fastest": names[0] if agreed else "tie: " + ", ".join(names),
+            "runs": len(runs),
+            "x_bound": float(np.nanmedian([r["x_bound"] for r in runs]))
+            if any(np.isfinite(r["x_bound"]) for r in runs) else np.nan,
+        })  # fmt: skip
+    return pd.DataFrame(out, columns=["device", "dtype", "N", "fastest", "runs", "x_bound"])
+
+
+def headline(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """:func:`cells` with consecutive N of one verdict (and run count) merged into one row."""
+    per_n = cells(frames)
+    out = []
+    for (device, dtype), g in per_n.groupby(["device", "dtype"], sort=True):
+        rows = g.to_dict("records")
+        start = 0
+        for i in range(1, len(rows) + 1):
+            same = i < len(rows) and all(rows[i][k] == rows[start][k] for k in ("fastest", "runs"))
+            if same:
+                continue
+            chunk = rows[start:i]
+            lo, hi = chunk[0]["N"], chunk[-1]["N"]
+            shown = sorted({f"{c['x_bound']:.1f}" for c in chunk if np.isfinite(c["x_bound"])},
+                           key=float)  # fmt: skip
+            out.append({
+                "device": device, "dtype": dtype,
+                "N": f"{lo}" if lo == hi else f"{lo}–{hi}",
+                "fastest": chunk[0]["fastest"],
+                "x bound": "–" if not shown else "–".join(dict.fromkeys([shown[0], shown[-1]])),
+                "runs": str(chunk[0]["runs"]),
+            })  # fmt: skip
+            start = i
+    return pd.DataFrame(out, columns=["device", "dtype", "N", "fastest", "x bound", "runs"])
+
+
+def float32_accuracy(frames: Sequence[pd.DataFrame]) -> str:
+    """One sentence: the float32 gradients' relative error against float64 NumPy in the runs."""
+    ok = pd.concat([df[(df.status == OK) & (df.dtype == "float32")] for df in frames])
+    err = ok["grad_rel_error"].dropna() if "grad_rel_error" in ok.columns else pd.Series()
+    if err.empty:
+        return "These runs recorded no float32 gradient error."
+    return (
+        f"float32 gradients agree with float64 NumPy to a relative error of {err.median():.1e} "
+        f"(median over every float32 configuration of these runs; largest {err.max():.1e})."
+    )
+
+
+def _machines(frames: Sequence[pd.DataFrame], metas: Sequence[RunMeta]) -> list[str]:
+    """Per device kind, the machine and the runs that measured it."""
+    lines = []
+    for device in sorted({d for df in frames for d in df.device.unique()}):
+        runs = [(str(df["run"].iloc[0]), m) for df, m in zip(frames, metas, strict=True)
+                if (df.device == device).any()]  # fmt: skip
+        meta = runs[0][1]
+        where = cpu_said(meta.cpu()) if device == "cpu" else gpus_said(meta)
+        names = ", ".join(f"`{r}`" for r, _ in runs)
+        lines.append(f"{device}: {where}; {len(runs)} run{'s' * (len(runs) > 1)} ({names}).")
+    return lines
+
+
+def render_headline(run_dirs: Sequence[Path | str]) -> str:
+    """The headline's Markdown (a table and its notes) from these runs; smoke runs refused."""
+    loaded = [load_run(d) for d in run_dirs]
+    for d, (_, meta) in zip(run_dirs, loaded, strict=True):
+        min_time = meta.config.get("min_time")
+        if isinstance(min_time, (int, float)) and min_time < SMOKE_MIN_TIME:
+            msg = f"{d} is a smoke run (min_time {min_time} s): it names no winners"
+            raise ValueError(msg)
+    frames = [df for df, _ in loaded]
+    table = headline(frames)
+    notes = [
+        (
+            "Fastest value + gradient per device, dtype and N (`x bound`: its time over the "
+            "machine's bound; `runs`: how many runs measured it). A name only where every run "
+            "found it significantly fastest; a tie lists every series some run put first or "
+            "could not separate from the first. A series is named by its backend, `blocked` "
+            "for the row-blocked layout (else dense), and `manual` or `autodiff` where the "
+            "gradient is not the backend's default (autodiff; NumPy's is hand-derived)."
+        ),
+        float32_accuracy(frames),
+        *_machines(frames, [m for _, m in loaded]),
+    ]
+    return table.to_markdown(index=False) + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
+
+
+def update_readme(readme: Path | str, run_dirs: Sequence[Path | str] | None = None) -> bool:
+    """Regenerate the headline block of ``readme`` (from ``run_dirs``, or the runs its start
+    marker names, relative to the README); returns whether the file changed."""
+    path = Path(readme)
+    text = path.read_text()
+    block = _BLOCK.search(text)
+    if block is None:
+        msg = f"{path} has no headline block: add the lines '{START} RUN_DIR ... -->' and '{END}'"
+        raise ValueError(msg)
+    if run_dirs is None:
+        names = block["runs"].split()
+    else:
+        names = [Path(d).resolve().relative_to(path.parent.resolve()).as_posix() for d in run_dirs]
+    if not names:
+        msg = f"{path}'s headline marker names no run: '{START} RUN_DIR ... -->'"
+        raise ValueError(msg)
+    body = render_headline([path.parent / n for n in names])
+    new = (
+        text[: block.start()] + f"{START} {' '.join(names)} -->\n{body}{END}" + text[block.end() :]
+    )
+    path.write_text(new)
+    return new != text
+
+
+def stale(readme: Path | str) -> str | None:
+    """None if ``readme``'s headline is what its runs give now, else the block it should hold."""
+    path = Path(readme)
+    block = _BLOCK.search(path.read_text())
+    if block is None:
+        return "no headline block"
+    want = render_headline([path.parent / n for n in block["runs"].split()])
+    return None if block["body"] == want else want
