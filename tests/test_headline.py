@@ -91,9 +91,11 @@ def test_update_readme_writes_between_the_markers_only(tmp_path: Path) -> None:
     readme = _readme_with_runs(tmp_path, "reference_h200")
     assert hl.update_readme(readme, [tmp_path / "results" / "reference_h200"])
     text = readme.read_text()
-    assert text.startswith("# x\n\nbefore\n\n") and text.endswith("\n\nafter\n")
+    assert text.startswith("# x\n\nbefore\n\n")
+    assert text.endswith("\n\nafter\n")
     assert f"{hl.START} results/reference_h200 -->" in text
-    assert "| cuda" in text and "stale" not in text
+    assert "| cuda" in text
+    assert "stale" not in text
     assert hl.stale(readme) is None
     assert not hl.update_readme(readme)  # from the marker's runs: unchanged
 
