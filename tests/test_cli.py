@@ -98,3 +98,26 @@ def test_bad_options_exit_2_naming_the_option(
     assert err.count("\n") == 1, err  # one line, no traceback
     assert message in err
     assert not out.exists()  # refused before it started
+
+
+def test_demo_writes_a_fresh_folder_by_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run inside a clone, the demo must not overwrite the committed results/figures."""
+    from ukr_bench.cli import demo
+
+    monkeypatch.chdir(tmp_path)
+    first = demo._fresh_dir()
+    assert first.name.startswith("ukr-bench-demo-")
+    assert not first.exists()
+    assert "results" not in first.parts
+    first.mkdir()
+    assert demo._fresh_dir() != first  # taken: another name
+
+
+def test_agreement_help_gives_every_option_its_default(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["agreement", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for said in ("(default: saddle)", "(default: 0)", "(default: 0.5)", "every installed one"):
+        assert said in out

@@ -25,15 +25,23 @@ def add_parser(sub: Subparsers) -> None:
         description="On the benchmark's problem (ukr_bench.data.problem_inputs): the data set's "
         "first N points and latent points Z ~ N(0, I), seeded.",
     )
-    p.add_argument("--n", type=int, default=1000, help="number of samples N (default 1000)")
-    p.add_argument("--data", choices=sorted(DATASETS), default="saddle")
-    p.add_argument("--noise", type=float, default=0.0)
-    p.add_argument("--latent-dim", type=int, default=2, help="L (default 2)")
-    p.add_argument("--sigma", type=float, default=0.5)
-    p.add_argument("--lam", type=float, default=0.0)
+    p.add_argument("--n", type=int, default=1000, help="number of samples N (default: 1000)")
+    p.add_argument(
+        "--data", choices=sorted(DATASETS), default="saddle", help="data set (default: saddle)"
+    )
+    p.add_argument(
+        "--noise", type=float, default=0.0, help="noise std added to the data (default: 0)"
+    )
+    p.add_argument("--latent-dim", type=int, default=2, help="L (default: 2)")
+    p.add_argument("--sigma", type=float, default=0.5, help="kernel bandwidth (default: 0.5)")
+    p.add_argument(
+        "--lam", type=float, default=0.0, help="weight of the prior lam ||z||^2 (default: 0)"
+    )
     p.add_argument("--no-loo", action="store_true", help="turn leave-one-out off")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--backends", nargs="+", choices=sorted(REGISTRY))
+    p.add_argument("--seed", type=int, default=0, help="seed of the data and of Z (default: 0)")
+    p.add_argument(
+        "--backends", nargs="+", choices=sorted(REGISTRY), help="default: every installed one"
+    )
     p.set_defaults(func=run)
 
 

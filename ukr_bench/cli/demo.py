@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+from datetime import datetime, timezone
+from pathlib import Path
 
 from backends import REGISTRY
 from ukr_bench.cli.options import Subparsers, check_n, given
@@ -18,7 +20,11 @@ _DEMO_ONLY = {"--n": "n", "--no-digits": "no_digits"}
 def add_parser(sub: Subparsers) -> None:
     p = sub.add_parser("demo", help="fit UKR on the noisy saddle and the digits, draw figures")
     p.add_argument("--n", type=int, help=f"saddle samples N (default {DEMO_N})")
-    p.add_argument("--out", default="results/figures", help="figure folder")
+    p.add_argument(
+        "--out",
+        help="figure folder (default: a new ukr-bench-demo-<UTC time> in the current directory, "
+        "so that a run inside a clone never overwrites the committed figures)",
+    )
     p.add_argument("--backends", nargs="+", choices=sorted(REGISTRY))
     p.add_argument("--no-digits", action="store_true", help="skip the digits figure")
     p.add_argument(
@@ -48,18 +54,30 @@ def run(args: argparse.Namespace) -> int:
         mode = "--tutorial only" if not args.tutorial else "the saddle demo, not --tutorial"
         msg = f"{', '.join(chosen)} {'applies' if len(chosen) == 1 else 'apply'} to {mode}"
         raise ValueError(msg)
+    out = Path(args.out) if args.out else _fresh_dir()
+    print(f"figures: {out}")
     if args.tutorial:
         from ukr_bench.tutorial import EPOCHS, ETA_TUTORIAL, run_tutorial
 
         epochs = EPOCHS if args.epochs is None else check_int("--epochs", args.epochs, 0)
         eta = ETA_TUTORIAL if args.eta is None else check_positive_float("--eta", args.eta)
         run_tutorial(
-            args.out, backends=args.backends, epochs=epochs, eta_tutorial=eta, gif=not args.no_gif
+            out, backends=args.backends, epochs=epochs, eta_tutorial=eta, gif=not args.no_gif
         )
         return 0
     from ukr_bench.demo import MIN_SAMPLES, run_demo
 
     n = DEMO_N if args.n is None else args.n
     check_n(n, MIN_SAMPLES, "the fits of L = 2 latent dimensions with leave-one-out need 3")
-    run_demo(args.out, backends=args.backends, n_samples=n, digits=not args.no_digits)
+    run_demo(out, backends=args.backends, n_samples=n, digits=not args.no_digits)
     return 0
+
+
+def _fresh_dir() -> Path:
+    """``ukr-bench-demo-<UTC time>``: a folder no earlier demo wrote."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    path, k = Path(f"ukr-bench-demo-{stamp}"), 1
+    while path.exists():
+        k += 1
+        path = Path(f"ukr-bench-demo-{stamp}-{k}")
+    return path
