@@ -23,7 +23,7 @@ from error_model import tolerance
 import ukr_bench
 from ukr_bench.bench import SweepConfig, resume_sweep, run_sweep, run_worker
 from ukr_bench.bench.machine import gpus, provenance
-from ukr_bench.bench.worker import measure_case
+from ukr_bench.bench.timing import measure_case
 from ukr_bench.cli import main as cli_main
 from ukr_bench.schema import (
     INFLIGHT_FILE,
@@ -86,7 +86,8 @@ def faulty_worker(fault: str):
     def command(run_dir: Path, backend: str) -> list[str]:
         script = (
             f"import os, signal, sys, time; sys.path[:0] = {sys.path!r}\n"
-            "from ukr_bench.bench.worker import measure_case, run_worker, watch_parent\n"
+            "from ukr_bench.bench.timing import measure_case\n"
+            "from ukr_bench.bench.worker import run_worker, watch_parent\n"
             "def fake(key, cfg, ref):\n"
             f"    if key.n == 16: {fault}\n"
             "    return measure_case(key, cfg, ref)\n"
@@ -418,8 +419,9 @@ def test_recompilation_while_timing_is_an_error(
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"ns": [-5]}, r"ns: every N must be an integer >= 2"),
-        ({"ns": [1]}, r"ns: every N must be an integer >= 2 \(loo=True\)"),
+        ({"ns": [-5]}, r"ns: every N must be an integer >= 2, got -5"),
+        ({"ns": [1]}, r"ns: every N must be an integer >= 2, got 1"),
+        ({"ns": [0], "loo": False}, r"ns: every N must be an integer >= 1, got 0"),
         ({"ns": []}, r"ns must be a non-empty list"),
         ({"ns": [8, 8]}, r"ns has duplicates"),
         ({"backends": ["tensorflow"]}, r"backends: unknown backend 'tensorflow'"),
@@ -429,7 +431,6 @@ def test_recompilation_while_timing_is_an_error(
         ({"data": "moons"}, r"data must be one of"),
         ({"sigma": 0.0}, r"sigma must be > 0"),
         ({"min_rounds": 0}, r"min_rounds must be an integer >= 1, got 0"),
-        ({"threads": True}, r"threads must be an integer >= 1, got True"),
         ({"min_rounds": 10, "max_rounds": 5}, r"max_rounds \(5\) must be >= min_rounds \(10\)"),
         ({"threads": 10_000}, r"threads must be <= the"),
         ({"timeout": -1.0}, r"timeout must be > 0"),
@@ -443,6 +444,24 @@ def test_recompilation_while_timing_is_an_error(
 )
 def test_bad_options_are_rejected(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
+        SweepConfig(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        # Wrong types are TypeErrors (ukr_bench.validation's policy); they were ValueErrors.
+        ({"threads": True}, r"threads must be an integer >= 1, got True of type bool"),
+        ({"ns": [2.5]}, r"ns: every N must be an integer >= 2, got 2.5 of type float"),
+        ({"ns": (8, 16)}, r"ns must be a non-empty list, got \(8, 16\)"),
+        ({"fit_optimizers": "gd"}, r"fit_optimizers must be a list, got 'gd'"),
+        ({"interleave": "yes"}, r"interleave must be True or False, got 'yes'"),
+        ({"loo": 1}, r"loo must be True or False, got 1"),
+        ({"noise": "0"}, r"noise must be a real number"),
+    ],
+)
+def test_options_of_the_wrong_type_are_type_errors(kwargs: dict, match: str) -> None:
+    with pytest.raises(TypeError, match=match):
         SweepConfig(**kwargs)
 
 
@@ -682,7 +701,7 @@ def test_rounds_and_the_default_of_old_runs() -> None:
     old = cfg.to_dict()
     del old["interleave"]
     assert SweepConfig.from_dict(old).interleave is False
-    with pytest.raises(ValueError, match="interleave must be True or False, got 'yes'"):
+    with pytest.raises(TypeError, match="interleave must be True or False, got 'yes'"):
         SweepConfig(interleave="yes")  # type: ignore[arg-type]
 
 

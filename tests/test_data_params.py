@@ -155,11 +155,20 @@ def test_digits_are_scikit_learns_scaled_to_unit_interval() -> None:
     [
         ({"name": "moons"}, ValueError, r"^name must be one of .*got 'moons'"),
         ({"name": None}, ValueError, r"^name must be one of"),
-        ({"n_samples": 0}, ValueError, r"^n_samples must be a positive integer, got 0"),
-        ({"n_samples": -3}, ValueError, r"^n_samples must be a positive integer, got -3"),
-        ({"n_samples": 2.0}, ValueError, r"^n_samples must be a positive integer, got 2.0"),
-        ({"n_samples": True}, ValueError, r"^n_samples must be a positive integer, got True"),
-        ({"n_samples": "5"}, ValueError, r"^n_samples must be a positive integer"),
+        ({"n_samples": 0}, ValueError, r"^n_samples must be an integer >= 1, got 0$"),
+        ({"n_samples": -3}, ValueError, r"^n_samples must be an integer >= 1, got -3$"),
+        # not integers: TypeError under ukr_bench.validation's policy (ValueError before)
+        (
+            {"n_samples": 2.0},
+            TypeError,
+            r"^n_samples must be an integer >= 1, got 2.0 of type float",
+        ),
+        (
+            {"n_samples": True},
+            TypeError,
+            r"^n_samples must be an integer >= 1, got True of type bool",
+        ),
+        ({"n_samples": "5"}, TypeError, r"^n_samples must be an integer >= 1, got '5' of type str"),
         ({"noise": -0.1}, ValueError, r"^noise must be >= 0, got -0.1"),
         ({"noise": float("nan")}, ValueError, r"^noise must be finite"),
         ({"noise": "0.1"}, TypeError, r"^noise must be a real number"),

@@ -242,17 +242,41 @@ def test_describe_cpu_names_vendor_family_and_simd() -> None:
 
 
 def test_the_metadata_records_this_machines_cpu() -> None:
-    from ukr_bench.bench.machine import machine_metadata, proc_cpu_flags
+    from ukr_bench.bench.machine import machine_metadata
+    from ukr_bench.system import cpu_flags
 
     m = machine_metadata()
     assert set(m) >= {"cpu_model", "cpu_vendor", "cpu_family", "cpu_simd"}
     assert "flags" not in m["machine"]["cpu"]  # hundreds of them: only the SIMD ones are kept
-    flags = proc_cpu_flags()
+    flags = cpu_flags()
     if flags is not None:  # Linux: what the kernel says this CPU has, in SIMD_FLAGS' order
         assert m["cpu_simd"] == [f for f in SIMD_FLAGS if f in flags]
     if m["machine"]["cpu"].get("vendor_id_raw") in ("GenuineIntel", "AuthenticAMD"):
         assert m["cpu_vendor"] in ("Intel", "AMD")
         assert f"(family {m['machine']['cpu']['family']}, model " in m["cpu_family"]
+
+
+def test_the_machine_record_keeps_the_fields_of_the_committed_runs() -> None:
+    # The platform and CPU were pytest-benchmark's plugin hook's record; they are collected
+    # from platform and py-cpuinfo now, with the same fields in the same order.
+    from ukr_bench.bench.machine import machine_metadata
+
+    root = Path(__file__).resolve().parent.parent / "results"
+    committed = read_meta(next(iter(sorted(root.glob("*/meta.json")))).parent).machine
+    m = machine_metadata()
+    assert list(m["machine"]) == list(committed["machine"])
+    assert set(m) == set(committed) | {"cpu_vendor", "cpu_family", "cpu_simd"}
+    assert set(m["machine"]["cpu"]) >= {"brand_raw", "vendor_id_raw", "family", "model", "count"}
+    hook = pytest.importorskip("pytest_benchmark.plugin").pytest_benchmark_generate_machine_info
+    expected = hook()
+    expected_cpu = expected.pop("cpu")
+    expected_cpu.pop("flags", None)
+    cpu = m["machine"]["cpu"]
+    assert {k: v for k, v in m["machine"].items() if k != "cpu"} == expected
+    assert set(cpu) == set(expected_cpu)  # its clock frequencies may differ from call to call
+    assert {k: cpu[k] for k in ("brand_raw", "family", "model")} == {
+        k: expected_cpu[k] for k in ("brand_raw", "family", "model")
+    }
 
 
 def intel_meta() -> dict[str, object]:

@@ -7,13 +7,12 @@ for ``digits``, the class labels (n_samples,).
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable
 
 import numpy as np
 from numpy.typing import NDArray
 
-from ukr_bench.problem import check_nonnegative_float
+from ukr_bench.validation import check_choice, check_int, check_nonnegative_float
 
 RandomState = int | np.random.Generator | None
 Generator = Callable[[int, np.random.Generator], tuple[NDArray[np.float64], NDArray[np.float64]]]
@@ -91,6 +90,7 @@ def make_dataset(
         ``digits`` is scikit-learn's bundled 8x8 handwritten digits (needs scikit-learn),
         scaled to [0, 1], at most 1797 samples.
     n_samples : int >= 1
+        An integer (TypeError otherwise, ValueError below 1).
     noise : float >= 0
         Standard deviation of Gaussian noise added to every coordinate of ``X``.
     random_state : int, numpy Generator or None
@@ -102,19 +102,15 @@ def make_dataset(
     t : ndarray, float64
         True latent coordinates (n_samples, k), or class labels (n_samples,) for ``digits``.
     """
-    if name not in DATASETS:
-        msg = f"name must be one of {sorted(DATASETS)}, got {name!r}"
-        raise ValueError(msg)
-    if isinstance(n_samples, bool) or not isinstance(n_samples, numbers.Integral) or n_samples < 1:
-        msg = f"n_samples must be a positive integer, got {n_samples!r}"
-        raise ValueError(msg)
+    name = check_choice("name", name, sorted(DATASETS))
+    n_samples = check_int("n_samples", n_samples, 1)
     noise = check_nonnegative_float("noise", noise)
     try:
         rng = np.random.default_rng(random_state)
     except (TypeError, ValueError) as exc:  # NumPy's message does not say which argument
         msg = f"random_state must be an int >= 0, a numpy Generator or None, got {random_state!r}"
         raise type(exc)(msg) from exc
-    X, t = DATASETS[name](int(n_samples), rng)
+    X, t = DATASETS[name](n_samples, rng)
     if noise:
         X = X + rng.normal(scale=noise, size=X.shape)
     return X, t

@@ -1,4 +1,4 @@
-r"""The UKR objective, defined once, and the validation every entry point shares.
+r"""The UKR objective, defined once, and the checks of what it is defined for.
 
 Unsupervised Kernel Regression (Meinicke, Klanke, Memisevic & Ritter, 2005) learns latent
 points ``Z`` (N x L) for data ``X`` (N x D) by minimising the reconstruction error of the
@@ -45,19 +45,67 @@ The formula lives here in words; each module in :mod:`backends` writes it in cod
 from __future__ import annotations
 
 import math
-import numbers
-import os
-import re
 from dataclasses import dataclass
-from typing import Literal, cast
+from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-DType = Literal["float32", "float64"]
-DTYPES: tuple[DType, ...] = ("float32", "float64")
+from ukr_bench.devices import parse_devices
+from ukr_bench.system import host_available_memory
+from ukr_bench.validation import (
+    DTYPES,
+    DType,
+    check_array,
+    check_bool,
+    check_choice,
+    check_dtype,
+    check_int,
+    check_nonnegative_float,
+    check_positive_float,
+    is_int,
+)
 
-_DEVICE_RE = re.compile(r"^(cpu|cuda)(?::(\d+))?$")
+__all__ = [
+    "AUTO_DENSE_MAX_PAIRS",
+    "BLOCK_BUFFERS",
+    "BLOCK_MEMORY_FRACTION",
+    "BLOCK_MIN_ROWS",
+    "BLOCK_TARGET_BYTES",
+    "DENSE_BUFFERS",
+    "DENSE_MEMORY_FRACTION",
+    "LATENT_RESOLUTION",
+    "LAYOUTS",
+    "MAGNITUDE_HEADROOM",
+    "PARAM_HEADROOM_BITS",
+    "Layout",
+    "Params",
+    "check_block_size",
+    "check_inputs",
+    "check_lam",
+    "check_layout",
+    "check_magnitudes",
+    "check_sigma",
+    "lam_range",
+    "param_exponent",
+    "plan_layout",
+    "relative_error",
+    "sigma_range",
+]
+# Re-exported for interface.py, estimator.py, cli/, tutorial.py, demo.py and
+# tests/test_multi_device.py until they import from ukr_bench.validation, ukr_bench.devices
+# and ukr_bench.system, where these live now.
+__all__ += [
+    "DTYPES",
+    "DType",
+    "check_array",
+    "check_dtype",
+    "check_int",
+    "check_nonnegative_float",
+    "check_positive_float",
+    "host_available_memory",
+    "parse_devices",
+]
 
 
 @dataclass(frozen=True)
@@ -76,10 +124,7 @@ class Params:
     def __post_init__(self) -> None:
         object.__setattr__(self, "sigma", check_sigma(self.sigma))
         object.__setattr__(self, "lam", check_lam(self.lam))
-        if not isinstance(self.loo, (bool, np.bool_)):
-            msg = f"loo must be True or False, got {self.loo!r}"
-            raise TypeError(msg)
-        object.__setattr__(self, "loo", bool(self.loo))
+        object.__setattr__(self, "loo", check_bool("loo", self.loo))
 
     @property
     def min_samples(self) -> int:
@@ -91,35 +136,6 @@ class Params:
         check_sigma(self.sigma, dtype)
         check_lam(self.lam, dtype)
         return self
-
-
-def _check_real(name: str, value: object) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        msg = f"{name} must be a real number, got {value!r} of type {type(value).__name__}"
-        raise TypeError(msg)
-    value = float(value)
-    if not math.isfinite(value):
-        msg = f"{name} must be finite, got {value!r}"
-        raise ValueError(msg)
-    return value
-
-
-def check_positive_float(name: str, value: object) -> float:
-    """Return ``value`` as a float, or raise naming ``name`` unless it is finite and > 0."""
-    value = _check_real(name, value)
-    if value <= 0:
-        msg = f"{name} must be > 0, got {value!r}"
-        raise ValueError(msg)
-    return value
-
-
-def check_nonnegative_float(name: str, value: object) -> float:
-    """Return ``value`` as a float, or raise naming ``name`` unless it is finite and >= 0."""
-    value = _check_real(name, value)
-    if value < 0:
-        msg = f"{name} must be >= 0, got {value!r}"
-        raise ValueError(msg)
-    return value
 
 
 # -- the representable range of sigma and lam, per dtype ------------------------------------
@@ -216,106 +232,6 @@ def check_lam(value: object, dtype: DType = "float64", name: str = "lam") -> flo
         )
         raise ValueError(msg)
     return lam
-
-
-def check_int(name: str, value: object, minimum: int) -> int:
-    """Return ``value`` as an int, or raise naming ``name`` unless it is an integer >= ``minimum``.
-
-    Booleans are rejected (``True`` is an ``int`` to Python, never a count to a user).
-    """
-    as_int = (
-        int(value)
-        if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
-        else None
-    )
-    if as_int is None or as_int < minimum:
-        msg = f"{name} must be an integer >= {minimum}, got {value!r}"
-        raise ValueError(msg)
-    return as_int
-
-
-def check_dtype(dtype: object) -> DType:
-    """Normalise ``dtype`` ("float32"/"float64", or the numpy type) to its name."""
-    try:
-        name = np.dtype(dtype).name  # type: ignore[call-overload]
-    except (TypeError, ValueError):
-        name = None
-    if dtype is None or name not in DTYPES:
-        msg = f"dtype must be one of {list(DTYPES)}, got {dtype!r}"
-        raise ValueError(msg)
-    return cast(DType, name)
-
-
-def parse_device(device: object) -> tuple[str, int]:
-    """Split ``"cpu"``, ``"cuda"`` or ``"cuda:1"`` into (kind, index)."""
-    match = _DEVICE_RE.match(device) if isinstance(device, str) else None
-    if match is None:
-        msg = f"device must be 'cpu', 'cuda' or 'cuda:<index>', got {device!r}"
-        raise ValueError(msg)
-    return match.group(1), int(match.group(2) or 0)
-
-
-_DEVICES_RE = re.compile(r"^(cpu|cuda)(?::(\d+)(?:-(\d+))?)?$")
-
-
-def parse_devices(device: object) -> tuple[str, tuple[int, ...]]:
-    """Split a device or a set of devices into (kind, indices).
-
-    Accepts what :func:`parse_device` accepts (one device), a range ``"cuda:0-3"`` /
-    ``"cpu:0-3"`` (both ends included) and a list or tuple of single devices of one kind
-    (``["cuda:0", "cuda:2"]``). Indices are distinct and in the order given. Several ``cpu``
-    devices are JAX's forced host devices or torch.distributed ranks on the host.
-    """
-    several = "several: a range 'cuda:<i>-<j>' / 'cpu:<i>-<j>' or a list of devices of one kind"
-    if isinstance(device, str):
-        match = _DEVICES_RE.match(device)
-        if match is None:
-            msg = f"device must be 'cpu', 'cuda' or 'cuda:<index>', got {device!r} (or, for {several})"
-            raise ValueError(msg)
-        first = int(match.group(2) or 0)
-        last = int(match.group(3)) if match.group(3) is not None else first
-        if last < first:
-            raise ValueError(
-                f"device range {device!r} is empty: write '<first>-<last>', first <= last"
-            )
-        return match.group(1), tuple(range(first, last + 1))
-    if isinstance(device, (list, tuple)) and device:
-        parsed = [parse_device(d) for d in device]
-        kinds = {kind for kind, _ in parsed}
-        if len(kinds) > 1:
-            raise ValueError(f"device list {device!r} mixes kinds {sorted(kinds)}: use one kind")
-        indices = tuple(index for _, index in parsed)
-        if len(set(indices)) != len(indices):
-            raise ValueError(f"device list {device!r} names a device twice")
-        return parsed[0][0], indices
-    msg = f"device must be 'cpu', 'cuda' or 'cuda:<index>', got {device!r} (or, for {several})"
-    raise ValueError(msg)
-
-
-def check_array(name: str, a: ArrayLike, dtype: DType, *, ndim: int = 2) -> NDArray[np.floating]:
-    """Return ``a`` as a C-contiguous ``dtype`` array, or raise naming ``name``.
-
-    Only real floating-point input is accepted: an integer or boolean array would be a silent
-    cast, and a 1-D array a silent broadcast. Finiteness is checked *after* the conversion, so a
-    float64 value that overflows float32 is reported rather than turned into ``inf``.
-    """
-    arr = np.asarray(a)
-    if arr.dtype.kind != "f":
-        msg = f"{name} must be a real floating-point array, got dtype {arr.dtype}"
-        raise TypeError(msg)
-    if arr.ndim != ndim:
-        msg = f"{name} must be {ndim}-D, got shape {arr.shape}"
-        raise ValueError(msg)
-    if 0 in arr.shape:
-        msg = f"{name} must not be empty, got shape {arr.shape}"
-        raise ValueError(msg)
-    with np.errstate(over="ignore"):
-        out = np.ascontiguousarray(arr, dtype=dtype)
-    if not np.all(np.isfinite(out)):
-        bad = int(np.size(out) - np.count_nonzero(np.isfinite(out)))
-        msg = f"{name} has {bad} non-finite value(s) (NaN or inf, in {dtype})"
-        raise ValueError(msg)
-    return out
 
 
 def check_inputs(
@@ -485,17 +401,17 @@ BLOCK_MIN_ROWS = 8
 
 def check_layout(layout: object) -> Layout:
     """Return ``layout`` or raise naming it unless it is one of :data:`LAYOUTS`."""
-    if not isinstance(layout, str) or layout not in LAYOUTS:
-        msg = f"layout must be one of {list(LAYOUTS)}, got {layout!r}"
-        raise ValueError(msg)
-    return layout
+    return check_choice("layout", layout, LAYOUTS)
 
 
 def check_block_size(block_size: object) -> int | None:
-    """Return ``block_size`` (rows per block, an int >= 1, or None for the rule) or raise."""
+    """Return ``block_size`` (rows per block, an int >= 1, or None for the rule) or raise.
+
+    TypeError unless an integer (:func:`ukr_bench.validation.is_int`) or None, ValueError below 1.
+    """
     if block_size is None:
         return None
-    if isinstance(block_size, (bool, np.bool_)) or not isinstance(block_size, numbers.Integral):
+    if not is_int(block_size):
         msg = f"block_size must be a positive integer or None, got {block_size!r}"
         raise TypeError(msg)
     if block_size < 1:
@@ -548,18 +464,3 @@ def plan_layout(
     target = BLOCK_TARGET_BYTES.get(device_kind, BLOCK_TARGET_BYTES["cpu"]) // row_bytes
     cap = BLOCK_MEMORY_FRACTION * available_bytes / max(workers, 1) // row_bytes
     return "blocked", int(min(max(min(max(target, BLOCK_MIN_ROWS), cap), 1), rows))
-
-
-def host_available_memory() -> int:
-    """Bytes of host memory available to a new allocation (Linux: ``MemAvailable``)."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:  # other POSIX systems: physical memory, an upper bound
-        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-    except (AttributeError, ValueError, OSError):
-        return 8 * 2**30

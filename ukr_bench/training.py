@@ -12,7 +12,6 @@ observations use ``f`` and ``E_q`` of the same module.
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,14 +20,13 @@ from numpy.typing import ArrayLike, NDArray
 
 from ukr_bench.interface import Backend, get_backend
 from ukr_bench.optim import OPTIMIZERS, GradientDescent, IRprop
-from ukr_bench.problem import (
-    Params,
+from ukr_bench.problem import Params, check_lam, check_magnitudes, check_sigma
+from ukr_bench.validation import (
     check_array,
+    check_choice,
     check_dtype,
-    check_lam,
-    check_magnitudes,
+    check_int,
     check_positive_float,
-    check_sigma,
 )
 
 INITS = ("pca", "random")
@@ -42,23 +40,6 @@ _PCA_SCALES = 2.0 ** np.arange(-3, 6)  # x sigma, candidate spreads of the PCA i
 # Iterations and initial step (x sigma) of iRprop- in :func:`project`.
 PROJECTION_ITER = 50
 PROJECTION_STEP = 0.05
-
-
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        msg = f"{name} must be an integer, got {value!r} of type {type(value).__name__}"
-        raise TypeError(msg)
-    if value < minimum:
-        msg = f"{name} must be >= {minimum}, got {value!r}"
-        raise ValueError(msg)
-    return int(value)
-
-
-def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
-    if not isinstance(value, str) or value not in choices:
-        msg = f"{name} must be one of {list(choices)}, got {value!r}"
-        raise ValueError(msg)
-    return value
 
 
 @dataclass(frozen=True)
@@ -105,15 +86,15 @@ def fit(
     """
     dtype = check_dtype(dtype)
     params = Params(sigma=check_sigma(sigma, dtype), lam=check_lam(lam, dtype), loo=loo)
-    L = _check_int("n_components", n_components, 1)
-    optimizer = _check_choice("optimizer", optimizer, OPTIMIZERS)
-    max_iter = _check_int("max_iter", max_iter, 0)
-    snapshot_every = _check_int("snapshot_every", snapshot_every, 0)
+    L = check_int("n_components", n_components, 1)
+    optimizer = check_choice("optimizer", optimizer, OPTIMIZERS)
+    max_iter = check_int("max_iter", max_iter, 0)
+    snapshot_every = check_int("snapshot_every", snapshot_every, 0)
     if learning_rate is not None:
         check_positive_float("learning_rate", learning_rate)
     if not isinstance(init, np.ndarray):
-        _check_choice("init", init, INITS)
-    _check_choice("constraint", constraint, CONSTRAINTS)
+        check_choice("init", init, INITS)
+    check_choice("constraint", constraint, CONSTRAINTS)
     X = check_array("X", X, dtype)
     N = X.shape[0]
     needed = max(params.min_samples, L + 1)

@@ -4,19 +4,26 @@ Split along its seams, one job per module:
 
 * :mod:`~ukr_bench.bench.config`: what a sweep measures (:class:`SweepConfig`, presets, plan);
 * :mod:`~ukr_bench.bench.machine`: the machine and the code's provenance;
-* :mod:`~ukr_bench.bench.worker`: the timing protocol and the per-backend worker process;
+* :mod:`~ukr_bench.bench.timing`: the timing protocol, how one configuration is measured;
+* :mod:`~ukr_bench.bench.estimates`: memory estimates and the per-pair lower bound on time;
+* :mod:`~ukr_bench.bench.policy`: which configurations are skipped, how failures are recorded;
+* :mod:`~ukr_bench.bench.worker`: the per-backend worker process, its loop and its watchdog;
 * :mod:`~ukr_bench.bench.sweep`: the parent that runs, supervises and resumes workers;
 * :mod:`ukr_bench.schema`: what is written (rows, metadata, files).
+
+The operating system's side (``/proc``, CPU affinity, peak memory) is :mod:`ukr_bench.system`.
 
 Why not pytest-benchmark's fixture: it writes its JSON only when the pytest session ends (a
 killed sweep would lose everything) and has no notion of per-process backends, resuming or
 skipping. The harness uses its pieces instead: :class:`pytest_benchmark.stats.Stats` for the
-statistics (same field names as its JSON) and its machine-info collector.
+statistics (same field names as its JSON); the machine information it recorded is now
+collected from :mod:`platform` and py-cpuinfo directly, with the same fields.
 """
 
 from ukr_bench.bench.config import PRESETS, SweepConfig, preset
 from ukr_bench.bench.sweep import RunLockedError, resume_sweep, run_sweep
-from ukr_bench.bench.worker import measure_case, run_worker
+from ukr_bench.bench.timing import measure_case
+from ukr_bench.bench.worker import run_worker
 
 __all__ = [
     "PRESETS",

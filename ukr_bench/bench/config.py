@@ -9,34 +9,29 @@ option: the command line's ``ukr-bench bench`` options and their help are genera
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from backends import GRADIENT_KINDS, REGISTRY
 from ukr_bench.data import DATASETS
+from ukr_bench.devices import parse_device
 from ukr_bench.interface import available_backends
 from ukr_bench.optim import OPTIMIZERS
-from ukr_bench.problem import (
+from ukr_bench.problem import Params
+from ukr_bench.schema import ConfigKey
+from ukr_bench.system import usable_cpus
+from ukr_bench.validation import (
     DTYPES,
-    Params,
+    check_bool,
+    check_choice,
     check_dtype,
     check_int,
     check_nonnegative_float,
     check_positive_float,
-    parse_device,
 )
-from ukr_bench.schema import ConfigKey
 
 DEFAULT_NS = (125, 250, 500, 1000, 2000, 4000, 8000)
-
-
-def usable_cpus() -> list[int]:
-    """The CPUs this process may run on."""
-    if hasattr(os, "sched_getaffinity"):
-        return sorted(os.sched_getaffinity(0))
-    return list(range(os.cpu_count() or 1))
 
 
 def _help(text: str, **extra: Any) -> dict[str, Any]:
@@ -147,7 +142,11 @@ class SweepConfig:
         return dataclasses.asdict(self)
 
     def validate(self) -> None:
-        """Raise a ValueError naming the option for anything a sweep could not run."""
+        """Raise naming the option for anything a sweep could not run.
+
+        The policy of :mod:`ukr_bench.validation`: a TypeError for a value of the wrong type
+        (``ns=[2.5]``, ``interleave="yes"``, a tuple for a list), a ValueError otherwise.
+        """
         _check_nonempty_unique("backends", self.backends)
         for b in self.backends:
             if b not in REGISTRY:
@@ -174,13 +173,9 @@ class SweepConfig:
         self.device_counts = sorted(self.device_counts)
         _check_nonempty_unique("ns", self.ns)
         for n in self.ns:
-            if not _is_int(n) or n < (2 if self.loo else 1):
-                msg = f"ns: every N must be an integer >= {2 if self.loo else 1} (loo={self.loo}), got {n!r}"
-                raise ValueError(msg)
+            check_int("ns: every N", n, 2 if check_bool("loo", self.loo) else 1)
         self.ns = sorted(self.ns)
-        if self.data not in DATASETS:
-            msg = f"data must be one of {sorted(DATASETS)}, got {self.data!r}"
-            raise ValueError(msg)
+        check_choice("data", self.data, sorted(DATASETS))
         Params(sigma=self.sigma, lam=self.lam, loo=self.loo)
         check_nonnegative_float("noise", self.noise)
         _check_nonempty_unique("fit_optimizers", self.fit_optimizers, allow_empty=True)
@@ -188,9 +183,7 @@ class SweepConfig:
             if opt not in OPTIMIZERS:
                 msg = f"fit_optimizers: unknown optimizer {opt!r}; known: {list(OPTIMIZERS)}"
                 raise ValueError(msg)
-        if not isinstance(self.interleave, bool):
-            msg = f"interleave must be True or False, got {self.interleave!r}"
-            raise ValueError(msg)  # noqa: TRY004 - every bad option is a ValueError (validate)
+        check_bool("interleave", self.interleave)
         for name in ("latent_dim", "min_rounds", "max_rounds", "threads", "fit_rounds"):
             check_int(name, getattr(self, name), 1)
         if self.max_rounds < self.min_rounds:
@@ -306,20 +299,18 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def preset(name: str | None, **overrides: Any) -> SweepConfig:
     """A configuration from a preset (or the defaults) with ``overrides`` on top."""
-    if name is not None and name not in PRESETS:
-        msg = f"preset must be one of {sorted(PRESETS)}, got {name!r}"
-        raise ValueError(msg)
+    if name is not None:
+        check_choice("preset", name, sorted(PRESETS))
     return SweepConfig(**((PRESETS[name] if name else {}) | overrides))
 
 
 def _check_nonempty_unique(name: str, values: Sequence[Any], *, allow_empty: bool = False) -> None:
-    if not isinstance(values, list) or (not values and not allow_empty):
+    if not isinstance(values, list):
+        msg = f"{name} must be a{'' if allow_empty else ' non-empty'} list, got {values!r}"
+        raise TypeError(msg)
+    if not values and not allow_empty:
         msg = f"{name} must be a non-empty list, got {values!r}"
         raise ValueError(msg)
     if len(set(values)) != len(values):
         msg = f"{name} has duplicates: {values!r}"
         raise ValueError(msg)
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)

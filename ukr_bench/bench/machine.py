@@ -6,17 +6,18 @@ an absolute path of this machine, so committed results do not leak one.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import platform
 import re
 import subprocess
+import sys
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import ukr_bench
-from ukr_bench.bench.config import usable_cpus
 from ukr_bench.schema import describe_cpu
+from ukr_bench.system import cpu_flags, meminfo, usable_cpus
 
 #: Environment variables that change what a framework does; recorded with every run.
 RECORDED_ENV = (
@@ -50,15 +51,6 @@ RECORDED_PACKAGES = (
 )
 
 
-def meminfo(field: str) -> int | None:
-    """A /proc/meminfo field in bytes, or None off Linux."""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    return None
-
-
 def gpus() -> list[dict[str, str]]:
     """NVIDIA GPUs as nvidia-smi reports them (name, driver, memory); [] where there is none."""
     query = "name,driver_version,memory.total"
@@ -80,8 +72,6 @@ def gpus() -> list[dict[str, str]]:
 
 
 def versions() -> dict[str, str | None]:
-    from importlib.metadata import PackageNotFoundError, version
-
     out: dict[str, str | None] = {"python": platform.python_version()}
     for pkg in RECORDED_PACKAGES:
         try:
@@ -91,15 +81,47 @@ def versions() -> dict[str, str | None]:
     return out
 
 
-def proc_cpu_flags() -> list[str] | None:
-    """The first CPU's feature flags in /proc/cpuinfo (``flags``; ``Features`` on ARM), or None
-    where there is no such file (off Linux)."""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            name, _, value = line.partition(":")
-            if name.strip() in ("flags", "Features"):
-                return value.split()
-    return None
+def cpu_info() -> dict[str, Any]:
+    """py-cpuinfo's record of the CPU (``cpuinfo.get_cpu_info()``), or {} without py-cpuinfo.
+
+    Its ``brand_raw``, ``vendor_id_raw``, ``family`` and ``model`` name the CPU
+    (:func:`ukr_bench.schema.describe_cpu`); its ``flags``, hundreds, are not kept.
+    """
+    try:
+        import cpuinfo  # type: ignore[import-untyped]
+    except ImportError:
+        return {}
+    return dict(cpuinfo.get_cpu_info() or {})
+
+
+def _implementation_version() -> str:
+    """The Python implementation's own version: PyPy's, not the language's it implements."""
+    pypy = getattr(sys, "pypy_version_info", None)
+    if pypy is None:
+        return platform.python_version()
+    text = "{}.{}.{}".format(*pypy[:3])
+    return text if pypy.releaselevel == "final" else f"{text}-{pypy.releaselevel}{pypy.serial}"
+
+
+def platform_info() -> dict[str, Any]:
+    """The platform and the CPU, under the ``machine`` key of every run's metadata.
+
+    The fields and their order are those pytest-benchmark's ``machine_info`` recorded, which
+    runs up to issue 22 took from its plugin hook; now from :mod:`platform` and py-cpuinfo.
+    """
+    return {
+        "node": platform.node(),
+        "processor": platform.processor(),
+        "machine": platform.machine(),
+        "python_compiler": platform.python_compiler(),
+        "python_implementation": platform.python_implementation(),
+        "python_implementation_version": _implementation_version(),
+        "python_version": platform.python_version(),
+        "python_build": platform.python_build(),
+        "release": platform.release(),
+        "system": platform.system(),
+        "cpu": cpu_info(),
+    }
 
 
 def machine_metadata() -> dict[str, Any]:
@@ -109,12 +131,10 @@ def machine_metadata() -> dict[str, Any]:
     describe_cpu`): the same code on Intel and on AMD, or with and without AVX-512, differs in
     time and in float32 rounding, so a report must tell such runs apart.
     """
-    from pytest_benchmark.plugin import pytest_benchmark_generate_machine_info
-
-    machine = pytest_benchmark_generate_machine_info()
-    cpu = machine.get("cpu", {})
+    machine = platform_info()
+    cpu = machine["cpu"]
     # Hundreds of flags nobody reads: only the SIMD ones that matter are kept, as cpu_simd.
-    flags = cpu.pop("flags", None) or proc_cpu_flags()
+    flags = cpu.pop("flags", None) or cpu_flags()
     return {
         "machine": machine,
         "cpu_model": cpu.get("brand_raw") or platform.processor(),

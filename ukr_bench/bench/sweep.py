@@ -37,7 +37,8 @@ from typing import IO
 from backends import REGISTRY
 from ukr_bench.bench.config import SweepConfig
 from ukr_bench.bench.machine import machine_metadata, provenance
-from ukr_bench.bench.worker import NS_ENV, PARENT_ENV, base_row
+from ukr_bench.bench.timing import base_row
+from ukr_bench.bench.worker import NS_ENV, PARENT_ENV
 from ukr_bench.interface import available_backends
 from ukr_bench.schema import (
     INFLIGHT_FILE,
