@@ -1,94 +1,14 @@
-r"""NumPy backend: the gradient derived by hand, the baseline the autodiff backends are checked against.
+"""NumPy backend: the gradient derived by hand, the baseline the autodiff backends are checked against.
 
-Notation as in :mod:`ukr_bench.problem`: logits :math:`A_{nm} = -\lVert z_n - z_m\rVert^2/(2\sigma^2)`,
-:math:`R = \mathrm{softmax}_\text{rows}(A)`, :math:`Y = RX`, residuals :math:`e_n = y_n - x_n`,
-:math:`E = \frac1N\sum_n(\lVert e_n\rVert^2 + \lambda\lVert z_n\rVert^2)`.
-
-Derivation, backwards through the computation:
-
-1. :math:`\partial E/\partial y_n = \tfrac2N e_n`, so
-   :math:`G_{nm} := \partial E/\partial R_{nm} = \tfrac2N\, e_n\cdot x_m`.
-2. Row-wise softmax: :math:`\partial E/\partial A_{nm} = R_{nm}(G_{nm} - \sum_k R_{nk}G_{nk})`.
-   Since :math:`\sum_k R_{nk} x_k = y_n`, this is
-   :math:`B_{nm} = \tfrac2N R_{nm}\, e_n\cdot(x_m - y_n)`.
-   With leave-one-out :math:`R_{nn} = 0`, so :math:`B_{nn} = 0` and the fixed diagonal needs no
-   special case.
-3. :math:`A_{nm}` depends on :math:`z_n` and :math:`z_m` through
-   :math:`\partial A_{nm}/\partial z_n = -(z_n - z_m)/\sigma^2 = -\partial A_{nm}/\partial z_m`.
-   Collecting both roles of :math:`z_k` with :math:`S = B + B^\top`:
-
-   .. math:: \frac{\partial E}{\partial z_k}
-             = -\frac1{\sigma^2}\sum_m S_{km}(z_k - z_m) + \frac{2\lambda}{N} z_k .
-
-   It is summed from the differences :math:`z_k - z_m`, one latent dimension at a time, as
-   autodiff does. The GEMM form :math:`z_k \sum_m S_{km} - (SZ)_k` is cheaper but cancels: both
-   terms are of the size of :math:`|z|`, their difference of the neighbours' distances, and
-   its float32 gradient error was 1.2e-6 (relative, N = 1000) against 3e-7 from the
-   differences and 2.6e-7 from autodiff (``benchmarks/gradient_forms.py``). Step 2's
-   :math:`e_n\cdot y_n` is taken as the row sum of :math:`R_{nm}\, e_n\cdot x_m` itself, as
-   autodiff's softmax backward does (not from :math:`y_n`; error model:
-   :func:`_softmax_backward`); taking :math:`e_n\cdot(x_m - y_n)` from differences instead
-   gains nothing.
-
-Projection (queries :math:`z_q` with data :math:`x_q`, training :math:`Z, X` fixed, no
-leave-one-out): :math:`A_{qm} = -\lVert z_q - z_m\rVert^2/(2\sigma^2)`, :math:`R` its row-wise
-softmax, :math:`y_q = f(z_q) = \sum_m R_{qm} x_m`, :math:`e_q = y_q - x_q`,
-:math:`E_q = \sum_q \lVert e_q\rVert^2` (a sum: no :math:`1/N`). Steps 1 and 2 as above give
-:math:`B_{qm} = 2 R_{qm}\, e_q\cdot(x_m - y_q)`; only :math:`z_q` varies (not :math:`z_m`), so
-there is no transpose term:
-
-.. math:: \frac{\partial E_q}{\partial z_q}
-          = -\frac1{\sigma^2}\Big(z_q \sum_m B_{qm} - (BZ)_q\Big) .
-
-Cost: :math:`O(N^2(L + D))` time (the products :math:`E X^\top`, :math:`RX`, :math:`SZ`) and
-:math:`O(N^2)` memory: distances are accumulated one latent dimension at a time, so no
-N x N x L or N x N x D array is ever formed.
-
-Blocked layout (``layout="blocked"``): the same formulas over row blocks :math:`I` of
-:math:`b` rows, memory :math:`O(bN)` per worker, never N x N. A block holds *complete* rows of
-:math:`A`, so its softmax is exact, and everything step 2 needs for row :math:`n`
-(:math:`R_{n\cdot}`, :math:`y_n`, :math:`e_n`) belongs to row :math:`n` alone: one pass over the
-blocks suffices (the "statistics first, then :math:`B`" pass of a blocked *autodiff* backward is
-not needed, and each pair costs one ``exp``). Per block, with :math:`K_I = \exp(A_I)`
-unnormalised and :math:`s_I = K_I\mathbf 1`:
-
-* :math:`s_I = K_I\mathbf 1` by a reduction, :math:`Y_I = K_I X / s_I`,
-  :math:`e_I = Y_I - X_I`, the value's :math:`\sum \lVert e_I\rVert^2`;
-* :math:`B'_I = R_I \odot (e_n\cdot x_m - e_n\cdot y_n)`, :math:`R_I = K_I / s_I`, i.e.
-  :math:`B_I = \tfrac2N B'_I` (how each form computes it: ``_Blocks.softmax_backward``);
-* row terms (:math:`B` in :math:`S = B + B^\top`) :math:`\sum_m B'_{nm}(z_m - z_n)`, and
-  column terms (:math:`B^\top`) :math:`\sum_{n \in I} B'_{nm}(z_n - z_m)` accumulated over
-  blocks;
-
-and :math:`\partial E/\partial Z = \tfrac{2}{N\sigma^2}(\text{row} + \text{column terms}) +
-\tfrac{2\lambda}{N} Z`. Logits come from :math:`Z / (\sqrt2\sigma)`, so that
-:math:`A = -\lVert\cdot\rVert^2` needs no scaling pass. :math:`A \le 0`, so :math:`K` is formed
-without the usual row-max shift (two passes fewer); the rare rows whose every weight underflows
-are recomputed with it (:class:`_Blocks`).
-
-Row sums :math:`s_I` come from a reduction (``sum``), not as the ones column of a product
-:math:`K_I[X, \mathbf 1]`, in every backend (but NumPy's float64 GEMM form, below). Error model: a sum of N positive terms computed in
-some order has relative error at most :math:`(d-1)\,\epsilon` for a summation tree of depth d;
-NumPy's, torch's and XLA's reductions are pairwise (:math:`d \approx \log_2 N`), while a BLAS
-GEMM fixes no order and may accumulate sequentially (:math:`d = N`), and which one it does
-depends on the CPU the BLAS dispatches for. Measured in float32 with N = 1000 on an AMD EPYC
-(AVX2): MKL's sgemm (torch) summed the ones column with median relative error 7e-7 (6
-:math:`\epsilon`), ``torch.sum`` 3e-8. :math:`s_n` divides every term of row n's gradient, so
-that error went straight into it: torch's blocked float32 gradient had 3x autodiff's error
-there, and as much as autodiff's once :math:`s` was reduced.
-
-Two forms, chosen per call (:data:`GEMM_MAX_SQNORM`): float32 sums logits and the row and column
-terms from the latent differences, one latent dimension at a time (:math:`P^l_I = B'_I \odot
-D^l_I`, :math:`D^l_{nm} = z_{nl} - z_{ml}`; row terms :math:`-P^l_I\mathbf 1`, column terms
-:math:`\mathbf 1^\top P^l_I`), for the reason of step 3. float64 takes them from matrix
-products, where the cancellation costs about 1e-14: :math:`A_I = [2Z_I, -\lVert z_I\rVert^2,
--\mathbf 1]\,[Z, \mathbf 1, \lVert z\rVert^2]^\top`, row terms :math:`B'_I Z - z_n (B'_I
-\mathbf 1)_n`, column terms :math:`B'^\top_I Z_I - z_m (\mathbf 1^\top B'_I)_m`, with :math:`Z`
-centred first. Blocks run on a thread pool, one worker per CPU in this process's affinity
-mask (NumPy releases the GIL in ``exp`` and BLAS); each worker has its own block buffers and
-column accumulator, reduced in worker order, so results do not depend on scheduling.
-Projection and ``predict`` process query blocks the same way (no column terms: the training
-latents are fixed).
+The objective of :mod:`ukr_bench.problem` and its gradient
+``dE/dz_k = -(1/sigma^2) sum_m S_km (z_k - z_m) + (2 lam / N) z_k`` with ``S = B + B^T``, in
+both layouts: dense (N x N arrays, distances accumulated one latent dimension at a time, so no
+N x N x L array is formed) and blocked (one pass over row blocks on a thread pool, one worker per
+CPU, results independent of scheduling), plus the learned map and the projection. The gradient
+is summed from latent differences, as autodiff does, because the cheaper matrix-product form
+cancels in float32; float64 blocks use that form where :data:`GEMM_MAX_SQNORM` bounds its
+rounding. The derivation and the reasons for each form: ``docs/backends.md``, "The hand-derived
+gradient".
 """
 
 from __future__ import annotations
