@@ -155,19 +155,19 @@ def header(page: Page) -> str:
     facts = run_facts(page.run)
     if facts:
         lines += [
-            "| run | date | machine | commit | command |",
-            "|---|---|---|---|---|",
-            (
-                f"| `{page.run}` | {facts['date']} | {facts['machine']} | `{facts['commit']}` "
-                f"| `{facts['command']}` |"
-            ),
+            f"- **Date**: {facts['date']}",
+            f"- **Machine**: {facts['machine']}",
+            f"- **Commit**: `{facts['commit']}`",
+            f"- **Command**: `{facts['command']}`",
             "",
         ]
     runs = compared_runs(page.title)
     if runs:
         lines += ["Runs compared:", ""]
         for run in runs:
-            target = f"[`{run}`]({run}.md)" if (RESULTS / run).is_dir() else f"`{run}`"
+            target = (
+                f"[`{run}`]({run}.md)" if (RESULTS / run / "report.md").is_file() else f"`{run}`"
+            )
             f = run_facts(run)
             lines.append(f"- {target}" + (f": {f['date']}, {f['machine']}" if f else ""))
         lines.append("")
@@ -205,11 +205,7 @@ def index_text(pages: list[Page]) -> str:
                 dated = [f for f in (run_facts(r) for r in runs) if f]
                 date = ", ".join(sorted({f["date"] for f in dated})) or "not recorded"
                 machine = "; ".join(sorted({f["machine"] for f in dated})) or "not recorded"
-                command = (
-                    f"`ukr-bench report {' '.join('results/' + r for r in runs)}`"
-                    if runs
-                    else "see the page"
-                )
+                command = "compares " + ", ".join(f"`{r}`" for r in runs) if runs else "on the page"
             else:
                 date, machine, command = facts["date"], facts["machine"], f"`{facts['command']}`"
             lines.append(f"| [{p.run}]({p.run}.md) | {date} | {machine} | {command} |")

@@ -8,7 +8,11 @@ its raw text; this rewrites, before the docstrings are parsed,
 * ``:math:`x``` to inline math ``\\(x\\)`` and a ``.. math::`` block to a display block
   (``pymdownx.arithmatex`` in ``mkdocs.yml``).
 
-Only the text handed to mkdocstrings changes; the source files are untouched.
+and, once parsed, it takes each documented parameter's default from the signature (griffe's
+NumPy parser reads the first of ``{"a", "b"}`` choices as the default, and gives every name of
+``sigma, lam, loo`` the first one's type and default).
+
+Only what mkdocstrings renders changes; the source files are untouched.
 """
 
 from __future__ import annotations
@@ -72,6 +76,40 @@ def to_markdown(text: str) -> str:
     return _ROLE.sub(_role, text)
 
 
+def _signature_parameters(obj: griffe.Object) -> griffe.Parameters | None:
+    try:
+        return obj.parameters  # type: ignore[attr-defined,no-any-return]
+    except AttributeError:  # a module or an attribute; a class without __init__
+        return None
+
+
+def fix_parameters(docstring: griffe.Docstring) -> None:
+    """Parse ``docstring`` now, with the signature's defaults and (for an item naming several
+    parameters without a type) each one's own annotation; keep the result as its parse."""
+    sections = docstring.parse()
+    params = _signature_parameters(docstring.parent) if docstring.parent is not None else None
+    if params is None:
+        return
+    for section in sections:
+        if section.kind is not griffe.DocstringSectionKind.parameters:
+            continue
+        items = section.value
+        for i, item in enumerate(items):
+            if item.name not in params:
+                continue
+            own = params[item.name]
+            item.value = own.default
+            shared = [
+                other
+                for other in items
+                if other is not item and other.description is item.description
+            ]
+            if shared and own.annotation is not None:  # "sigma, lam, loo": one item, no type
+                item.annotation = own.annotation
+            items[i] = item
+    docstring.__dict__["parsed"] = sections  # griffe's cached parse of this docstring
+
+
 class RolesToMarkdown(griffe.Extension):
     """Rewrite every docstring of a loaded package with :func:`to_markdown`."""
 
@@ -85,4 +123,5 @@ class RolesToMarkdown(griffe.Extension):
             seen.add(id(obj))
             if obj.docstring is not None:
                 obj.docstring.value = to_markdown(obj.docstring.value)
+                fix_parameters(obj.docstring)
             stack.extend(obj.members.values())
