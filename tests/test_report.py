@@ -412,7 +412,7 @@ def test_a_gradient_ratio_just_under_one_inside_the_noise_is_not_flagged() -> No
     assert "value + gradient faster than the value alone (0.80)" in flags[1]
 
 
-def test_a_smoke_run_says_so_above_its_winners(tmp_path: Path) -> None:
+def test_a_smoke_run_says_so_and_names_no_winners(tmp_path: Path) -> None:
     run = make_run(tmp_path / "quick")
     meta = read_meta(run)
     assert smoke_banner(meta) == []  # no timing protocol recorded: no claim either way
@@ -420,5 +420,10 @@ def test_a_smoke_run_says_so_above_its_winners(tmp_path: Path) -> None:
     md = write_report([run]).read_text()
     assert "**Smoke run.** Each function was timed for 0.05 s" in md
     assert md.index("Smoke run") < md.index("Figures")
+    assert "Fastest backend" not in md
+    assert "names no winners" in md
     write_meta(run, dataclasses.replace(meta, config={**meta.config, "min_time": 1.0}))
-    assert "Smoke run" not in write_report([run]).read_text()
+    md = write_report([run]).read_text()
+    assert "Smoke run" not in md
+    assert "Fastest backend for value + gradient in this run" in md
+    assert "Fitted exponent k of time" in md

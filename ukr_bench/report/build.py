@@ -58,20 +58,24 @@ def load_run(run_dir: Path | str) -> tuple[pd.DataFrame, RunMeta]:
 SMOKE_MIN_TIME = 0.1
 
 
+def is_smoke(meta: RunMeta) -> bool:
+    """Whether the run timed each function for less than :data:`SMOKE_MIN_TIME` seconds."""
+    min_time = meta.config.get("min_time")
+    return isinstance(min_time, int | float) and min_time < SMOKE_MIN_TIME
+
+
 def smoke_banner(meta: RunMeta) -> list[Block]:
     """A warning at the top of a smoke run's report (:data:`SMOKE_MIN_TIME`), or nothing."""
-    cfg = meta.config
-    min_time = cfg.get("min_time")
-    if not isinstance(min_time, int | float) or min_time >= SMOKE_MIN_TIME:
+    if not is_smoke(meta):
         return []
+    cfg = meta.config
     return [
         Block(
             "text",
-            f"**Smoke run.** Each function was timed for {min_time:g} s (at least "
+            f"**Smoke run.** Each function was timed for {cfg.get('min_time'):g} s (at least "
             f"{cfg.get('min_rounds', '?')} rounds): enough to show that every configuration "
-            "runs, too little to rank them. The winners below are tests within this run only, "
-            "and smoke runs do not repeat them; rank frameworks with the default sweep, or "
-            "with `--repeat-runs 3`.",
+            "runs, too little to rank them, so this report names no winners; rank frameworks "
+            "with the default sweep, or with `--repeat-runs 3`.",
         )
     ]
 
@@ -80,40 +84,74 @@ def single_run_blocks(
     df: pd.DataFrame, meta: RunMeta, fig_dir: Path, *, prefix: str = "", draw: bool = True
 ) -> list[Block]:
     """One run's sections: summary, figures (``draw``; file names start with ``prefix``),
-    medians, autodiff and gradient cost, float32, flags, and what did not run or read."""
+    medians and exponents, autodiff and gradient cost, float32, flags, and what did not run
+    or read."""
     ok = df[df.status == OK].copy()
     blocks: list[Block] = smoke_banner(meta)
     if not ok.empty:
         ok["flag"] = analysis.flag_rows(ok)
         memory_flags = analysis.flag_rows(ok, memory=True)
         clean = ok[ok.flag == ""]
-        blocks += _summary_blocks(ok, clean, memory_flags, len(df.attrs.get("skipped_lines", [])))
+        skipped = len(df.attrs.get("skipped_lines", []))
+        blocks += _summary_blocks(ok, clean, memory_flags, skipped, winners=not is_smoke(meta))
         if draw:
-            drawn = [(f(ok, fig_dir / f"{prefix}{name}"), cap) for f, name, cap in figures.FIGURES]
-            blocks += [Block("h2", "Figures")]
-            blocks += [Block("figure", path, cap) for path, cap in drawn if path is not None]
-        blocks += [
-            Block("h2", "Steady-state medians"),
-            Block("table", tables.median_table(ok), "Median time of one value + gradient call"),
-        ]
+            blocks += _figure_blocks(ok, fig_dir, prefix)
+        blocks += _median_blocks(ok, clean)
         blocks += _autodiff_blocks(clean) + _gradient_cost_blocks(clean)
         blocks += _precision_blocks(ok, clean) + _flag_blocks(ok, memory_flags)
-    blocks += _file_blocks(df)
+    return (
+        blocks
+        + _file_blocks(df)
+        + _problem_blocks(df)
+        + [
+            Block("h2", "Machine and settings"),
+            Block("table", tables.machine_table(meta), ""),
+        ]
+    )
+
+
+def _figure_blocks(ok: pd.DataFrame, fig_dir: Path, prefix: str) -> list[Block]:
+    drawn = [(f(ok, fig_dir / f"{prefix}{name}"), cap) for f, name, cap in figures.FIGURES]
+    return [Block("h2", "Figures")] + [
+        Block("figure", path, cap) for path, cap in drawn if path is not None
+    ]
+
+
+def _median_blocks(ok: pd.DataFrame, clean: pd.DataFrame) -> list[Block]:
+    blocks = [
+        Block("h2", "Steady-state medians"),
+        Block("table", tables.median_table(ok), "Median time of one value + gradient call"),
+    ]
+    exponents = tables.exponent_table(clean)
+    if not exponents.empty:
+        blocks.append(Block(
+            "table", exponents,
+            "Fitted exponent k of time ∝ N^k per series, over the upper half of its N (the "
+            "cost is O(N^2): near 2 the time follows the arithmetic; below, fixed overheads "
+            "still weigh)",
+        ))  # fmt: skip
+    return blocks
+
+
+def _problem_blocks(df: pd.DataFrame) -> list[Block]:
     problems = tables.problems_table(df)
-    blocks += [Block("h2", "Skipped and failed configurations")]
-    blocks += (
+    return [Block("h2", "Skipped and failed configurations")] + (
         [Block("table", problems, "")]
         if not problems.empty
         else [Block("text", "None: every configuration ran.")]
     )
-    blocks += [Block("h2", "Machine and settings"), Block("table", tables.machine_table(meta), "")]
-    return blocks
 
 
 def _summary_blocks(
-    ok: pd.DataFrame, clean: pd.DataFrame, memory_flags: pd.Series, n_skipped: int
+    ok: pd.DataFrame,
+    clean: pd.DataFrame,
+    memory_flags: pd.Series,
+    n_skipped: int,
+    *,
+    winners: bool = True,
 ) -> list[Block]:
-    """How many rows were measured and flagged, and the winners over the unflagged ones."""
+    """How many rows were measured and flagged, and (``winners``) the winners over the
+    unflagged ones."""
     n_flagged = int((ok.flag != "").sum())
     n_memory = int((memory_flags != "").sum())
     unread = (
@@ -122,24 +160,31 @@ def _summary_blocks(
         if n_skipped
         else ""
     )
+    counted = (
+        f"{len(ok)} configurations measured{unread}; {n_flagged} timings flagged as "
+        "implausible (listed below, drawn with a red cross, and left out of the winners and "
+        f"of the fitted exponents), {n_memory} memory readings flagged (gaps in the memory "
+        "figure)."
+    )
+    if not winners:
+        return [Block("h2", "Summary"), Block("text", counted)]
     return [
         Block("h2", "Summary"),
         Block(
             "text",
-            f"{len(ok)} configurations measured{unread}; {n_flagged} timings flagged as "
-            "implausible (listed below, drawn with a red cross, and left out of this table "
-            f"and of the fitted exponents), {n_memory} memory readings flagged (gaps in the "
-            "memory figure). A backend is called faster only where its lead is "
-            f"significant (Mann-Whitney U, p < {stats.ALPHA}) and its 95 % interval lies "
-            f"beyond {stats.THRESHOLD:.2f}x; otherwise the backends tie.",
+            f"{counted} A backend is called faster only where its lead is significant "
+            f"(Mann-Whitney U, p < {stats.ALPHA}) and its 95 % interval lies beyond "
+            f"{stats.THRESHOLD:.2f}x; otherwise the backends tie. One run's winners may not "
+            "repeat in the next: the README's headline names a winner only where repeated "
+            "runs agree.",
         ),
         Block(
             "table",
             tables.winners(clean),
-            "Fastest backend for value + gradient, by N range (lead: ratio of medians "
-            "[95 % bootstrap interval]; x bound: its time over the per-pair lower bound "
-            "measured in the same run, one exp and 5L + 4D + 6 flops per pair at the best "
-            "exp and GEMM rates any backend reached)",
+            "Fastest backend for value + gradient in this run, by N range (lead: ratio of "
+            "medians [95 % bootstrap interval]; x bound: its time over the per-pair lower "
+            "bound measured in the same run, one exp and 5L + 4D + 6 flops per pair at the "
+            "best exp and GEMM rates any backend reached)",
         ),
     ]
 

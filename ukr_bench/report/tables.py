@@ -64,6 +64,15 @@ def winners(ok: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def exponent_table(ok: pd.DataFrame) -> pd.DataFrame:
+    """:func:`analysis.exponents` per series, named as the figures name it, 2 decimals."""
+    fitted = analysis.exponents(ok).dropna(subset=["exponent"])
+    if fitted.empty:
+        return fitted
+    names = [style.label(k) for k in fitted[list(style.SERIES)].itertuples(index=False)]
+    return pd.DataFrame({"series": names, "exponent k": fitted["exponent"].map("{:.2f}".format)})
+
+
 def one_device_shown(t: pd.DataFrame) -> pd.DataFrame:
     """``t`` without its ``devices`` column when every row ran on one device (the ``device``
     column names a set of several, ``cpu:0-3``, so tables of one-device runs stay as they were)."""
