@@ -110,18 +110,32 @@ def fix_parameters(docstring: griffe.Docstring) -> None:
     docstring.__dict__["parsed"] = sections  # griffe's cached parse of this docstring
 
 
-class RolesToMarkdown(griffe.Extension):
-    """Rewrite every docstring of a loaded package with :func:`to_markdown`."""
+def _rewrite(pkg: griffe.Module) -> None:
+    """Every docstring of a loaded package, through :func:`to_markdown` and :func:`fix_parameters`."""
+    seen: set[int] = set()
+    stack: list[griffe.Object | griffe.Alias] = [pkg]
+    while stack:
+        obj = stack.pop()
+        if obj.is_alias or id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if obj.docstring is not None:
+            obj.docstring.value = to_markdown(obj.docstring.value)
+            fix_parameters(obj.docstring)
+        stack.extend(obj.members.values())
 
-    def on_package(self, *, pkg: griffe.Module, **kwargs: Any) -> None:
-        seen: set[int] = set()
-        stack: list[griffe.Object | griffe.Alias] = [pkg]
-        while stack:
-            obj = stack.pop()
-            if obj.is_alias or id(obj) in seen:
-                continue
-            seen.add(id(obj))
-            if obj.docstring is not None:
-                obj.docstring.value = to_markdown(obj.docstring.value)
-                fix_parameters(obj.docstring)
-            stack.extend(obj.members.values())
+
+class RolesToMarkdown(griffe.Extension):
+    """Rewrite every docstring of a loaded package (see the module docstring)."""
+
+    # The hook that runs once a package is loaded: on_package from griffe 1.14, before that
+    # on_package_loaded (deprecated since). Only the one this griffe has is defined.
+    if hasattr(griffe.Extension, "on_package"):
+
+        def on_package(self, *, pkg: griffe.Module, **kwargs: Any) -> None:
+            _rewrite(pkg)
+
+    else:  # pragma: no cover - older griffe
+
+        def on_package_loaded(self, *, pkg: griffe.Module, **kwargs: Any) -> None:
+            _rewrite(pkg)
