@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -307,7 +307,27 @@ def check_magnitudes(
     ``Z=None`` checks the data's terms alone (``z = 0``, L = 1), for a fit whose latent points
     are not chosen yet; ``z_name`` is how the messages call Z (``init`` for a fit's start).
     """
+    bounds = _magnitude_bounds(Z, X, params)
     limit = float(np.finfo(dtype).max) / MAGNITUDE_HEADROOM
+    where = f"exceed {dtype}'s largest number / {MAGNITUDE_HEADROOM:g} = {limit:.3g}"
+    _check_latent_magnitude(bounds, Z is not None, params, dtype, z_name, limit, where)
+    _check_data_magnitudes(bounds, X.shape[0], params, dtype, z_name, limit, where)
+
+
+class _Bounds(NamedTuple):
+    """The largest magnitudes of :func:`check_magnitudes` and the bounds it derives from them."""
+
+    z: float  # max |Z|
+    x: float  # max |X|
+    latent: float  # squared latent distances, plain or in units of 2 sigma^2
+    data: float  # the sum of squared residuals
+    prior: float  # lam ||Z||^2
+    grad: float  # the gradient's terms, before the division by N
+
+
+def _magnitude_bounds(
+    Z: NDArray[np.floating] | None, X: NDArray[np.floating], params: Params
+) -> _Bounds:
     N, D = X.shape
     L = 1 if Z is None else Z.shape[1]
     sigma, lam = params.sigma, params.lam
@@ -320,39 +340,51 @@ def check_magnitudes(
     data = N * D * (2.0 * x) * (2.0 * x)
     prior = lam * N * L * z * z
     grad = 4.0 * data * max(1.0, inv_var) * max(1.0, 2.0 * math.sqrt(L) * z) + 2.0 * lam * z
-    where = f"exceed {dtype}'s largest number / {MAGNITUDE_HEADROOM:g} = {limit:.3g}"
-    if not latent <= limit:
+    return _Bounds(z, x, latent, data, prior, grad)
+
+
+def _check_latent_magnitude(
+    b: _Bounds, has_z: bool, params: Params, dtype: DType, z_name: str, limit: float, where: str
+) -> None:
+    sigma = params.sigma
+    if not b.latent <= limit:
         msg = (
             f"{z_name} is too large for {dtype} with sigma = {sigma!r}: max |{z_name}| = "
-            f"{z:.3g}, and the squared latent distances in units of 2 sigma^2, up to "
-            f"{latent:.3g}, can {where}; scale {z_name} and sigma down together"
+            f"{b.z:.3g}, and the squared latent distances in units of 2 sigma^2, up to "
+            f"{b.latent:.3g}, can {where}; scale {z_name} and sigma down together"
         )
         raise ValueError(msg)
     resolved = 1.0 / (LATENT_RESOLUTION * float(np.finfo(dtype).eps))
-    if Z is not None and not z <= resolved * sigma:
+    if has_z and not b.z <= resolved * sigma:
         msg = (
             f"{z_name} is too far from the origin for {dtype} with sigma = {sigma!r}: "
-            f"max |{z_name}| / sigma = {z / sigma:.3g} exceeds 1 / ({LATENT_RESOLUTION:g} eps) = "
-            f"{resolved:.3g}, beyond which {dtype} cannot resolve the latents to a fraction of "
+            f"max |{z_name}| / sigma = {b.z / sigma:.3g} exceeds 1 / ({LATENT_RESOLUTION:g} eps) "
+            f"= {resolved:.3g}, beyond which {dtype} cannot resolve the latents to a fraction of "
             f"a bandwidth; centre {z_name}" + (", or use float64" if dtype == "float32" else "")
         )
         raise ValueError(msg)
-    if not data <= limit:
+
+
+def _check_data_magnitudes(
+    b: _Bounds, N: int, params: Params, dtype: DType, z_name: str, limit: float, where: str
+) -> None:
+    sigma, lam = params.sigma, params.lam
+    if not b.data <= limit:
         msg = (
-            f"X is too large for {dtype}: max |X| = {x:.3g}, and the sum of N = {N} squared "
-            f"residuals, up to {data:.3g}, can {where}; scale X down or use float64"
+            f"X is too large for {dtype}: max |X| = {b.x:.3g}, and the sum of N = {N} squared "
+            f"residuals, up to {b.data:.3g}, can {where}; scale X down or use float64"
         )
         raise ValueError(msg)
-    if not prior <= limit:
+    if not b.prior <= limit:
         msg = (
             f"lam = {lam!r} is too large for these {z_name} in {dtype}: the prior "
-            f"lam ||Z||^2, up to {prior:.3g}, can {where}"
+            f"lam ||Z||^2, up to {b.prior:.3g}, can {where}"
         )
         raise ValueError(msg)
-    if not grad <= limit:
+    if not b.grad <= limit:
         msg = (
             f"{z_name} and X are too large for {dtype} with sigma = {sigma!r} and "
-            f"lam = {lam!r}: the gradient's terms, up to {grad:.3g}, can {where}"
+            f"lam = {lam!r}: the gradient's terms, up to {b.grad:.3g}, can {where}"
         )
         raise ValueError(msg)
 

@@ -22,6 +22,7 @@ from ukr_bench.interface import Backend, get_backend
 from ukr_bench.optim import OPTIMIZERS, GradientDescent, IRprop
 from ukr_bench.problem import Params, check_lam, check_magnitudes, check_sigma
 from ukr_bench.validation import (
+    DType,
     check_array,
     check_choice,
     check_dtype,
@@ -95,16 +96,7 @@ def fit(
     if not isinstance(init, np.ndarray):
         check_choice("init", init, INITS)
     check_choice("constraint", constraint, CONSTRAINTS)
-    X = check_array("X", X, dtype)
-    N = X.shape[0]
-    needed = max(params.min_samples, L + 1)
-    if needed > N:
-        msg = (
-            f"X has {N} samples, too few: n_components={L} with loo={params.loo} "
-            f"needs at least {needed}"
-        )
-        raise ValueError(msg)
-    check_magnitudes(None, X, params, dtype)  # before any work: the latents come later
+    X = _check_data(X, L, params, dtype)
     b = get_backend(backend, dtype=dtype, device=device, gradient=gradient)
     Xd = b.asarray(X)
     Z0 = _initial_latents(X, L, params, b, Xd, init, constraint, random_state)
@@ -123,6 +115,25 @@ def fit(
         snapshots=np.stack(snapshots),
         n_iter=len(history) - 1,
     )
+
+
+def _check_data(X: ArrayLike, L: int, params: Params, dtype: DType) -> NDArray[np.floating]:
+    """``X`` as a ``dtype`` array, or raise unless it can be fitted with ``L`` latent dimensions.
+
+    Its magnitudes are checked before any work (:func:`ukr_bench.problem.check_magnitudes`
+    without latents: they come later).
+    """
+    X = check_array("X", X, dtype)
+    N = X.shape[0]
+    needed = max(params.min_samples, L + 1)
+    if needed > N:
+        msg = (
+            f"X has {N} samples, too few: n_components={L} with loo={params.loo} "
+            f"needs at least {needed}"
+        )
+        raise ValueError(msg)
+    check_magnitudes(None, X, params, dtype)
+    return X
 
 
 def _initial_latents(
