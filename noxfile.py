@@ -8,13 +8,18 @@ The sessions that need the frameworks (tests, bench, demo, mutate) share one env
 ``.nox/shared`` (jax + torch + everything the tests need, about 1.8 GB), built by the first of
 them and reused by the others and across runs: nox gives each session a virtualenv of its own,
 so these sessions run with ``venv_backend="none"`` and call the shared one's executables.
-``lint`` and ``report`` need no framework and keep small environments of their own.
+``lint`` and ``report`` need no framework and keep small environments of their own; ``core``
+(run by ``tests``) builds the wheel and checks it in a fresh environment with NumPy alone.
 """
 
 from __future__ import annotations
 
+import email.parser
 import os
+import re
+import shutil
 import sys
+import zipfile
 from pathlib import Path
 
 import nox
@@ -30,13 +35,14 @@ nox.options.reuse_existing_virtualenvs = True
 TORCH = os.environ.get("UKR_BENCH_TORCH", "torch==2.13.0")
 
 
-def install(session: nox.Session) -> None:
-    """Install the project (no framework) into the session's own environment."""
-    session.install("-e", ".", silent=False)
+def install(session: nox.Session, extras: str) -> None:
+    """Install the project with ``extras`` (pyproject.toml) into the session's own environment."""
+    session.install("-e", f".[{extras}]", silent=False)
 
 
 SHARED = Path(".nox") / "shared"
-SHARED_EXTRAS = "jax,torch,data,sklearn,test"
+#: Every extra but KeOps (pyproject.toml: "all"), and the test tools.
+SHARED_EXTRAS = "all,test"
 
 
 def shared(session: nox.Session, *packages: str) -> Path:
@@ -95,7 +101,7 @@ def float32_under_isa_paths(session: nox.Session, bin_dir: Path) -> None:
 @nox.session(venv_backend="none")
 def tests(session: nox.Session) -> None:
     """The type check (mypy), the test suite with every backend exercised, then the float32
-    accuracy tests under a second instruction-set path (:data:`ISA_PATHS`).
+    accuracy tests under a second instruction-set path (:data:`ISA_PATHS`); then :func:`core`.
 
     mypy runs here, in the environment that has every framework installed (their types are
     part of the check), rather than in a second multi-GB environment of its own. With
@@ -105,9 +111,48 @@ def tests(session: nox.Session) -> None:
     if session.posargs:
         session.run(str(bin_dir / "pytest"), *session.posargs, external=True)
         return
+    session.notify("core")  # queued after this session, and run whether or not this one passes
     session.run(str(bin_dir / "mypy"), external=True)
     session.run(str(bin_dir / "pytest"), external=True)
     float32_under_isa_paths(session, bin_dir)
+
+
+#: The wheel's top level: the two import packages (pyproject.toml) and its metadata.
+WHEEL_PACKAGES = {"ukr_bench", "backends"}
+
+
+def check_wheel(session: nox.Session, wheel: Path) -> None:
+    """The wheel holds exactly the two packages, and its one unconditional requirement is NumPy."""
+    with zipfile.ZipFile(wheel) as zf:
+        top = {name.split("/")[0] for name in zf.namelist()}
+        info = [name for name in top if name.endswith(".dist-info")]
+        if len(info) != 1 or top - set(info) != WHEEL_PACKAGES:
+            session.error(f"{wheel.name}: top level {sorted(top)}, expected {WHEEL_PACKAGES}")
+        metadata = email.parser.Parser().parsestr(zf.read(f"{info[0]}/METADATA").decode())
+    core = [r for r in metadata.get_all("Requires-Dist") or [] if "extra ==" not in r]
+    names = [re.split(r"[\s;<>=!~\[(]", r, maxsplit=1)[0].lower() for r in core]
+    if names != ["numpy"]:
+        session.error(f"{wheel.name}: the core requires {core}, expected NumPy alone")
+    session.log(f"{wheel.name}: {sorted(top)}; requires {core}")
+
+
+@nox.session(reuse_venv=False)
+def core(session: nox.Session) -> None:
+    """The wheel in a fresh environment with NumPy alone: its contents and requirements
+    (:func:`check_wheel`), ``import ukr_bench; ukr_bench.value_and_grad(...)``, and the error
+    each extra's entry point gives without its packages (tests/core_check.py). ``tests`` runs it.
+    """
+    tmp = Path(session.create_tmp())
+    dist = tmp / "dist"
+    shutil.rmtree(dist, ignore_errors=True)
+    # Built in pip's isolated build environment: hatchling stays out of this one.
+    session.run("python", "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(dist), ".")
+    (wheel,) = dist.glob("ukr_bench-*.whl")
+    check_wheel(session, wheel)
+    session.install(str(wheel))  # brings NumPy, its one requirement
+    script = Path("tests", "core_check.py").resolve()
+    session.chdir(tmp)  # import the installed wheel, not the checkout
+    session.run("python", str(script), "--installed")
 
 
 @nox.session(name="tests-isa", default=False, venv_backend="none")
@@ -130,7 +175,7 @@ def report(session: nox.Session) -> None:
     """Report from results directories: ``nox -s report -- results/RUN [results/OTHER ...]``."""
     if not session.posargs:
         session.error("name one or more results directories: nox -s report -- results/RUN")
-    install(session)
+    install(session, "report")
     session.run("ukr-bench", "report", *session.posargs)
 
 

@@ -37,6 +37,7 @@ import numpy as np
 
 from ukr_bench.data import DIGITS_SIZE, make_dataset
 from ukr_bench.estimator import UKR
+from ukr_bench.extras import pyplot, require
 from ukr_bench.interface import available_backends
 from ukr_bench.problem import check_int
 from ukr_bench.tutorial import draw_surface, fold_fraction, folded, surface_triangles
@@ -86,9 +87,7 @@ def run_demo(
     """
     # Checked before anything is printed or drawn, not in the first fit half-way through.
     n_samples = check_int("n_samples", n_samples, MIN_SAMPLES)
-    import matplotlib
-
-    matplotlib.use("Agg")
+    pyplot("drawing the demo's figures")  # matplotlib checked before the fits, not after them
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     X, _ = make_dataset("saddle", n_samples, noise=NOISE, random_state=random_state)
@@ -164,15 +163,14 @@ def run_demo(
 
 def _median_nn(Z: np.ndarray) -> float:
     """Median distance from a latent point to its nearest neighbour."""
-    from scipy.spatial import cKDTree
-
-    return float(np.median(cKDTree(Z).query(Z, k=2)[0][:, 1]))
+    tree = require("scipy.spatial", "report", "measuring nearest-neighbour distances").cKDTree(Z)
+    return float(np.median(tree.query(Z, k=2)[0][:, 1]))
 
 
 def _saddle_figure(
     path: Path, X: np.ndarray, fits: dict[str, UKR], models: dict[str, UKR], no_loo: UKR
 ) -> Path:
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig = plt.figure(figsize=(13, 10.5))
     for k, (name, model) in enumerate(fits.items()):
@@ -238,7 +236,7 @@ def _saddle_figure(
 
 
 def _digits_figure(path: Path, random_state: int) -> Path:
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     X, y = make_dataset("digits", DIGITS_SIZE, random_state=random_state)
     backend = "jax" if "jax" in available_backends() else "numpy"

@@ -16,18 +16,18 @@ from typing import ClassVar
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ukr_bench.extras import missing
+
 try:
     from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
     from sklearn.exceptions import NotFittedError
     from sklearn.utils import Tags
     from sklearn.utils.validation import FLOAT_DTYPES, check_array, check_is_fitted, validate_data
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess by the tests
-    msg = (
-        f"ukr_bench.UKR needs scikit-learn >= 1.6 ({exc}): pip install 'ukr-bench[sklearn]'. "
-        "The rest of ukr_bench (value_and_grad, backends, ukr_bench.training, the benchmark) "
-        "works without it."
-    )
-    raise ImportError(msg) from exc
+    # validate_data is new in 1.6: an older scikit-learn fails here too, with the same advice.
+    raise missing(
+        "sklearn", "sklearn", "ukr_bench.UKR", exc, package="scikit-learn >= 1.6"
+    ) from exc
 
 from ukr_bench import training
 from ukr_bench.interface import get_backend

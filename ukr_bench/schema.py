@@ -48,6 +48,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ukr_bench.extras import require
+
 SCHEMA_VERSION = 3
 
 RESULTS_FILE = "results.jsonl"
@@ -159,9 +161,7 @@ class Timing:
     @classmethod
     def from_samples(cls, samples: list[float], *, first_s: float, compile_s: float) -> Timing:
         """Statistics of ``samples`` (seconds) by pytest-benchmark's ``Stats``."""
-        from pytest_benchmark.stats import Stats
-
-        stats = Stats()
+        stats = require("pytest_benchmark.stats", "bench", "Timing.from_samples").Stats()
         for s in samples:
             stats.update(s)
         values = {f"{name}_s": float(getattr(stats, name)) for name in TIMING_STATS}
@@ -612,7 +612,7 @@ def _append(path: Path, line: str) -> None:
 
 def write_table(run_dir: Path | str) -> Path:
     """``results.csv``: one row per configuration, without nested fields (written atomically)."""
-    import pandas as pd
+    pd = require("pandas", "bench", "writing results.csv")
 
     flat = [
         {k: v for k, v in r.items() if not isinstance(v, (dict, list))}
@@ -660,7 +660,7 @@ def load_results(run_dir: Path | str) -> tuple[Any, RunMeta]:
     The lines skipped (:func:`read_raw_rows` warns about each) are in the frame's
     ``attrs["skipped_lines"]`` (:class:`SkippedLine`), so that a report can list them too.
     """
-    import pandas as pd
+    pd = require("pandas", "report", "loading benchmark results")
 
     meta = read_meta(run_dir)
     rows, skipped = _read_results(Path(run_dir) / RESULTS_FILE)

@@ -42,6 +42,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ukr_bench.data import make_dataset
+from ukr_bench.extras import pyplot, require
 from ukr_bench.interface import available_backends, get_backend
 from ukr_bench.problem import DTYPES, Params, check_int, check_positive_float
 
@@ -144,13 +145,12 @@ def surface_triangles(
     latent point. Returns ``F`` (n_grid^2 x D), f at the grid nodes, and ``triangles`` (T x 3)
     node indices for :class:`matplotlib.tri.Triangulation`.
     """
-    from scipy.spatial import cKDTree
-
+    spatial = require("scipy.spatial", "report", "surface_triangles")
     Z = np.asarray(Z, dtype=np.float64)
     lo, hi = Z.min(axis=0) - radius, Z.max(axis=0) + radius
     g1, g2 = np.meshgrid(np.linspace(lo[0], hi[0], n_grid), np.linspace(lo[1], hi[1], n_grid))
     G = np.column_stack([g1.ravel(), g2.ravel()])
-    near = cKDTree(Z).query(G, k=1)[0] <= radius
+    near = spatial.cKDTree(Z).query(G, k=1)[0] <= radius
     i, j = np.meshgrid(np.arange(n_grid - 1), np.arange(n_grid - 1))
     a = (j * n_grid + i).ravel()  # node (row j, column i); b right, c up, d up-right
     b, c, d = a + 1, a + n_grid, a + n_grid + 1
@@ -218,9 +218,9 @@ def run_tutorial(
     if Pillow is installed, ``tutorial_learning.gif``. Returns ``{"runs": {(backend, dtype):
     {"E_final", "seconds", "monotone"}}, "figures": [...]}``.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
+    # Checked before the training, not after it: matplotlib, and SciPy for surface_triangles.
+    pyplot("drawing the tutorial's figures")
+    require("scipy.spatial", "report", "drawing the tutorial's figures")
     eta_tutorial = check_positive_float("eta_tutorial", eta_tutorial)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -275,7 +275,7 @@ def _scatter_data(ax: Any, X: NDArray[np.floating], **kw: Any) -> None:
 def _tutorial_figure(
     path: Path, X: NDArray[np.floating], ref: TutorialRun, runs: dict[tuple[str, str], TutorialRun]
 ) -> Path:
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig = plt.figure(figsize=(13, 5.6))
     grid = fig.add_gridspec(2, 2, height_ratios=[2.2, 1], width_ratios=[1.1, 1])
@@ -340,7 +340,7 @@ def _surface_panel(
 
 
 def _learning_strip(path: Path, X: NDArray[np.floating], run: TutorialRun) -> Path:
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     epochs = snapshot_epochs(run.E)
     fig = plt.figure(figsize=(2.5 * len(epochs), 5.6))
@@ -365,7 +365,7 @@ def _learning_strip(path: Path, X: NDArray[np.floating], run: TutorialRun) -> Pa
 
 
 def _learning_gif(path: Path, X: NDArray[np.floating], run: TutorialRun) -> Path | None:
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from matplotlib.animation import FuncAnimation, PillowWriter
 
     try:

@@ -13,7 +13,15 @@ out, nothing drawn), :mod:`~ukr_bench.report.figures` (drawing what analysis com
 :mod:`~ukr_bench.report.tables`,
 :mod:`~ukr_bench.report.render` (Markdown and HTML from one list of blocks) and
 :mod:`~ukr_bench.report.build` (loading runs, assembling sections, writing files).
+
+It needs the ``report`` extra (pandas, matplotlib, SciPy, tabulate): importing any of its modules
+without one of them raises :class:`ukr_bench.extras.MissingExtraError` naming them all.
 """
+
+from ukr_bench.extras import require_extra
+
+# Before any module of the report imports pandas: one error naming every missing package.
+require_extra("report", "ukr_bench.report")
 
 from ukr_bench.report.analysis import scaling_exponent
 from ukr_bench.report.build import load_run, write_report

@@ -15,6 +15,7 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
+from ukr_bench.extras import pyplot
 from ukr_bench.report import style
 from ukr_bench.report.analysis import (
     CHEAP_GRADIENT_BOUND,
@@ -36,25 +37,16 @@ from ukr_bench.schema import fit_column, timing_column
 FORMATS = ("png", "svg")
 
 
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def save(fig: Any, stem: Path) -> Path:
     """Save PNG and SVG; returns the PNG's path."""
     stem.parent.mkdir(parents=True, exist_ok=True)
     # No dates, fixed ids: regenerating a report leaves committed figures unchanged.
-    with _pyplot().rc_context({"svg.hashsalt": "ukr-bench"}):
+    with pyplot().rc_context({"svg.hashsalt": "ukr-bench"}):
         for fmt in FORMATS:
             fig.savefig(
                 stem.with_suffix(f".{fmt}"), metadata={"Date": None} if fmt == "svg" else None
             )
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return stem.with_suffix(".png")
 
 
@@ -101,7 +93,7 @@ def figure(
     ``legend_entries``: a long legend makes the figure taller, so the axes keep their size.
     """
     height = max(5.2, 0.19 * legend_entries + 1.0)
-    fig, ax = _pyplot().subplots(figsize=(10.5, height), dpi=130, layout="constrained")
+    fig, ax = pyplot().subplots(figsize=(10.5, height), dpi=130, layout="constrained")
     plot(ax)
     if logy:
         ax.set_yscale("log")
@@ -295,7 +287,7 @@ def fig_precision(ok: pd.DataFrame, stem: Path) -> Path | None:
     f32 = ok[ok.dtype == "float32"]
     if f32.empty:
         return None
-    fig, axes = _pyplot().subplots(
+    fig, axes = pyplot().subplots(
         1, 2, figsize=(10, 4.2), dpi=130, layout="constrained", sharey=True
     )
     for ax, col, what in zip(
@@ -329,7 +321,7 @@ def fig_fit(ok: pd.DataFrame, stem: Path) -> Path | None:
     opts, fits = fit_optimizers(ok), fit_rows(ok)
     if fits.empty:
         return None
-    fig, axes = _pyplot().subplots(
+    fig, axes = pyplot().subplots(
         1, len(opts), figsize=(4 * len(opts) + 2, 4.2), dpi=130, layout="constrained",
         sharey=True, squeeze=False,
     )  # fmt: skip

@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from ukr_bench.extras import pyplot
 from ukr_bench.report import style
 
 
@@ -184,11 +185,7 @@ def _s(seconds: float) -> str:
 def scaling_figure(data: dict[str, Any], path: Path) -> Path:
     """Measured strong and weak scaling (``benchmarks/scaling.py``'s ``scaling.json``) and the
     model's efficiency on H200s, in three panels; saved as PNG at ``path``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot("drawing the scaling figure")
     rows = data["rows"]
     fig, axes = plt.subplots(1, 3, figsize=(16, 5.2))
     for backend in sorted({r["backend"] for r in rows}):

@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ukr_bench.extras import require
+
 ALPHA = 0.01
 THRESHOLD = 1.05
 BOOTSTRAP = 2000
@@ -48,8 +50,7 @@ class Comparison:
 
 def compare(a: Any, b: Any, *, seed: int = 0) -> Comparison:
     """Compare two samples of times (seconds); deterministic for a given ``seed``."""
-    from scipy.stats import mannwhitneyu
-
+    mannwhitneyu = require("scipy.stats", "report", "the report's significance test").mannwhitneyu
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     ratio = float(np.median(b) / np.median(a))
     if len(a) < 2 or len(b) < 2:
