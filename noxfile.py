@@ -119,10 +119,13 @@ def tests(session: nox.Session) -> None:
 
 #: The wheel's top level: the two import packages (pyproject.toml) and its metadata.
 WHEEL_PACKAGES = {"ukr_bench", "backends"}
+#: The extras by use that ukr_bench.extras names in its errors (and "all").
+WHEEL_EXTRAS = {"report", "bench", "sklearn", "data", "jax", "torch", "keops", "all"}
 
 
 def check_wheel(session: nox.Session, wheel: Path) -> None:
-    """The wheel holds exactly the two packages, and its one unconditional requirement is NumPy."""
+    """The wheel holds exactly the two packages, its one unconditional requirement is NumPy, and
+    it offers every extra."""
     with zipfile.ZipFile(wheel) as zf:
         top = {name.split("/")[0] for name in zf.namelist()}
         info = [name for name in top if name.endswith(".dist-info")]
@@ -133,14 +136,17 @@ def check_wheel(session: nox.Session, wheel: Path) -> None:
     names = [re.split(r"[\s;<>=!~\[(]", r, maxsplit=1)[0].lower() for r in core]
     if names != ["numpy"]:
         session.error(f"{wheel.name}: the core requires {core}, expected NumPy alone")
-    session.log(f"{wheel.name}: {sorted(top)}; requires {core}")
+    extras = set(metadata.get_all("Provides-Extra") or [])
+    if WHEEL_EXTRAS - extras:
+        session.error(f"{wheel.name}: no extra {sorted(WHEEL_EXTRAS - extras)}")
+    session.log(f"{wheel.name}: {sorted(top)}; requires {core}; extras {sorted(extras)}")
 
 
-@nox.session(reuse_venv=False)
+@nox.session(default=False, reuse_venv=False)  # fresh each time; ``tests`` runs it
 def core(session: nox.Session) -> None:
     """The wheel in a fresh environment with NumPy alone: its contents and requirements
     (:func:`check_wheel`), ``import ukr_bench; ukr_bench.value_and_grad(...)``, and the error
-    each extra's entry point gives without its packages (tests/core_check.py). ``tests`` runs it.
+    each extra's entry point gives without its packages (tests/core_check.py). About 30 s.
     """
     tmp = Path(session.create_tmp())
     dist = tmp / "dist"
