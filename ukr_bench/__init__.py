@@ -1,8 +1,9 @@
 """ukr-bench: Unsupervised Kernel Regression in JAX, PyTorch and hand-derived NumPy.
 
 The objective is defined in :mod:`ukr_bench.problem`; :func:`value_and_grad` computes it with
-any installed backend. ``UKR`` and ``NotFittedError`` (scikit-learn's) are loaded on first use:
-the estimator needs scikit-learn, nothing else here does.
+any installed backend. Everything here needs NumPy alone, but ``UKR`` and ``NotFittedError``
+(scikit-learn's), loaded on first use: the estimator needs the ``sklearn`` extra. The report,
+the benchmark and each framework are extras too (:mod:`ukr_bench.extras`).
 """
 
 from typing import TYPE_CHECKING, Any
@@ -40,7 +41,7 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str) -> Any:
     # PEP 562: import the estimator (and scikit-learn) only when it is asked for; without
-    # scikit-learn this raises an ImportError that says what to install.
+    # scikit-learn this raises ukr_bench.extras.MissingExtraError, which says what to install.
     if name in ("UKR", "NotFittedError"):
         from ukr_bench import estimator
 

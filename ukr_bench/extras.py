@@ -1,8 +1,8 @@
 """Optional packages by use: import one, or say which extra of ``ukr-bench`` installs it.
 
 The core (:func:`ukr_bench.value_and_grad`, the backends' registry, :class:`~ukr_bench.Params`,
-the data sets but ``digits``, :mod:`ukr_bench.training` by gradient descent or iRprop) needs NumPy only.
-Everything else is an extra of ``pyproject.toml``, imported where it is used:
+the data sets but ``digits``, :mod:`ukr_bench.training` by gradient descent or iRprop) needs
+NumPy only. Everything else is an extra of ``pyproject.toml``, imported where it is used:
 
 * ``report``: pandas, matplotlib, SciPy (significance tests, nearest neighbours) and tabulate
   (pandas' Markdown tables), for :mod:`ukr_bench.report`, the tutorial and the demo's figures;
