@@ -536,17 +536,20 @@ def value_and_grad(
         Latent points.
     X : array of shape (N, D), real floating point
         Data.
-    backend : {"jax", "numpy", "torch"}
+    backend : {"numpy", "jax", "torch", "keops"}, default "numpy"
         Which implementation; see :func:`available_backends`.
-    sigma, lam, loo
-        Kernel bandwidth (> 0), prior weight (>= 0), leave-one-out; see :mod:`ukr_bench.problem`.
-        sigma must lie in :func:`ukr_bench.problem.sigma_range` of ``dtype`` (float32:
-        [2^-46, 2^46]), lam be 0 or lie in :func:`~ukr_bench.problem.lam_range` (float32:
-        [2^-92, 2^92]), and Z and X must not be so large that E(Z) overflows ``dtype``
-        (:func:`~ukr_bench.problem.check_magnitudes`), nor so far from the origin that
-        ``dtype`` cannot resolve them (max |Z| / sigma <= 1 / (8 eps)); otherwise a ValueError
-        names the cause.
-    dtype : {"float32", "float64"}
+    sigma : float, default 1.0
+        Kernel bandwidth (> 0); it must lie in :func:`ukr_bench.problem.sigma_range` of
+        ``dtype`` (float32: [2^-46, 2^46]).
+    lam : float, default 0.0
+        Prior weight (>= 0): 0, or in :func:`~ukr_bench.problem.lam_range` of ``dtype``
+        (float32: [2^-92, 2^92]).
+    loo : bool, default True
+        Leave-one-out: ``x_n`` is left out of its own prediction. Z and X must not be so large
+        that E(Z) overflows ``dtype`` (:func:`~ukr_bench.problem.check_magnitudes`), nor so far
+        from the origin that ``dtype`` cannot resolve them (max |Z| / sigma <= 1 / (8 eps));
+        otherwise a ValueError names the cause. See :mod:`ukr_bench.problem`.
+    dtype : {"float64", "float32"}, default "float64"
         Precision of the whole computation; inputs are converted to it.
     device : {"cpu", "cuda", "cuda:<index>", "cuda:<i>-<j>", "cpu:<i>-<j>"}, list, or Mesh
         One device, or several that split the rows between them (jax: the devices JAX sees,
