@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +92,8 @@ def test_cpus_off_linux(monkeypatch: pytest.MonkeyPatch) -> None:
     assert system.usable_cpus() == [0, 1, 2]
     assert system.cpu_count() == 3
     assert system.pin_to_cpus(1) is None  # nothing pinned where affinity cannot be set
+    monkeypatch.setattr(system, "PROC", Path("/nonexistent"))
+    assert system._threads() == [0]  # the calling thread
     monkeypatch.setattr(os, "cpu_count", lambda: None)  # "undetermined"
     assert system.usable_cpus() == [0]
     assert system.cpu_count() == 1
@@ -99,8 +103,25 @@ def test_cpus_off_linux(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_pin_to_cpus_pins_the_first_usable_ones() -> None:
     before = system.usable_cpus()
     assert system.cpu_count() == len(before) == len(os.sched_getaffinity(0))
+    started = threading.Event()
+    stop = threading.Event()
+
+    def idle() -> None:  # a thread started before the pinning, as a BLAS pool is at import
+        started.set()
+        stop.wait()
+
+    thread = threading.Thread(target=idle, daemon=True)
+    thread.start()
+    started.wait()
     try:
         assert system.pin_to_cpus(1) == before[:1]
         assert system.usable_cpus() == before[:1]
+        if ON_LINUX:  # every thread of the process, not only the calling one
+            assert thread.native_id is not None
+            assert os.sched_getaffinity(thread.native_id) == set(before[:1])
     finally:
-        os.sched_setaffinity(0, before)
+        stop.set()
+        thread.join()
+        for tid in system._threads():
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(tid, before)

@@ -69,12 +69,28 @@ def cpu_count() -> int:
     return max(len(usable_cpus()), 1)
 
 
+def _threads() -> list[int]:
+    """The ids of this process's threads (/proc/self/task), or [0] (the calling thread) off Linux."""
+    with contextlib.suppress(OSError):
+        return sorted(int(tid) for tid in os.listdir(PROC / "self" / "task"))
+    return [0]
+
+
 def pin_to_cpus(count: int) -> list[int] | None:
     """Restrict this process to the first ``count`` CPUs it may use; return the CPUs it now
-    may use, or None where affinity cannot be set (macOS, Windows: the process is not pinned)."""
+    may use, or None where affinity cannot be set (macOS, Windows: the process is not pinned).
+
+    Every thread the process has is pinned, not only the calling one: on Linux an affinity
+    mask is a thread's, and the threads a library started at import (OpenBLAS' pool, when
+    NumPy is imported) kept the old mask when only the calling thread was pinned.
+    """
     if not hasattr(os, "sched_setaffinity"):
         return None
-    os.sched_setaffinity(0, usable_cpus()[:count])
+    cpus = usable_cpus()[:count]
+    for tid in _threads():
+        with contextlib.suppress(OSError):  # a thread that has ended since
+            os.sched_setaffinity(tid, cpus)
+    os.sched_setaffinity(0, cpus)  # the caller for certain (raises if it cannot be pinned)
     return usable_cpus()
 
 
