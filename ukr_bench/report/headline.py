@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -46,7 +46,7 @@ def cells(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
     for df in frames:
         ok = df[df.status == OK]
         ok = ok[analysis.flag_rows(ok) == ""] if not ok.empty else ok
-        for r in analysis.winners_per_n(ok).to_dict("records"):
+        for r in cast(list[dict[str, Any]], analysis.winners_per_n(ok).to_dict("records")):
             verdicts.setdefault((r["device"], r["dtype"], int(r["N"])), []).append(r)
     out = []
     for (device, dtype, n), runs in sorted(verdicts.items()):
