@@ -32,6 +32,7 @@ orientation in (x1, x2) is reversed, i.e. where the drawn surface folds over its
 
 from __future__ import annotations
 
+import textwrap
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -318,13 +319,21 @@ def _tutorial_figure(
     return path
 
 
-def _latent_panel(ax: Any, Z: NDArray[np.floating], X: NDArray[np.floating]) -> None:
+def _latent_panel(ax: Any, Z: NDArray[np.floating], X: NDArray[np.floating]) -> str:
+    """Draw the latents; returns their unit for the title ("" or ", z in 1e-5").
+
+    Latents far below 1 are drawn in a power of ten: matplotlib's own offset label ("1e-5"
+    above the axis) lands on the panel's title.
+    """
     # Colour by the true angle of the point around the saddle's centre: unfolding is visible as
     # the colours sorting into sectors.
     angle = np.arctan2(X[:, 1], X[:, 0])
-    ax.scatter(*Z.T, c=angle, cmap="hsv", s=6, vmin=-np.pi, vmax=np.pi)
+    extent = float(np.abs(Z).max()) if Z.size else 0.0
+    power = int(np.floor(np.log10(extent))) if 0 < extent < 1e-2 else 0
+    ax.scatter(*(Z / 10.0**power).T, c=angle, cmap="hsv", s=6, vmin=-np.pi, vmax=np.pi)
     ax.set_aspect("equal", adjustable="datalim")
     ax.tick_params(labelsize=7)
+    return f", z in 1e{power}" if power else ""
 
 
 def _surface_panel(
@@ -347,18 +356,20 @@ def _learning_strip(path: Path, X: NDArray[np.floating], run: TutorialRun) -> Pa
     grid = fig.add_gridspec(2, len(epochs), height_ratios=[1, 1.25], hspace=0.05, wspace=0.25)
     for k, e in enumerate(epochs):
         ax = fig.add_subplot(grid[0, k])
-        _latent_panel(ax, run.Z[e], X)
-        ax.set_title(f"epoch {e}: E = {run.E[e]:.3g}", fontsize=9)
+        unit = _latent_panel(ax, run.Z[e], X)
+        ax.set_title(f"epoch {e}: E = {run.E[e]:.3g}{unit}", fontsize=8)
         ax = fig.add_subplot(grid[1, k], projection="3d")
         _surface_panel(ax, X, run.Z[e], n_grid=40)
         ax.set(xticklabels=[], yticklabels=[], zticklabels=[], xlabel="", ylabel="", zlabel="")
-    fig.suptitle(
+    title = (
         f"Learning process ({run.backend} {run.dtype}, eta = {run.eta:g}): latent points (top, "
         "coloured by the data's angle around the saddle); data (grey), reconstructions "
-        "f(z_n) (red) and f within 1 bandwidth of the latents (bottom)",
-        fontsize=10,
+        "f(z_n) (red) and f within 1 bandwidth of the latents (bottom)"
     )
-    fig.subplots_adjust(left=0.03, right=0.99, top=0.88, bottom=0.0)
+    # wrapped to the figure's width (about 14 characters of 10 pt per inch), so that no
+    # setting of --epochs cuts it off
+    fig.suptitle(textwrap.fill(title, width=int(14 * fig.get_figwidth())), fontsize=10)
+    fig.subplots_adjust(left=0.03, right=0.99, top=0.84, bottom=0.0)
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
@@ -386,8 +397,8 @@ def _learning_gif(path: Path, X: NDArray[np.floating], run: TutorialRun) -> Path
     def draw(e: int) -> None:
         ax_z.clear()
         ax_x.clear()
-        _latent_panel(ax_z, run.Z[e], X)
-        ax_z.set_title(f"latent points, epoch {e}", fontsize=9)
+        unit = _latent_panel(ax_z, run.Z[e], X)
+        ax_z.set_title(f"latent points, epoch {e}{unit}", fontsize=9)
         _surface_panel(ax_x, X, run.Z[e], n_grid=35)
         ax_x.set_box_aspect(None, zoom=0.95)  # room for the axis labels in the small frame
         ax_x.set_title(f"f(z), E = {E[e]:.3g}", fontsize=9)
