@@ -7,6 +7,7 @@ command that passes a faulty ``measure`` (in a child process), never by patching
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -68,8 +69,6 @@ def sweep_process(cfg: SweepConfig, run_dir: Path, **popen: Any) -> subprocess.P
 
 def inflight_pid(run_dir: Path) -> int:
     """The pid in the in-flight marker (rewritten between configurations: retried briefly)."""
-    import json
-
     deadline = time.time() + 10
     while True:
         try:
@@ -465,6 +464,14 @@ def test_options_of_the_wrong_type_are_type_errors(kwargs: dict, match: str) -> 
         SweepConfig(**kwargs)
 
 
+def test_numpy_integers_are_stored_as_python_ints() -> None:
+    # accepted as integers, and stored as ints: meta.json is written with json.dumps
+    cfg = SweepConfig(backends=["numpy"], ns=[np.int64(16), 8], seed=np.int32(3), device_counts=[np.int64(1)])  # fmt: skip
+    assert cfg.ns == [8, 16]
+    assert all(type(v) is int for v in [*cfg.ns, *cfg.device_counts, cfg.seed])
+    json.dumps(cfg.to_dict())
+
+
 def test_unknown_stored_configuration_fields_are_named() -> None:
     with pytest.raises(ValueError, match=r"unknown sweep configuration field\(s\) \['colour'\]"):
         SweepConfig.from_dict({"colour": "red"})
@@ -536,7 +543,6 @@ def test_interrupting_the_sweep_leaves_no_worker_behind(tmp_path: Path) -> None:
     deadline = time.time() + 120
     while not (run_dir / INFLIGHT_FILE).exists() and time.time() < deadline:
         time.sleep(0.05)
-    import json
 
     pid = json.loads((run_dir / INFLIGHT_FILE).read_text())["pid"]
     proc.send_signal(signal.SIGINT)  # Ctrl-C reaches the parent only, e.g. under nohup or nox
@@ -558,7 +564,6 @@ def test_provenance_is_this_package_and_holds_no_absolute_path(tmp_path: Path) -
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=other, env=env, capture_output=True, text=True, check=True
     )
-    import json
 
     prov = json.loads(out.stdout)
     assert prov == provenance()

@@ -168,13 +168,11 @@ class SweepConfig:
         for d in self.devices:
             parse_device(d)
         _check_nonempty_unique("device_counts", self.device_counts)
-        for k in self.device_counts:
-            check_int("device_counts", k, 1)
-        self.device_counts = sorted(self.device_counts)
+        # Python ints, stored: a NumPy integer would pass the check but not json.dumps (meta.json)
+        self.device_counts = sorted(check_int("device_counts", k, 1) for k in self.device_counts)
         _check_nonempty_unique("ns", self.ns)
-        for n in self.ns:
-            check_int("ns: every N", n, 2 if check_bool("loo", self.loo) else 1)
-        self.ns = sorted(self.ns)
+        smallest = 2 if check_bool("loo", self.loo) else 1
+        self.ns = sorted(check_int("ns: every N", n, smallest) for n in self.ns)
         check_choice("data", self.data, sorted(DATASETS))
         Params(sigma=self.sigma, lam=self.lam, loo=self.loo)
         check_nonnegative_float("noise", self.noise)
@@ -185,7 +183,7 @@ class SweepConfig:
                 raise ValueError(msg)
         check_bool("interleave", self.interleave)
         for name in ("latent_dim", "min_rounds", "max_rounds", "threads", "fit_rounds"):
-            check_int(name, getattr(self, name), 1)
+            setattr(self, name, check_int(name, getattr(self, name), 1))
         if self.max_rounds < self.min_rounds:
             msg = f"max_rounds ({self.max_rounds}) must be >= min_rounds ({self.min_rounds})"
             raise ValueError(msg)
@@ -193,7 +191,7 @@ class SweepConfig:
             msg = f"threads must be <= the {len(usable_cpus())} CPUs this process may use, got {self.threads}"
             raise ValueError(msg)
         for name in ("warmup", "fit_iters", "fit_max_n", "seed"):
-            check_int(name, getattr(self, name), 0)
+            setattr(self, name, check_int(name, getattr(self, name), 0))
         check_nonnegative_float("min_time", self.min_time)
         check_positive_float("timeout", self.timeout)
         check_nonnegative_float("max_call_seconds", self.max_call_seconds)
