@@ -1,0 +1,569 @@
+r"""The fused layout in JAX: UKR's value and hand-derived gradient as Pallas kernels.
+
+FlashAttention's tiling applied to UKR (issue 26). Queries = keys = the latents ``Z``
+(N x L), values = the data ``X`` (N x D), the diagonal masked with leave-one-out. Nothing of
+size N x N is ever stored: each kernel program owns a tile of query rows and streams over
+all column tiles, so memory is O(N (L + D)). Formulas and sign conventions are those of
+:mod:`backends.numpy_backend`; in the scaled latents ``u = z / (sqrt(2) sigma)`` the logits are
+``A_ij = -q_ij`` with ``q_ij = ||u_i - u_j||^2`` (from the differences, never from
+``|u_i|^2 + |u_j|^2 - 2 u_i.u_j``, which cancels in float32).
+
+Pass 1 (:func:`_pass1_kernel`), per query row ``i``: an online softmax over the column tiles
+in the "distance" form: ``mu_i = min_j q_ij`` (= minus the row max of the logits), running,
+``l_i = sum_j exp(mu_i - q_ij)`` and ``acc_i = sum_j exp(mu_i - q_ij) x_j``, rescaled by
+``exp(mu_old - mu_new)`` when ``mu_i`` drops. Then ``y_i = acc_i / l_i``, ``e_i = y_i - x_i``,
+``w_i = e_i / l_i`` and ``||e_i||^2``. Out: ``mu``, ``y``, ``w`` and ``||e||^2`` per row
+(O(N (D + 1))). A tile whose every entry is masked keeps ``mu = +inf``: the shift used is then
+0, so ``exp(mu_used - mu_old)`` is ``exp(-inf) = 0``, never ``inf - inf``.
+
+Pass 2 (:func:`_pass2_kernel`), the gradient of ``sq = sum_n ||e_n||^2``, per query row ``i``
+against each column ``j`` (one ordered pair at a time; no atomics):
+
+* ``B'_ij = R_ij e_i.(x_j - y_i) = exp(mu_i - q_ij) w_i.(x_j - y_i)`` (the row term: the
+  ``1/l_i`` is folded into ``w_i``), from the difference ``x_j - y_i``, not as
+  ``e_i.x_j - e_i.y_i``, which cancels for the neighbours that carry the weight;
+* ``B'_ji = exp(mu_j - q_ij) w_j.(x_i - y_j)`` (the column term, row ``j``'s statistics): the
+  logits are symmetric, ``q_ji = q_ij`` bit for bit (``(a - b)^2 = (b - a)^2`` in floating
+  point), so the same tile gives both terms, with a second exp; no third pass and no
+  scattered (atomic) writes to other programs' rows;
+* ``g_i = sum_j (B'_ij + B'_ji) (u_i - u_j)``, and
+  ``d sq / dz_i = (2 / sigma^2) sum_j S'_ij (z_j - z_i) = -4 g_i / (sqrt(2) sigma)``,
+  ``S' = B' + B'^T``; ``dE/dz_i = (d sq / dz_i + 2 lam z_i) / N``.
+
+Tiles and arithmetic. L = 2 and D = 3 are far below the 16 that ``pl.dot`` (``tl.dot`` under
+the Triton lowering) needs in every dimension, so every contraction over L or D is an
+elementwise multiply-add over (BLOCK_M x BLOCK_N) tiles, one latent or data dimension at a
+time (unrolled in Python: L and D are static), and the sums over ``j`` are row reductions of
+the tile. Padding L and D to 16 for ``pl.dot`` would multiply the work by 16/D (5x at D = 3)
+and run ``R X`` through TF32 unless asked for "highest"; a large D (>= 64) would make ``R X``
+and ``B' Y``-like products real matrix products, which this kernel does not implement yet.
+Arrays are passed transposed, (L, N) and (D, N), so that a column tile of one dimension is a
+contiguous vector of BLOCK_N entries (Triton's lowering needs every loaded value's size to be a
+power of 2; the arrays' own shapes need not be). Default tiles: 64 x 64 (:data:`BLOCK_M`,
+:data:`BLOCK_N`): 4096 pairs per tile step, a few (64 x 64) float32 temporaries per program
+(pass 2 keeps about 2 + L + D of them live); not tuned on a GPU yet (interpret mode only so
+far). N is padded to a multiple of the tile; padded columns are masked (``q = +inf``, weight 0)
+and padded rows are computed on zeros and cut off, so any N >= 1 works (N >= 2 with loo).
+
+Cost per ordered pair (i, j), the numbers the harness's bound uses (:data:`EXPS_PER_PAIR`,
+:func:`flops_per_pair`). Flops count adds, subtractions, multiplies and min/max (an FMA is 2);
+masking selects are not counted. L, D as above:
+
+* pass 1: L differences, L squares and L - 1 adds for ``q`` (3L - 1), 1 min for ``mu``, 1
+  subtraction ``mu - q``, 1 exp, 1 add into ``l``, a multiply and an add per data dimension
+  into ``acc`` (2D): 3L + 2D + 2 flops (14 at L = 2, D = 3), 1 exp;
+* pass 2: ``q`` again (3L - 1), two subtractions ``mu_i - q``, ``mu_j - q`` (2), two exps,
+  the row and the column dot products ``w.(x - y)`` (D subtractions, D multiplies, D - 1
+  adds each: 2 (3D - 1)), ``s = p_row r + p_col c`` (3), and ``g += s d`` per latent dimension
+  (2L, the differences kept from the logits): 5L + 6D + 2 flops (30), 2 exps (1 for the row
+  terms, 1 for the column terms);
+* together 8L + 8D + 4 flops (44) and 3 exps per ordered pair for value + gradient; the value
+  alone is pass 1. Per row and column tile there are O(BLOCK_M (L + D)) more (the rescale's
+  exp and multiplies), 1 / BLOCK_N of the above per pair, not counted.
+
+On a CPU the kernels run in Pallas's interpret mode (``interpret=True``), which is for
+correctness, not speed: the first such call in a process warns once
+(:class:`FusedInterpretWarning`).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import warnings
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.experimental import pallas as pl
+
+__all__ = [
+    "BLOCK_M",
+    "BLOCK_N",
+    "EXPS_PER_PAIR",
+    "FusedInterpretWarning",
+    "flops_per_pair",
+    "objective_fused",
+    "predict_fused",
+    "value_and_grad_fused",
+]
+
+#: Query rows per program (the grid's tile) and columns per step of its loop, by default.
+BLOCK_M = 64
+BLOCK_N = 64
+
+#: Exps per ordered pair (i, j), by pass (derivation in the module docstring).
+EXPS_PER_PAIR = {"pass1": 1, "pass2_rows": 1, "pass2_columns": 1}
+
+
+def flops_per_pair(latent_dim: int, data_dim: int) -> dict[str, int]:
+    """Flops per ordered pair (i, j) of each pass, for L = ``latent_dim``, D = ``data_dim``.
+
+    Derivation in the module docstring: pass 1 3L + 2D + 2, pass 2 5L + 6D + 2 (rows and
+    columns together; they share the logits and the final multiply-add), 44 in all at L = 2,
+    D = 3.
+    """
+    L, D = latent_dim, data_dim
+    return {"pass1": 3 * L + 2 * D + 2, "pass2": 5 * L + 6 * D + 2}
+
+
+class FusedInterpretWarning(UserWarning):
+    """The fused kernels run in interpret mode (on a CPU): correct, but not fast."""
+
+
+_WARNED: list[bool] = []  # one warning per process
+
+
+def _warn_interpret() -> None:
+    if _WARNED:
+        return
+    _WARNED.append(True)
+    warnings.warn(
+        "the fused (Pallas) kernels run in interpret mode here, which is for correctness, not "
+        "speed: time them on a GPU",
+        FusedInterpretWarning,
+        stacklevel=3,
+    )
+
+
+def _resolve_interpret(interpret: bool | None) -> bool:
+    """``interpret``, or, for None, True unless JAX's default backend is a GPU."""
+    if interpret is None:
+        interpret = jax.default_backend() != "gpu"
+    if interpret:
+        _warn_interpret()
+    return bool(interpret)
+
+
+# Plants: deliberately wrong variants of single terms, for tests/test_fused.py only (they show
+# that the agreement tests catch an error in each term). They act on per-row inputs between the
+# passes, or on a per-row flag in pass 1, never on a per-pair step, so the kernels' inner loops
+# are the same with and without them (and compiled once for all of them):
+# "no_column" drops the column terms B'_ji (pass 2's column weights w_j = 0), "row_sign" flips
+# the row terms' sign (row weights -w_i), "no_inv_l" forgets the 1/l_i of R = p / l (w = e),
+# "no_shift" forms the naive exp(-q) / sum exp(-q) (no running minimum: 0/0 where a row's every
+# weight underflows).
+_PLANTS = (None, "no_column", "row_sign", "no_inv_l", "no_shift")
+
+
+def _check_plant(plant: str | None) -> None:
+    if plant not in _PLANTS:
+        msg = f"unknown plant {plant!r}: one of {_PLANTS}"
+        raise ValueError(msg)
+
+
+def _sqdist(ui: list[Any], uj: list[Any]) -> tuple[Any, list[Any]]:
+    """q = ||u_i - u_j||^2 (bm x bn) from the differences, and the differences themselves."""
+    diffs = [a[:, None] - b[None, :] for a, b in zip(ui, uj, strict=True)]
+    q = diffs[0] * diffs[0]
+    for d in diffs[1:]:
+        q = q + d * d
+    return q, diffs
+
+
+def _valid(rows: Any, cols: Any, n: Any, loo: Any) -> Any:
+    """(bm x bn) mask of the pairs that count: real columns, and not the diagonal with loo.
+
+    ``n`` and ``loo`` (0 or 1) are scalars read from the kernel's ``meta`` input, not static:
+    one compiled kernel serves every N of the same padded size, with and without loo.
+    """
+    return (cols < n)[None, :] & ((rows[:, None] != cols[None, :]) | (loo == 0))
+
+
+def _pass1_kernel(
+    meta_ref: Any,
+    uq_ref: Any,
+    u_ref: Any,
+    x_ref: Any,
+    mu_ref: Any,
+    l_ref: Any,
+    y_ref: Any,
+    *,
+    bm: int,
+    bn: int,
+) -> None:
+    """Row statistics of one tile of query rows against all keys: mu, l and y (see above).
+
+    ``meta_ref`` holds (M, N, loo, naive): the real query rows, the real columns, the diagonal
+    mask and the "no_shift" plant (0 in every use but the tests').
+    """
+    m, n, loo, naive = meta_ref[0], meta_ref[1], meta_ref[2], meta_ref[3]
+    L, D = u_ref.shape[0], x_ref.shape[0]
+    dtype = u_ref.dtype
+    i0 = pl.program_id(0) * bm
+    rows = i0 + jnp.arange(bm)
+    ui = [uq_ref[l, pl.ds(i0, bm)] for l in range(L)]
+
+    def body(t: Any, carry: Any) -> Any:
+        mu, s, acc = carry
+        j0 = t * bn
+        col_slice = pl.ds(j0, bn)
+        cols = j0 + jnp.arange(bn)
+        q, _ = _sqdist(ui, [u_ref[l, col_slice] for l in range(L)])
+        q = jnp.where(_valid(rows, cols, n, loo), q, jnp.inf)
+        mu_new = jnp.minimum(mu, jnp.min(q, axis=1))
+        # a row with nothing valid yet keeps mu = inf: shift by 0 there (never inf - inf)
+        shift = jnp.where((mu_new == jnp.inf) | (naive != 0), jnp.zeros_like(mu_new), mu_new)
+        alpha = jnp.exp(shift - jnp.where(naive != 0, jnp.zeros_like(mu), mu))
+        p = jnp.exp(shift[:, None] - q)
+        s = alpha * s + jnp.sum(p, axis=1)
+        acc = tuple(
+            alpha * a + jnp.sum(p * x_ref[d, col_slice][None, :], axis=1) for d, a in enumerate(acc)
+        )
+        return mu_new, s, acc
+
+    init = (
+        jnp.full((bm,), jnp.inf, dtype),
+        jnp.zeros((bm,), dtype),
+        tuple(jnp.zeros((bm,), dtype) for _ in range(D)),
+    )
+    mu, s, acc = lax.fori_loop(0, (n + (bn - 1)) // bn, body, init)
+    mu = jnp.where(naive != 0, jnp.zeros_like(mu), mu)  # the naive form's shift: 0
+    real = rows < m  # padded rows: y = 0, mu = 0, l = 1, finite for pass 2
+    for d in range(D):
+        y_ref[d, :] = jnp.where(real, acc[d] / s, jnp.zeros_like(s))
+    mu_ref[:] = jnp.where(real, mu, jnp.zeros_like(mu))
+    l_ref[:] = jnp.where(real, s, jnp.ones_like(s))
+
+
+def _pass2_kernel(
+    meta_ref: Any,
+    u_ref: Any,
+    x_ref: Any,
+    y_ref: Any,
+    wr_ref: Any,
+    wc_ref: Any,
+    mu_ref: Any,
+    g_ref: Any,
+    *,
+    bm: int,
+    bn: int,
+) -> None:
+    """g_i = sum_j (B'_ij + B'_ji)(u_i - u_j) for one tile of rows i, over all columns j.
+
+    ``wr_ref`` holds the weights w = e / l of the rows in their row terms, ``wc_ref`` those of
+    the columns in their column terms: the same array in every use but the plants'.
+    """
+    n, loo = meta_ref[1], meta_ref[2]
+    L, D = u_ref.shape[0], x_ref.shape[0]
+    dtype = u_ref.dtype
+    i0 = pl.program_id(0) * bm
+    rows = i0 + jnp.arange(bm)
+    row_slice = pl.ds(i0, bm)
+    ui = [u_ref[l, row_slice] for l in range(L)]
+    xi = [x_ref[d, row_slice] for d in range(D)]
+    yi = [y_ref[d, row_slice] for d in range(D)]
+    wi = [wr_ref[d, row_slice] for d in range(D)]
+    mu_i = mu_ref[row_slice]
+
+    def body(t: Any, g: Any) -> Any:
+        j0 = t * bn
+        col_slice = pl.ds(j0, bn)
+        cols = j0 + jnp.arange(bn)
+        q, diffs = _sqdist(ui, [u_ref[l, col_slice] for l in range(L)])
+        # padded rows too: their q against real columns may be below mu_j (exp overflow)
+        q = jnp.where(_valid(rows, cols, n, loo) & (rows < n)[:, None], q, jnp.inf)
+        p_row = jnp.exp(mu_i[:, None] - q)  # R_ij l_i
+        p_col = jnp.exp(mu_ref[col_slice][None, :] - q)  # R_ji l_j (q symmetric)
+        r = c = jnp.zeros((bm, bn), dtype)
+        for d in range(D):
+            xj, yj, wj = x_ref[d, col_slice], y_ref[d, col_slice], wc_ref[d, col_slice]
+            r = r + wi[d][:, None] * (xj[None, :] - yi[d][:, None])  # w_i.(x_j - y_i)
+            c = c + wj[None, :] * (xi[d][:, None] - yj[None, :])  # w_j.(x_i - y_j)
+        s = p_row * r + p_col * c  # B'_ij + B'_ji
+        return tuple(gl + jnp.sum(s * dl, axis=1) for gl, dl in zip(g, diffs, strict=True))
+
+    init = tuple(jnp.zeros((bm,), dtype) for _ in range(L))
+    g = lax.fori_loop(0, (n + (bn - 1)) // bn, body, init)
+    for l in range(L):
+        g_ref[l, :] = g[l]
+
+
+def _pad_t(a: jax.Array, rows: int) -> jax.Array:
+    """``a`` (n x k) transposed to (k x rows), zero-padded."""
+    return jnp.pad(a.T, ((0, 0), (0, rows - a.shape[0])))
+
+
+def _padded(n: int, block: int) -> int:
+    return -(-n // block) * block
+
+
+def _compiler_params(interpret: bool) -> Any:
+    if interpret:
+        return None
+    from jax.experimental.pallas import triton as plgpu
+
+    return plgpu.CompilerParams(num_warps=4, num_stages=2)
+
+
+def _full(shape: tuple[int, ...]) -> pl.BlockSpec:
+    """The whole array in every program (the keys: each program streams over all of them)."""
+    return pl.BlockSpec(shape, lambda i: (0,) * len(shape))
+
+
+def _pass1(
+    meta: jax.Array, Uq: jax.Array, U: jax.Array, X: jax.Array, *, block: int, interpret: bool
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(mu (Mp,), l (Mp,), y (D x Mp)) of query rows ``Uq`` (L x Mp) against keys ``U``
+    (L x Np) with data ``X`` (D x Np), transposed and padded to tiles; ``meta`` =
+    (M, N, loo, naive), int32."""
+    Mp, (D, _), dtype = Uq.shape[1], X.shape, U.dtype
+    ins = (meta, Uq, U, X)
+    row = pl.BlockSpec((block,), lambda i: (i,))
+    return pl.pallas_call(
+        functools.partial(_pass1_kernel, bm=block, bn=block),
+        grid=(Mp // block,),
+        in_specs=[_full(a.shape) for a in ins],
+        out_specs=[row, row, pl.BlockSpec((D, block), lambda i: (0, i))],
+        out_shape=[
+            jax.ShapeDtypeStruct((Mp,), dtype),
+            jax.ShapeDtypeStruct((Mp,), dtype),
+            jax.ShapeDtypeStruct((D, Mp), dtype),
+        ],
+        interpret=interpret,
+        compiler_params=_compiler_params(interpret),
+        name="ukr_fused_pass1",
+    )(*ins)
+
+
+def _pass2(
+    meta: jax.Array,
+    U: jax.Array,
+    X: jax.Array,
+    y: jax.Array,
+    w_rows: jax.Array,
+    w_cols: jax.Array,
+    mu: jax.Array,
+    *,
+    block: int,
+    interpret: bool,
+) -> jax.Array:
+    """g (L x Np) of the objective's rows, from the padded, transposed U, X and pass 1's
+    y, mu with w = e / l (square tiles: pass 1's padded rows are its padded columns)."""
+    L, Np = U.shape
+    ins = (meta, U, X, y, w_rows, w_cols, mu)
+    return pl.pallas_call(
+        functools.partial(_pass2_kernel, bm=block, bn=block),
+        grid=(Np // block,),
+        in_specs=[_full(a.shape) for a in ins],
+        out_specs=pl.BlockSpec((L, block), lambda i: (0, i)),
+        out_shape=jax.ShapeDtypeStruct((L, Np), U.dtype),
+        interpret=interpret,
+        compiler_params=_compiler_params(interpret),
+        name="ukr_fused_pass2",
+    )(*ins)
+
+
+#: XLA options for interpret mode: the kernels' loops compile 2-3x faster at the lowest
+#: optimisation level (measured 5.7 s against 2.4 s, float32 N = 33, both passes), and
+#: interpret mode is for correctness, not speed, anyway.
+_INTERPRET_XLA_OPTIONS = {
+    "xla_backend_optimization_level": 0,
+    "xla_llvm_disable_expensive_passes": True,
+}
+
+
+def _jitted(fn: Any) -> dict[bool, Any]:
+    """``fn`` jitted, by ``interpret``: with :data:`_INTERPRET_XLA_OPTIONS` or without."""
+    static = ("block", "interpret")
+    return {
+        True: jax.jit(fn, static_argnames=static, compiler_options=_INTERPRET_XLA_OPTIONS),
+        False: jax.jit(fn, static_argnames=static),
+    }
+
+
+_PASS1, _PASS2 = _jitted(_pass1), _jitted(_pass2)
+
+
+def _scale(sigma: Any) -> Any:
+    """1 / (sqrt(2) sigma): in Python float64 for a Python sigma (rounded once to the dtype, as
+    NumPy's backend does), in the array's dtype for a traced one."""
+    if isinstance(sigma, (int, float)):
+        return 1.0 / (math.sqrt(2.0) * float(sigma))
+    return 1.0 / (jnp.sqrt(2.0) * sigma)
+
+
+@functools.partial(jax.jit, static_argnames=("block",))
+def _prepare(
+    Z: jax.Array, X: jax.Array, scale: Any, *, block: int
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(U, X) scaled, transposed and padded to tiles (L x Np, D x Np), and the scale."""
+    Np = _padded(Z.shape[0], block)
+    s = jnp.asarray(scale, Z.dtype)
+    return _pad_t(Z * s, Np), _pad_t(X, Np), s
+
+
+@functools.partial(jax.jit, static_argnames=("plant",))
+def _between(
+    y: jax.Array, X: jax.Array, l: jax.Array, *, plant: str | None
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """sq = sum_n ||e_n||^2 and pass 2's row and column weights w = e / l (D x Np)."""
+    e = y - X  # zero in the padded rows: y and X are both 0 there
+    w = e if plant == "no_inv_l" else e / l
+    w_rows = -w if plant == "row_sign" else w
+    w_cols = jnp.zeros_like(w) if plant == "no_column" else w
+    return jnp.sum(e * e), w_rows, w_cols
+
+
+@functools.partial(jax.jit, static_argnames=("n",))
+def _gradient(g: jax.Array, s: jax.Array, *, n: int) -> jax.Array:
+    """d sq / dZ (N x L) = -4 s g^T, s = 1 / (sqrt(2) sigma), from pass 2's g (L x Np)."""
+    return (-4.0 * s) * g[:, :n].T
+
+
+def _data_term(
+    Z: jax.Array,
+    X: jax.Array,
+    scale: Any,
+    *,
+    loo: bool,
+    grad: bool,
+    block: int,
+    interpret: bool,
+    plant: str | None,
+) -> tuple[jax.Array, jax.Array | None]:
+    """sq = sum_n ||e_n||^2 and, with ``grad``, d sq / dZ (N x L).
+
+    The two passes are jitted apart from the O(N (L + D)) work around them (padding, scaling,
+    e = y - x, w = e / l), so that one compiled pair of kernels serves every N with the same
+    number of tiles, with and without loo (and the tests' plants).
+    """
+    N = Z.shape[0]
+    meta = jnp.array([N, N, int(loo), int(plant == "no_shift")], dtype=jnp.int32)
+    U, Xt, s = _prepare(Z, X, scale, block=block)
+    kw = {"block": block, "interpret": interpret}
+    mu, l, y = _PASS1[interpret](meta, U, U, Xt, **kw)
+    sq, w_rows, w_cols = _between(y, Xt, l, plant=plant)
+    if not grad:
+        return sq, None
+    g = _PASS2[interpret](meta, U, Xt, y, w_rows, w_cols, mu, **kw)
+    return sq, _gradient(g, s, n=N)
+
+
+@jax.jit
+def _with_prior(sq: jax.Array, g: jax.Array, Z: jax.Array, lam: Any) -> tuple[jax.Array, jax.Array]:
+    """E = (sq + lam ||Z||^2) / N and dE/dZ = (d sq / dZ + 2 lam Z) / N."""
+    N = Z.shape[0]
+    return (sq + lam * jnp.sum(Z * Z)) / N, (g + (2.0 * lam) * Z) / N
+
+
+def _check(Z: jax.Array, X: jax.Array, loo: bool, block: int) -> None:
+    if Z.ndim != 2 or X.ndim != 2 or Z.shape[0] != X.shape[0]:
+        msg = f"Z (N x L) and X (N x D) must have the same N, got {Z.shape} and {X.shape}"
+        raise ValueError(msg)
+    if Z.shape[0] < (2 if loo else 1):
+        msg = f"the objective needs N >= {2 if loo else 1} points (loo={loo}), got {Z.shape[0]}"
+        raise ValueError(msg)
+    if block < 1 or block & (block - 1):
+        msg = f"block must be a power of 2 (Triton's tensors are), got {block}"
+        raise ValueError(msg)
+
+
+def value_and_grad_fused(
+    Z: jax.Array,
+    X: jax.Array,
+    sigma: Any,
+    lam: Any,
+    loo: bool,
+    *,
+    interpret: bool | None = None,
+    block: int = BLOCK_M,
+    _plant: str | None = None,
+) -> tuple[jax.Array, jax.Array]:
+    """E(Z) and dE/dZ by the fused kernels (pass 1, then pass 2), in the dtype of ``Z``.
+
+    ``Z`` (N x L) and ``X`` (N x D) are jnp arrays of one dtype (float64 needs JAX's x64
+    mode); ``block`` is the tile (rows per program and columns per step, a power of 2);
+    ``interpret`` None runs the kernels in interpret mode unless JAX's default backend is a
+    GPU (with a one-time :class:`FusedInterpretWarning`). ``_plant`` is for the tests only.
+    """
+    Z, X = jnp.asarray(Z), jnp.asarray(X)
+    _check(Z, X, loo, block)
+    _check_plant(_plant)
+    run = _resolve_interpret(interpret)
+    sq, g = _data_term(
+        Z, X, _scale(sigma), loo=loo, grad=True, block=block, interpret=run, plant=_plant
+    )
+    assert g is not None  # asked for
+    return _with_prior(sq, g, Z, lam)
+
+
+def objective_fused(
+    Z: jax.Array,
+    X: jax.Array,
+    sigma: Any,
+    lam: Any,
+    loo: bool,
+    *,
+    interpret: bool | None = None,
+    block: int = BLOCK_M,
+    _plant: str | None = None,
+) -> jax.Array:
+    """E(Z) by the fused kernels, differentiable in ``Z`` through a ``jax.custom_vjp``.
+
+    The forward pass of ``jax.value_and_grad`` runs both passes and keeps the data term's
+    gradient; the backward pass only scales it (the prior's gradient comes from JAX's own
+    autodiff of ``lam ||Z||^2 / N``). A value alone runs pass 1 only. ``X`` and ``sigma`` are
+    closed over, not differentiable: differentiating in them raises JAX's
+    ``UnexpectedTracerError`` instead of returning a wrong zero.
+    """
+    Z, X = jnp.asarray(Z), jnp.asarray(X)
+    _check(Z, X, loo, block)
+    _check_plant(_plant)
+    run = _resolve_interpret(interpret)
+    term = functools.partial(
+        _data_term, X=X, scale=_scale(sigma), loo=loo, block=block, interpret=run, plant=_plant
+    )
+
+    @jax.custom_vjp
+    def sq(Z: jax.Array) -> jax.Array:
+        return term(Z, grad=False)[0]
+
+    def fwd(Z: jax.Array) -> tuple[jax.Array, jax.Array | None]:
+        return term(Z, grad=True)
+
+    def bwd(g: jax.Array, ct: jax.Array) -> tuple[jax.Array]:
+        return (ct * g,)
+
+    sq.defvjp(fwd, bwd)
+    return (sq(Z) + lam * jnp.sum(Z * Z)) / Z.shape[0]
+
+
+def predict_fused(
+    Zq: jax.Array,
+    Z: jax.Array,
+    X: jax.Array,
+    sigma: Any,
+    *,
+    interpret: bool | None = None,
+    block: int = BLOCK_M,
+) -> jax.Array:
+    """f(Zq) (M x D): the Nadaraya-Watson map of query latents ``Zq`` (M x L), no loo.
+
+    Pass 1 with the queries in tiles against all N training latents (its value and
+    gradient outputs unused); the projection's gradient is not fused yet.
+    """
+    Zq, Z, X = jnp.asarray(Zq), jnp.asarray(Z), jnp.asarray(X)
+    _check(Z, X, False, block)
+    if Zq.ndim != 2 or Zq.shape[1] != Z.shape[1]:
+        msg = f"Zq must be M x L with the L of Z ({Z.shape[1]}), got {Zq.shape}"
+        raise ValueError(msg)
+    run = _resolve_interpret(interpret)
+    M = Zq.shape[0]
+    meta = jnp.array([M, Z.shape[0], 0, 0], dtype=jnp.int32)
+    U, Xt, s = _prepare(Z, X, _scale(sigma), block=block)
+    _, _, y = _PASS1[run](
+        meta, _scale_queries(Zq, s, block=block), U, Xt, block=block, interpret=run
+    )
+    return _unpad(y, n=M)
+
+
+@functools.partial(jax.jit, static_argnames=("block",))
+def _scale_queries(Zq: jax.Array, s: jax.Array, *, block: int) -> jax.Array:
+    return _pad_t(Zq * s, _padded(Zq.shape[0], block))
+
+
+@functools.partial(jax.jit, static_argnames=("n",))
+def _unpad(y: jax.Array, *, n: int) -> jax.Array:
+    return y[:, :n].T

@@ -1,0 +1,447 @@
+r"""The fused layout in PyTorch: UKR's value and hand-derived gradient as Triton kernels.
+
+The same computation as :mod:`backends.jax_fused` (FlashAttention's tiling for UKR, issue 26;
+formulas and signs of :mod:`backends.numpy_backend`), written with ``triton.jit`` and wrapped
+in a ``torch.autograd.Function``. In the scaled latents ``u = z / (sqrt(2) sigma)``, with
+``q_ij = ||u_i - u_j||^2`` from the differences:
+
+* pass 1 (``_pass1``), a program per tile of query rows, streaming over column tiles: the
+  online softmax ``mu_i = min_j q_ij`` (running; +inf until a valid column is seen, and then a
+  shift of 0, so never ``inf - inf``), ``l_i = sum_j exp(mu_i - q_ij)``,
+  ``y_i = sum_j exp(mu_i - q_ij) x_j / l_i``; out ``mu``, ``l``, ``y`` per row;
+* between the passes (O(N D), in torch): ``e = y - x``, ``sum ||e||^2``, ``w = e / l``;
+* pass 2 (``_pass2``), per tile of rows i against all columns j:
+  ``B'_ij = exp(mu_i - q_ij) w_i.(x_j - y_i)`` (row term, from the difference ``x_j - y_i``),
+  ``B'_ji = exp(mu_j - q_ij) w_j.(x_i - y_j)`` (column term: the logits are symmetric, so one
+  tile gives both, with a second exp; no third pass, no atomics: each program writes only its
+  own rows), ``g_i = sum_j (B'_ij + B'_ji)(u_i - u_j)``; ``d sq / dz_i = -4 g_i / (sqrt(2)
+  sigma)`` and ``dE/dz_i = (d sq / dz_i + 2 lam z_i) / N``.
+
+Tiles and arithmetic. ``tl.dot`` needs every dimension >= 16 (``min_dot_size``); L = 2 and
+D = 3 are far below, so the contractions over L and D are elementwise multiply-adds over
+(BLOCK_M x BLOCK_N) tiles, one dimension at a time (``tl.static_range``, unrolled), and the sums
+over j are row reductions (``tl.sum(..., axis=1)``). The per-row results (y: D values, g: L
+values) live in a (BLOCK_M x next_pow2(D or L)) accumulator, each dimension's row sum put in its
+column with a ``tl.where`` (O(BLOCK_M) per tile step, not per pair). Padding D to 16 for
+``tl.dot`` would multiply the work by 16/D and bring TF32 into ``R X``; a large D (>= 64) would
+make ``R X`` a real matrix product, not implemented here. Default tiles: 64 x 64
+(:data:`BLOCK_M`, :data:`BLOCK_N`, ``num_warps`` 4), not tuned on a GPU yet. Arrays are
+transposed, (L, N) and (D, N), so that a tile of one dimension is a contiguous load. No
+padding: loads and stores are masked (columns >= N get q = +inf, weight 0).
+
+Cost per ordered pair (i, j) (:data:`EXPS_PER_PAIR`, :func:`flops_per_pair`; adds,
+subtractions, multiplies and min/max, an FMA counted as 2, masking selects not counted):
+
+* pass 1: 3L - 1 for q (L differences, L squares, L - 1 adds), 1 min, 1 subtraction
+  ``mu - q``, 1 exp, 1 add into l, 2D into y: 3L + 2D + 2 flops (14 at L = 2, D = 3), 1 exp;
+* pass 2: 3L - 1 for q, 2 subtractions, 2 exps (rows, columns), the two dot products
+  ``w.(x - y)`` (2 (3D - 1)), 3 for ``p_row r + p_col c``, then per latent dimension the
+  difference again (Triton's unrolled loop keeps no list of L tiles, so it is recomputed: L)
+  and a multiply-add into g (2L): 6L + 6D + 2 flops (32), 2 exps;
+* together 9L + 8D + 4 flops (46) and 3 exps per ordered pair; O(BLOCK_M (L + D)) more per
+  row and column tile (rescale, accumulator updates), not counted.
+
+Triton and interpret mode. Triton is an optional extra (``pip install "ukr-bench[triton]"``),
+imported only when a kernel is first needed (:func:`kernels`). On a machine without CUDA the
+kernels run on CPU tensors in Triton's interpreter, which ``TRITON_INTERPRET=1`` selects when
+the kernels are defined: if no CUDA device is available and the variable is unset, this module
+sets it before it defines them (the ``triton.knobs`` read it then) and says so in a one-time
+:class:`FusedInterpretWarning`: interpret mode is for correctness, not speed.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from functools import cache
+from typing import Any
+
+import torch
+
+__all__ = [
+    "BLOCK_M",
+    "BLOCK_N",
+    "EXPS_PER_PAIR",
+    "FusedInterpretWarning",
+    "flops_per_pair",
+    "kernels",
+    "objective_fused",
+    "predict_fused",
+    "value_and_grad_fused",
+]
+
+#: Query rows per program and columns per step of its loop, by default.
+BLOCK_M = 64
+BLOCK_N = 64
+NUM_WARPS = 4
+
+#: Exps per ordered pair (i, j), by pass (derivation in the module docstring).
+EXPS_PER_PAIR = {"pass1": 1, "pass2_rows": 1, "pass2_columns": 1}
+
+
+def flops_per_pair(latent_dim: int, data_dim: int) -> dict[str, int]:
+    """Flops per ordered pair (i, j) of each pass, for L = ``latent_dim``, D = ``data_dim``.
+
+    Derivation in the module docstring: pass 1 3L + 2D + 2, pass 2 6L + 6D + 2 (rows and
+    columns together), 46 in all at L = 2, D = 3.
+    """
+    L, D = latent_dim, data_dim
+    return {"pass1": 3 * L + 2 * D + 2, "pass2": 6 * L + 6 * D + 2}
+
+
+class FusedInterpretWarning(UserWarning):
+    """The fused (Triton) kernels run in Triton's interpreter: correct, but not fast."""
+
+
+INSTALL_HINT = 'pip install "ukr-bench[triton]"'
+
+# Plants: deliberately wrong variants of single terms, for tests/test_fused.py only (they show
+# that the agreement tests catch an error in each term); see backends/jax_fused.py. They act on
+# pass 2's per-row weights, or as a constexpr of pass 1 (a separate specialisation), so the
+# kernels used otherwise are unchanged by them.
+_PLANTS = (None, "no_column", "row_sign", "no_inv_l", "no_shift")
+
+
+def _interpret_wanted() -> tuple[bool, bool]:
+    """(interpret, whether this module set TRITON_INTERPRET=1) for the kernels to be defined."""
+    if os.environ.get("TRITON_INTERPRET", "0") == "1":
+        return True, False
+    if torch.cuda.is_available():
+        return False, False
+    os.environ["TRITON_INTERPRET"] = "1"
+    return True, True
+
+
+@cache
+def kernels() -> dict[str, Any]:
+    """The Triton kernels, defined on first use: {"pass1", "pass2", "interpret"}.
+
+    Imports Triton (a clear ImportError naming the extra when it is missing) after choosing
+    the interpreter for a machine without CUDA (module docstring).
+    """
+    interpret, set_here = _interpret_wanted()
+    try:
+        import triton  # type: ignore[import-untyped]
+        import triton.language as tl  # type: ignore[import-untyped]
+    except ImportError as err:
+        msg = f"the fused torch kernels need Triton, which is not installed: {INSTALL_HINT}"
+        raise ImportError(msg) from err
+    if interpret:
+        how = (
+            "no CUDA device is available, so backends.torch_fused set TRITON_INTERPRET=1"
+            if set_here
+            else "TRITON_INTERPRET=1 is set"
+        )
+        warnings.warn(
+            f"the fused (Triton) kernels run in Triton's interpreter ({how}), which is for "
+            "correctness, not speed: time them on a GPU",
+            FusedInterpretWarning,
+            stacklevel=3,
+        )
+    globals()["tl"] = tl  # the kernels' source names ``tl``: Triton resolves it in globals
+
+    @triton.jit  # type: ignore[untyped-decorator]
+    def _pass1(  # type: ignore[no-untyped-def]
+        UQ,
+        U,
+        X,
+        MU,
+        LS,
+        Y,
+        M,
+        N,
+        LOO: tl.constexpr,
+        NAIVE: tl.constexpr,
+        L: tl.constexpr,
+        D: tl.constexpr,
+        DP: tl.constexpr,
+        BM: tl.constexpr,
+        BN: tl.constexpr,
+    ) -> None:
+        # query rows UQ (L x M) against keys U (L x N) with data X (D x N); out mu, l (M,),
+        # y (D x M); NAIVE: the "no_shift" plant (tests only)
+        dtype = U.dtype.element_ty
+        rows = tl.program_id(0) * BM + tl.arange(0, BM)
+        rmask = rows < M
+        dcols = tl.arange(0, DP)
+        mu = tl.full((BM,), float("inf"), dtype)
+        s = tl.zeros((BM,), dtype)
+        acc = tl.zeros((BM, DP), dtype)
+        for j0 in range(0, N, BN):
+            cols = j0 + tl.arange(0, BN)
+            cmask = cols < N
+            ui = tl.load(UQ + rows, mask=rmask, other=0.0)
+            uj = tl.load(U + cols, mask=cmask, other=0.0)
+            dd = ui[:, None] - uj[None, :]
+            q = dd * dd
+            for l in tl.static_range(1, L):
+                ui = tl.load(UQ + l * M + rows, mask=rmask, other=0.0)
+                uj = tl.load(U + l * N + cols, mask=cmask, other=0.0)
+                dd = ui[:, None] - uj[None, :]
+                q += dd * dd
+            valid = cmask[None, :] & (rows[:, None] >= 0)
+            if LOO:
+                valid = valid & (rows[:, None] != cols[None, :])
+            q = tl.where(valid, q, float("inf"))
+            mu_new = tl.minimum(mu, tl.min(q, axis=1))
+            if NAIVE:
+                shift = tl.zeros((BM,), dtype)
+                alpha = tl.full((BM,), 1.0, dtype)
+            else:
+                shift = tl.where(mu_new == float("inf"), 0.0, mu_new)
+                alpha = tl.exp(shift - mu)
+            p = tl.exp(shift[:, None] - q)
+            s = s * alpha + tl.sum(p, axis=1)
+            acc = acc * alpha[:, None]
+            for d in tl.static_range(D):
+                xj = tl.load(X + d * N + cols, mask=cmask, other=0.0)
+                acc += tl.where(dcols[None, :] == d, tl.sum(p * xj[None, :], axis=1)[:, None], 0.0)
+            mu = mu_new
+        if NAIVE:
+            mu = tl.zeros((BM,), dtype)
+        y = acc / s[:, None]
+        ymask = rmask[:, None] & (dcols[None, :] < D)
+        tl.store(Y + dcols[None, :] * M + rows[:, None], y, mask=ymask)
+        tl.store(MU + rows, mu, mask=rmask)
+        tl.store(LS + rows, s, mask=rmask)
+
+    @triton.jit  # type: ignore[untyped-decorator]
+    def _pass2(  # type: ignore[no-untyped-def]
+        U,
+        X,
+        Y,
+        WR,
+        WC,
+        MU,
+        G,
+        N,
+        LOO: tl.constexpr,
+        L: tl.constexpr,
+        D: tl.constexpr,
+        LP: tl.constexpr,
+        BM: tl.constexpr,
+        BN: tl.constexpr,
+    ) -> None:
+        # g (L x N) = sum_j (B'_ij + B'_ji)(u_i - u_j); WR: the rows' weights w = e / l in
+        # their row terms, WC: the columns' in their column terms (the same but for plants)
+        dtype = U.dtype.element_ty
+        rows = tl.program_id(0) * BM + tl.arange(0, BM)
+        rmask = rows < N
+        lcols = tl.arange(0, LP)
+        mu_i = tl.load(MU + rows, mask=rmask, other=0.0)
+        g = tl.zeros((BM, LP), dtype)
+        for j0 in range(0, N, BN):
+            cols = j0 + tl.arange(0, BN)
+            cmask = cols < N
+            ui = tl.load(U + rows, mask=rmask, other=0.0)
+            uj = tl.load(U + cols, mask=cmask, other=0.0)
+            dd = ui[:, None] - uj[None, :]
+            q = dd * dd
+            for l in tl.static_range(1, L):
+                ui = tl.load(U + l * N + rows, mask=rmask, other=0.0)
+                uj = tl.load(U + l * N + cols, mask=cmask, other=0.0)
+                dd = ui[:, None] - uj[None, :]
+                q += dd * dd
+            # rows >= N too: their q against real columns may be below mu_j (exp overflow)
+            valid = cmask[None, :] & rmask[:, None]
+            if LOO:
+                valid = valid & (rows[:, None] != cols[None, :])
+            q = tl.where(valid, q, float("inf"))
+            mu_j = tl.load(MU + cols, mask=cmask, other=0.0)
+            p_row = tl.exp(mu_i[:, None] - q)  # R_ij l_i
+            p_col = tl.exp(mu_j[None, :] - q)  # R_ji l_j (q symmetric)
+            xi = tl.load(X + rows, mask=rmask, other=0.0)
+            yi = tl.load(Y + rows, mask=rmask, other=0.0)
+            wi = tl.load(WR + rows, mask=rmask, other=0.0)
+            xj = tl.load(X + cols, mask=cmask, other=0.0)
+            yj = tl.load(Y + cols, mask=cmask, other=0.0)
+            wj = tl.load(WC + cols, mask=cmask, other=0.0)
+            r = wi[:, None] * (xj[None, :] - yi[:, None])  # w_i.(x_j - y_i)
+            c = wj[None, :] * (xi[:, None] - yj[None, :])  # w_j.(x_i - y_j)
+            for d in tl.static_range(1, D):
+                xi = tl.load(X + d * N + rows, mask=rmask, other=0.0)
+                yi = tl.load(Y + d * N + rows, mask=rmask, other=0.0)
+                wi = tl.load(WR + d * N + rows, mask=rmask, other=0.0)
+                xj = tl.load(X + d * N + cols, mask=cmask, other=0.0)
+                yj = tl.load(Y + d * N + cols, mask=cmask, other=0.0)
+                wj = tl.load(WC + d * N + cols, mask=cmask, other=0.0)
+                r += wi[:, None] * (xj[None, :] - yi[:, None])
+                c += wj[None, :] * (xi[:, None] - yj[None, :])
+            sv = p_row * r + p_col * c  # B'_ij + B'_ji
+            for l in tl.static_range(L):
+                ui = tl.load(U + l * N + rows, mask=rmask, other=0.0)
+                uj = tl.load(U + l * N + cols, mask=cmask, other=0.0)
+                dd = ui[:, None] - uj[None, :]
+                g += tl.where(lcols[None, :] == l, tl.sum(sv * dd, axis=1)[:, None], 0.0)
+        gmask = rmask[:, None] & (lcols[None, :] < L)
+        tl.store(G + lcols[None, :] * N + rows[:, None], g, mask=gmask)
+
+    return {"pass1": _pass1, "pass2": _pass2, "interpret": interpret}
+
+
+def _pow2(n: int) -> int:
+    return 1 << max(n - 1, 0).bit_length()
+
+
+def _check(Z: torch.Tensor, X: torch.Tensor, loo: bool, block: int) -> None:
+    if Z.ndim != 2 or X.ndim != 2 or Z.shape[0] != X.shape[0]:
+        msg = f"Z (N x L) and X (N x D) must have the same N, got {tuple(Z.shape)} and {tuple(X.shape)}"
+        raise ValueError(msg)
+    if Z.dtype != X.dtype or Z.device != X.device:
+        msg = f"Z and X must share dtype and device, got {Z.dtype}/{X.dtype}, {Z.device}/{X.device}"
+        raise ValueError(msg)
+    if Z.shape[0] < (2 if loo else 1):
+        msg = f"the objective needs N >= {2 if loo else 1} points (loo={loo}), got {Z.shape[0]}"
+        raise ValueError(msg)
+    if block < 1 or block & (block - 1):
+        msg = f"block must be a power of 2 (Triton's tensors are), got {block}"
+        raise ValueError(msg)
+
+
+def _kernels_for(device: torch.device) -> dict[str, Any]:
+    k = kernels()
+    if k["interpret"] != (device.type == "cpu"):
+        msg = (
+            f"the fused kernels were defined for {'CPU' if k['interpret'] else 'CUDA'} tensors "
+            f"(TRITON_INTERPRET={os.environ.get('TRITON_INTERPRET', '0')} when they were), got "
+            f"tensors on {device}"
+        )
+        raise RuntimeError(msg)
+    return k
+
+
+def _pass1(
+    Uq: torch.Tensor, U: torch.Tensor, Xt: torch.Tensor, *, loo: bool, block: int, naive: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(mu (M,), l (M,), y (D x M)) of queries Uq (L x M) against keys U (L x N), data Xt."""
+    (L, M), (D, N) = Uq.shape, Xt.shape
+    k = _kernels_for(U.device)
+    mu = torch.empty(M, dtype=U.dtype, device=U.device)
+    ls = torch.empty_like(mu)
+    y = torch.empty((D, M), dtype=U.dtype, device=U.device)
+    k["pass1"][(-(-M // block),)](
+        Uq, U, Xt, mu, ls, y, M, N,
+        LOO=loo, NAIVE=naive, L=L, D=D, DP=_pow2(D), BM=block, BN=block, num_warps=NUM_WARPS,
+    )  # fmt: skip
+    return mu, ls, y
+
+
+def _data_term(
+    Z: torch.Tensor,
+    X: torch.Tensor,
+    sigma: float,
+    *,
+    loo: bool,
+    grad: bool,
+    block: int,
+    plant: str | None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """sq = sum_n ||e_n||^2 and, with ``grad``, d sq / dZ (N x L), by the two passes."""
+    if plant not in _PLANTS:
+        msg = f"unknown plant {plant!r}: one of {_PLANTS}"
+        raise ValueError(msg)
+    (N, L), D = Z.shape, X.shape[1]
+    scale = 1.0 / (math.sqrt(2.0) * float(sigma))
+    U = (Z * scale).T.contiguous()
+    Xt = X.T.contiguous()
+    mu, ls, y = _pass1(U, U, Xt, loo=loo, block=block, naive=plant == "no_shift")
+    e = y - Xt
+    sq = (e * e).sum()
+    if not grad:
+        return sq, None
+    w = e if plant == "no_inv_l" else e / ls
+    w_rows = -w if plant == "row_sign" else w
+    w_cols = torch.zeros_like(w) if plant == "no_column" else w
+    g = torch.empty((L, N), dtype=Z.dtype, device=Z.device)
+    _kernels_for(Z.device)["pass2"][(-(-N // block),)](
+        U, Xt, y, w_rows.contiguous(), w_cols.contiguous(), mu, g, N,
+        LOO=loo, L=L, D=D, LP=_pow2(L), BM=block, BN=block, num_warps=NUM_WARPS,
+    )  # fmt: skip
+    return sq, (-4.0 * scale) * g.T
+
+
+class _FusedDataTerm(torch.autograd.Function):
+    """sum_n ||e_n||^2 by the fused kernels, with the kernels' hand-derived gradient in Z."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        Z: torch.Tensor,
+        X: torch.Tensor,
+        sigma: float,
+        loo: bool,
+        block: int,
+        plant: str | None,
+    ) -> torch.Tensor:
+        if ctx.needs_input_grad[1]:
+            msg = "the fused objective is differentiable in Z only, not in X"
+            raise NotImplementedError(msg)
+        want = bool(ctx.needs_input_grad[0])
+        sq, g = _data_term(Z, X, sigma, loo=loo, grad=want, block=block, plant=plant)
+        if want:
+            ctx.save_for_backward(g)
+        return sq
+
+    @staticmethod
+    def backward(ctx: Any, ct: torch.Tensor) -> tuple[torch.Tensor, None, None, None, None, None]:
+        (g,) = ctx.saved_tensors
+        return ct * g, None, None, None, None, None
+
+
+def objective_fused(
+    Z: torch.Tensor,
+    X: torch.Tensor,
+    sigma: float,
+    lam: float,
+    loo: bool,
+    *,
+    block: int = BLOCK_M,
+    _plant: str | None = None,
+) -> torch.Tensor:
+    """E(Z) by the fused kernels, differentiable in ``Z`` (``backward`` uses the kernels'
+    gradient; the prior's comes from torch's autograd). ``_plant`` is for the tests only."""
+    _check(Z, X, loo, block)
+    sq = _FusedDataTerm.apply(Z, X, sigma, loo, block, _plant)
+    return (sq + lam * (Z * Z).sum()) / Z.shape[0]
+
+
+def value_and_grad_fused(
+    Z: torch.Tensor,
+    X: torch.Tensor,
+    sigma: float,
+    lam: float,
+    loo: bool,
+    *,
+    block: int = BLOCK_M,
+    _plant: str | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """E(Z) and dE/dZ by the fused kernels (pass 1, then pass 2), in the dtype of ``Z``.
+
+    ``Z`` (N x L) and ``X`` (N x D): tensors of one dtype (float32 or float64) on one device
+    (CUDA, or the CPU in Triton's interpreter); ``block``: the tile, a power of 2.
+    """
+    _check(Z, X, loo, block)
+    with torch.no_grad():
+        sq, g = _data_term(Z, X, sigma, loo=loo, grad=True, block=block, plant=_plant)
+        assert g is not None  # asked for
+        N = Z.shape[0]
+        value = (sq + lam * (Z * Z).sum()) / N
+        grad = (g + (2.0 * lam) * Z) / N
+    return value, grad
+
+
+def predict_fused(
+    Zq: torch.Tensor, Z: torch.Tensor, X: torch.Tensor, sigma: float, *, block: int = BLOCK_M
+) -> torch.Tensor:
+    """f(Zq) (M x D), the Nadaraya-Watson map of query latents ``Zq`` (M x L), no loo: pass 1
+    with the queries in tiles against all N training latents."""
+    _check(Z, X, False, block)
+    if Zq.ndim != 2 or Zq.shape[1] != Z.shape[1]:
+        msg = f"Zq must be M x L with the L of Z ({Z.shape[1]}), got {tuple(Zq.shape)}"
+        raise ValueError(msg)
+    scale = 1.0 / (math.sqrt(2.0) * float(sigma))
+    with torch.no_grad():
+        U, Uq = (Z * scale).T.contiguous(), (Zq * scale).T.contiguous()
+        _, _, y = _pass1(Uq, U, X.T.contiguous(), loo=False, block=block, naive=False)
+    return y.T
