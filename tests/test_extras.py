@@ -127,6 +127,9 @@ ENTRY_POINTS = [
     ("sklearn", "ukr_bench.UKR", "sklearn"),
     ("sklearn", "from ukr_bench.estimator import UKR", "sklearn"),
     ("sklearn", "import ukr_bench.demo", "sklearn"),
+    ("rich", "from ukr_bench.cli.show_backends import run; run(None)", "bench"),
+    ("rich", "from ukr_bench.cli.agreement import run; run(None)", "bench"),
+    ("rich", "from ukr_bench.cli.bench import run; run(None)", "bench"),  # before any sweep
 ]
 
 

@@ -7,6 +7,7 @@ import argparse
 from backends import REGISTRY
 from ukr_bench.cli.options import Subparsers, check_n
 from ukr_bench.data import DATASETS, problem_inputs
+from ukr_bench.extras import require
 from ukr_bench.interface import available_backends, value_and_grad
 from ukr_bench.problem import (
     DTYPES,
@@ -47,6 +48,7 @@ def add_parser(sub: Subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Value and gradient of every backend and dtype against float64 NumPy, on one problem."""
+    require("rich", "bench", "ukr-bench agreement (its table)")
     from rich.console import Console
     from rich.table import Table
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from ukr_bench.bench.config import PRESETS, SweepConfig, preset
 from ukr_bench.cli.options import Subparsers, add_sweep_options, flag, show, sweep_fields
+from ukr_bench.extras import require_extra
 from ukr_bench.problem import check_dtype, check_lam, check_sigma
 
 
@@ -56,6 +57,7 @@ def add_parser(sub: Subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    require_extra("bench", "ukr-bench bench")  # before a sweep starts, not minutes into it
     from ukr_bench.bench import resume_sweep, run_sweep
     from ukr_bench.bench.sweep import default_run_dir
     from ukr_bench.report import write_report

@@ -6,6 +6,7 @@ import argparse
 
 from backends import REGISTRY
 from ukr_bench.cli.options import Subparsers
+from ukr_bench.extras import require
 from ukr_bench.interface import available_backends
 
 
@@ -15,6 +16,7 @@ def add_parser(sub: Subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    require("rich", "bench", "ukr-bench backends (its table)")
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
