@@ -238,7 +238,7 @@ def test_a_second_sweep_on_a_locked_run_is_refused(tmp_path: Path) -> None:
     cfg = SweepConfig(backends=["numpy"], dtypes=["float64"], **(TINY | {"ns": [8]}))
     run_dir = run_sweep(cfg, tmp_path / "run", progress=False)
     from ukr_bench.bench import RunLockedError
-    from ukr_bench.bench.sweep import run_lock
+    from ukr_bench.bench.rundir import run_lock
 
     with (
         run_lock(run_dir),
@@ -608,10 +608,10 @@ def test_provenance_of_a_copy_without_git_is_named_by_the_environment(
 def test_a_reference_run_refuses_a_dirty_tree(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from ukr_bench.bench import sweep
+    from ukr_bench.bench import rundir
 
     dirty = {"version": "0", "commit": "abc", "dirty": True, "source": "git checkout"}
-    monkeypatch.setattr(sweep, "provenance", lambda: dirty)
+    monkeypatch.setattr(rundir, "provenance", lambda: dirty)
     argv = ["bench", "--no-progress", "--no-report", "--backends", "numpy", "--n", "8"]
     assert cli_main([*argv, "--reference", "--out", str(tmp_path / "a")]) == 2
     assert "a reference run must come from a clean tree" in capsys.readouterr().err

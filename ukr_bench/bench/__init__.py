@@ -8,6 +8,7 @@ Split along its seams, one job per module:
 * :mod:`~ukr_bench.bench.estimates`: memory estimates and the per-pair lower bound on time;
 * :mod:`~ukr_bench.bench.policy`: which configurations are skipped, how failures are recorded;
 * :mod:`~ukr_bench.bench.worker`: the per-backend worker process, its loop and its watchdog;
+* :mod:`~ukr_bench.bench.rundir`: the run directory, created with its metadata, and its lock;
 * :mod:`~ukr_bench.bench.sweep`: the parent that runs, supervises and resumes workers;
 * :mod:`ukr_bench.schema`: what is written (rows, metadata, files).
 
@@ -21,7 +22,8 @@ collected from :mod:`platform` and py-cpuinfo directly, with the same fields.
 """
 
 from ukr_bench.bench.config import PRESETS, SweepConfig, preset
-from ukr_bench.bench.sweep import RunLockedError, resume_sweep, run_sweep
+from ukr_bench.bench.rundir import RunLockedError
+from ukr_bench.bench.sweep import resume_sweep, run_sweep
 from ukr_bench.bench.timing import measure_case
 from ukr_bench.bench.worker import run_worker
 

@@ -11,9 +11,8 @@ configuration in flight, and
 * records a worker that dies (e.g. killed by the kernel for memory) as ``crashed``;
 * then starts a new worker for the rest of that backend's configurations.
 
-One writer per run directory: a sweep holds an exclusive OS lock (``flock``) on the directory's
-``.lock`` for its whole life, released by the kernel however the sweep ends; a second sweep on
-the same directory is refused with the holder's pid and command. Workers never outlive their
+One writer per run directory: a sweep holds the directory's lock for its whole life
+(:mod:`ukr_bench.bench.rundir`, which also creates the directory). Workers never outlive their
 sweep: on Linux the kernel kills them when the parent dies (``PR_SET_PDEATHSIG``), elsewhere
 they exit when the pipe from the parent closes. So no configuration is ever measured by two
 processes, and ``--resume`` after any kill measures only what is missing.
@@ -24,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import platform
 import signal
 import subprocess
 import sys
@@ -36,16 +34,20 @@ from typing import IO
 
 from backends import REGISTRY
 from ukr_bench.bench.config import SweepConfig
-from ukr_bench.bench.machine import machine_metadata, provenance
+from ukr_bench.bench.rundir import (
+    DirtyTreeError,
+    RunLockedError,
+    default_run_dir,
+    new_run,
+    run_lock,
+)
 from ukr_bench.bench.timing import base_row
 from ukr_bench.bench.worker import NS_ENV, PARENT_ENV
-from ukr_bench.interface import available_backends
 from ukr_bench.schema import (
     INFLIGHT_FILE,
     RESULTS_FILE,
     ConfigKey,
     Row,
-    RunMeta,
     Status,
     append_row,
     done_keys,
@@ -55,106 +57,16 @@ from ukr_bench.schema import (
     write_table,
 )
 
-LOCK_FILE = ".lock"
+__all__ = ["Progress", "WorkerCommand", "resume_sweep", "run_sweep", "worker_command"]
+# Re-exported for ukr_bench/cli until it imports them from ukr_bench.bench.rundir.
+__all__ += ["DirtyTreeError", "RunLockedError", "default_run_dir"]
 
 WorkerCommand = Callable[[Path, str], list[str]]
 Progress = Callable[[int, str], None]
 
 
-class RunLockedError(RuntimeError):
-    """Another sweep is writing this run directory."""
-
-
 def worker_command(run_dir: Path, backend: str) -> list[str]:
     return [sys.executable, "-m", "ukr_bench.bench", str(run_dir), backend]
-
-
-def default_run_dir(cfg: SweepConfig) -> Path:
-    """``results/<UTC date-time>_<host>_<device kinds>``."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%SZ")
-    devices = "-".join(sorted({d.split(":")[0] for d in cfg.devices}))
-    return Path("results") / f"{stamp}_{platform.node() or 'host'}_{devices}"
-
-
-@contextlib.contextmanager
-def run_lock(run_dir: Path) -> Iterator[None]:
-    """Hold the run directory's exclusive lock, or raise :class:`RunLockedError` at once."""
-    path = run_dir / LOCK_FILE
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        msg = f"cannot write to the run directory {run_dir}: {exc.strerror}"
-        raise OSError(exc.errno, msg) from exc
-    try:
-        try:
-            import fcntl
-
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except ImportError:  # not POSIX: no OS lock; the worker pipe still prevents orphans
-            pass
-        except OSError:
-            holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "unknown"
-            msg = (
-                f"{run_dir} is being written by another sweep ({holder}); wait for it to "
-                f"finish, or stop it (kill <pid>) and run --resume {run_dir}"
-            )
-            raise RunLockedError(msg) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()}: {' '.join(sys.argv)}".encode(), 0)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
-
-
-class DirtyTreeError(RuntimeError):
-    """A reference run asked of a checkout with uncommitted changes."""
-
-
-def new_run(
-    cfg: SweepConfig,
-    out: Path | str | None = None,
-    *,
-    command: list[str] | None = None,
-    reference: bool = False,
-    allow_dirty: bool = False,
-) -> Path:
-    """Create a run directory with its ``meta.json``; refuses a non-empty one.
-
-    ``reference``: the run is meant to be committed as a reference, so it must be reproducible
-    from a commit: a checkout with uncommitted changes is refused unless ``allow_dirty`` (the
-    report then says so).
-    """
-    prov = provenance()
-    if reference and prov.get("dirty") and not allow_dirty:
-        msg = (
-            "a reference run must come from a clean tree, and this checkout has uncommitted "
-            "changes: commit them (or pass --allow-dirty, which the report will state)"
-        )
-        raise DirtyTreeError(msg)
-    run_dir = Path(out) if out is not None else default_run_dir(cfg)
-    if run_dir.exists() and any(run_dir.iterdir()):
-        msg = f"{run_dir} exists and is not empty: choose another --out, or --resume it"
-        raise FileExistsError(msg)
-    missing = [b for b in cfg.backends if b not in available_backends()]
-    if missing:
-        msg = f"backends not installed: {missing}; " + "; ".join(
-            REGISTRY[b].install for b in missing
-        )
-        raise ValueError(msg)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    meta = RunMeta(
-        config=cfg.to_dict(),
-        command=command or list(sys.argv),
-        date=datetime.now(timezone.utc).isoformat(),
-        provenance=prov,
-        machine=machine_metadata(),
-        thread_env={
-            b: REGISTRY[b].worker_env(cfg.threads, cfg.host_devices(b)) for b in cfg.backends
-        },
-        reference=reference,
-    )
-    write_meta(run_dir, meta)
-    return run_dir
 
 
 def run_sweep(
