@@ -32,18 +32,23 @@ against each column ``j`` (one ordered pair at a time; no atomics):
 
 Tiles and arithmetic. L = 2 and D = 3 are far below the 16 that ``pl.dot`` (``tl.dot`` under
 the Triton lowering) needs in every dimension, so every contraction over L or D is an
-elementwise multiply-add over (BLOCK_M x BLOCK_N) tiles, one latent or data dimension at a
+elementwise multiply-add over (BLOCK x BLOCK) tiles, one latent or data dimension at a
 time (unrolled in Python: L and D are static), and the sums over ``j`` are row reductions of
 the tile. Padding L and D to 16 for ``pl.dot`` would multiply the work by 16/D (5x at D = 3)
 and run ``R X`` through TF32 unless asked for "highest"; a large D (>= 64) would make ``R X``
 and ``B' Y``-like products real matrix products, which this kernel does not implement yet.
 Arrays are passed transposed, (L, N) and (D, N), so that a column tile of one dimension is a
-contiguous vector of BLOCK_N entries (Triton's lowering needs every loaded value's size to be a
-power of 2; the arrays' own shapes need not be). Default tiles: 64 x 64 (:data:`BLOCK_M`,
-:data:`BLOCK_N`): 4096 pairs per tile step, a few (64 x 64) float32 temporaries per program
-(pass 2 keeps about 2 + L + D of them live); not tuned on a GPU yet (interpret mode only so
-far). N is padded to a multiple of the tile; padded columns are masked (``q = +inf``, weight 0)
-and padded rows are computed on zeros and cut off, so any N >= 1 works (N >= 2 with loo).
+contiguous vector of :data:`BLOCK` entries (Triton's lowering needs every loaded value's size to
+be a power of 2; the arrays' own shapes need not be). Default tile: 32 x 32 (:data:`BLOCK`, both
+passes: pass 1's padded rows are pass 2's padded columns), 4 warps (:data:`NUM_WARPS`), i.e. 8
+pairs per thread per tile step. Chosen, without a GPU, from ptxas's register report of the same
+computation written in Triton (:mod:`backends.torch_fused`, sm_90, float32): pass 2 keeps about
+2 + L + D tiles live, and at 32 x 32 and 4 warps it used 168 registers without spilling, while
+64 x 64 spilled 2.4 KB per thread (pass 1 fits 64 x 64 at 8 warps, but the passes share the
+padding here). Not timed on a GPU yet. N is padded to a multiple of the tile; padded columns
+are masked (``q = +inf``, weight 0) and padded rows are computed on zeros (masked in pass 2's
+column terms, whose exp would overflow there) and cut off, so any N >= 1 works (N >= 2 with
+loo).
 
 Cost per ordered pair (i, j), the numbers the harness's bound uses (:data:`EXPS_PER_PAIR`,
 :func:`flops_per_pair`). Flops count adds, subtractions, multiplies and min/max (an FMA is 2);
@@ -58,8 +63,8 @@ masking selects are not counted. L, D as above:
   (2L, the differences kept from the logits): 5L + 6D + 2 flops (30), 2 exps (1 for the row
   terms, 1 for the column terms);
 * together 8L + 8D + 4 flops (44) and 3 exps per ordered pair for value + gradient; the value
-  alone is pass 1. Per row and column tile there are O(BLOCK_M (L + D)) more (the rescale's
-  exp and multiplies), 1 / BLOCK_N of the above per pair, not counted.
+  alone is pass 1. Per row and column tile there are O(BLOCK (L + D)) more (the rescale's
+  exp and multiplies), 1 / BLOCK of the above per pair, not counted.
 
 On a CPU the kernels run in Pallas's interpret mode (``interpret=True``), which is for
 correctness, not speed: the first such call in a process warns once
@@ -79,8 +84,7 @@ from jax import lax
 from jax.experimental import pallas as pl
 
 __all__ = [
-    "BLOCK_M",
-    "BLOCK_N",
+    "BLOCK",
     "EXPS_PER_PAIR",
     "FusedInterpretWarning",
     "flops_per_pair",
@@ -89,9 +93,10 @@ __all__ = [
     "value_and_grad_fused",
 ]
 
-#: Query rows per program (the grid's tile) and columns per step of its loop, by default.
-BLOCK_M = 64
-BLOCK_N = 64
+#: Query rows per program (the grid's tile) and columns per step of its loop, by default, and
+#: warps per program on a GPU (module docstring).
+BLOCK = 32
+NUM_WARPS = 4
 
 #: Exps per ordered pair (i, j), by pass (derivation in the module docstring).
 EXPS_PER_PAIR = {"pass1": 1, "pass2_rows": 1, "pass2_columns": 1}
@@ -294,7 +299,7 @@ def _compiler_params(interpret: bool) -> Any:
         return None
     from jax.experimental.pallas import triton as plgpu
 
-    return plgpu.CompilerParams(num_warps=4, num_stages=2)
+    return plgpu.CompilerParams(num_warps=NUM_WARPS, num_stages=2)
 
 
 def _full(shape: tuple[int, ...]) -> pl.BlockSpec:
@@ -468,7 +473,7 @@ def value_and_grad_fused(
     loo: bool,
     *,
     interpret: bool | None = None,
-    block: int = BLOCK_M,
+    block: int = BLOCK,
     _plant: str | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """E(Z) and dE/dZ by the fused kernels (pass 1, then pass 2), in the dtype of ``Z``.
@@ -497,7 +502,7 @@ def objective_fused(
     loo: bool,
     *,
     interpret: bool | None = None,
-    block: int = BLOCK_M,
+    block: int = BLOCK,
     _plant: str | None = None,
 ) -> jax.Array:
     """E(Z) by the fused kernels, differentiable in ``Z`` through a ``jax.custom_vjp``.
@@ -537,7 +542,7 @@ def predict_fused(
     sigma: Any,
     *,
     interpret: bool | None = None,
-    block: int = BLOCK_M,
+    block: int = BLOCK,
 ) -> jax.Array:
     """f(Zq) (M x D): the Nadaraya-Watson map of query latents ``Zq`` (M x L), no loo.
 

@@ -19,15 +19,20 @@ in a ``torch.autograd.Function``. In the scaled latents ``u = z / (sqrt(2) sigma
 
 Tiles and arithmetic. ``tl.dot`` needs every dimension >= 16 (``min_dot_size``); L = 2 and
 D = 3 are far below, so the contractions over L and D are elementwise multiply-adds over
-(BLOCK_M x BLOCK_N) tiles, one dimension at a time (``tl.static_range``, unrolled), and the sums
+(BM x BN) tiles, one dimension at a time (``tl.static_range``, unrolled), and the sums
 over j are row reductions (``tl.sum(..., axis=1)``). The per-row results (y: D values, g: L
-values) live in a (BLOCK_M x next_pow2(D or L)) accumulator, each dimension's row sum put in its
-column with a ``tl.where`` (O(BLOCK_M) per tile step, not per pair). Padding D to 16 for
+values) live in a (BM x next_pow2(D or L)) accumulator, each dimension's row sum put in its
+column with a ``tl.where`` (O(BM) per tile step, not per pair). Padding D to 16 for
 ``tl.dot`` would multiply the work by 16/D and bring TF32 into ``R X``; a large D (>= 64) would
-make ``R X`` a real matrix product, not implemented here. Default tiles: 64 x 64
-(:data:`BLOCK_M`, :data:`BLOCK_N`, ``num_warps`` 4), not tuned on a GPU yet. Arrays are
-transposed, (L, N) and (D, N), so that a tile of one dimension is a contiguous load. No
-padding: loads and stores are masked (columns >= N get q = +inf, weight 0).
+make ``R X`` a real matrix product, not implemented here. Default tiles and warps, per pass
+(:data:`TILES`): pass 1 64 x 64 on 8 warps, pass 2 32 x 32 on 4 warps (16
+and 8 pairs per thread per tile step), chosen, without a GPU, from ptxas's register report
+for sm_90 in float32 (the compile that ``tests/test_fused.py`` also runs): pass 1 used 128
+registers there and pass 2, which keeps about 2 + L + D tiles live, 168, neither spilling,
+while 64 x 64 on 4 warps spilled 2.4 KB per thread in pass 2 (and 64 x 32 on 4 warps 116
+bytes). Not timed on a GPU yet. Arrays are transposed, (L, N) and (D, N), so that a tile of
+one dimension is a contiguous load. No padding: loads and stores are masked (columns >= N, and
+rows >= N in pass 2's column terms, get q = +inf, weight 0).
 
 Cost per ordered pair (i, j) (:data:`EXPS_PER_PAIR`, :func:`flops_per_pair`; adds,
 subtractions, multiplies and min/max, an FMA counted as 2, masking selects not counted):
@@ -38,8 +43,10 @@ subtractions, multiplies and min/max, an FMA counted as 2, masking selects not c
   ``w.(x - y)`` (2 (3D - 1)), 3 for ``p_row r + p_col c``, then per latent dimension the
   difference again (Triton's unrolled loop keeps no list of L tiles, so it is recomputed: L)
   and a multiply-add into g (2L): 6L + 6D + 2 flops (32), 2 exps;
-* together 9L + 8D + 4 flops (46) and 3 exps per ordered pair; O(BLOCK_M (L + D)) more per
-  row and column tile (rescale, accumulator updates), not counted.
+* together 9L + 8D + 4 flops (46) and 3 exps per ordered pair; O(BM (L + D)) more per
+  row and column tile (rescale, accumulator updates), not counted. The exps are what the
+  compiled code does: the sm_90 PTX has one ``ex2.approx`` per pair and thread in pass 1
+  (plus the rescale's) and two in pass 2 (counted in the PTX at several tiles).
 
 Triton and interpret mode. Triton is an optional extra (``pip install "ukr-bench[triton]"``),
 imported only when a kernel is first needed (:func:`kernels`). On a machine without CUDA the
@@ -60,9 +67,8 @@ from typing import Any
 import torch
 
 __all__ = [
-    "BLOCK_M",
-    "BLOCK_N",
     "EXPS_PER_PAIR",
+    "TILES",
     "FusedInterpretWarning",
     "flops_per_pair",
     "kernels",
@@ -71,10 +77,15 @@ __all__ = [
     "value_and_grad_fused",
 ]
 
-#: Query rows per program and columns per step of its loop, by default.
-BLOCK_M = 64
-BLOCK_N = 64
-NUM_WARPS = 4
+#: Query rows per program and columns per step of its loop (square tiles), by default, and
+#: warps per program, per pass (module docstring).
+TILES = {"pass1": 64, "pass2": 32}
+
+
+def _num_warps(tile: int) -> int:
+    """Warps per program: 8 for tiles of 64 and more (pass 1's), 4 below (module docstring)."""
+    return 8 if tile >= 64 else 4
+
 
 #: Exps per ordered pair (i, j), by pass (derivation in the module docstring).
 EXPS_PER_PAIR = {"pass1": 1, "pass2_rows": 1, "pass2_columns": 1}
@@ -284,7 +295,7 @@ def _pow2(n: int) -> int:
     return 1 << max(n - 1, 0).bit_length()
 
 
-def _check(Z: torch.Tensor, X: torch.Tensor, loo: bool, block: int) -> None:
+def _check(Z: torch.Tensor, X: torch.Tensor, loo: bool, block: int | None) -> None:
     if Z.ndim != 2 or X.ndim != 2 or Z.shape[0] != X.shape[0]:
         msg = f"Z (N x L) and X (N x D) must have the same N, got {tuple(Z.shape)} and {tuple(X.shape)}"
         raise ValueError(msg)
@@ -294,7 +305,7 @@ def _check(Z: torch.Tensor, X: torch.Tensor, loo: bool, block: int) -> None:
     if Z.shape[0] < (2 if loo else 1):
         msg = f"the objective needs N >= {2 if loo else 1} points (loo={loo}), got {Z.shape[0]}"
         raise ValueError(msg)
-    if block < 1 or block & (block - 1):
+    if block is not None and (block < 1 or block & (block - 1)):
         msg = f"block must be a power of 2 (Triton's tensors are), got {block}"
         raise ValueError(msg)
 
@@ -322,7 +333,8 @@ def _pass1(
     y = torch.empty((D, M), dtype=U.dtype, device=U.device)
     k["pass1"][(-(-M // block),)](
         Uq, U, Xt, mu, ls, y, M, N,
-        LOO=loo, NAIVE=naive, L=L, D=D, DP=_pow2(D), BM=block, BN=block, num_warps=NUM_WARPS,
+        LOO=loo, NAIVE=naive, L=L, D=D, DP=_pow2(D), BM=block, BN=block,
+        num_warps=_num_warps(block),
     )  # fmt: skip
     return mu, ls, y
 
@@ -334,10 +346,11 @@ def _data_term(
     *,
     loo: bool,
     grad: bool,
-    block: int,
+    block: int | None,
     plant: str | None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """sq = sum_n ||e_n||^2 and, with ``grad``, d sq / dZ (N x L), by the two passes."""
+    """sq = sum_n ||e_n||^2 and, with ``grad``, d sq / dZ (N x L), by the two passes (tiles:
+    ``block`` in both, or :data:`TILES` for None)."""
     if plant not in _PLANTS:
         msg = f"unknown plant {plant!r}: one of {_PLANTS}"
         raise ValueError(msg)
@@ -345,7 +358,8 @@ def _data_term(
     scale = 1.0 / (math.sqrt(2.0) * float(sigma))
     U = (Z * scale).T.contiguous()
     Xt = X.T.contiguous()
-    mu, ls, y = _pass1(U, U, Xt, loo=loo, block=block, naive=plant == "no_shift")
+    b1, b2 = (TILES["pass1"], TILES["pass2"]) if block is None else (block, block)
+    mu, ls, y = _pass1(U, U, Xt, loo=loo, block=b1, naive=plant == "no_shift")
     e = y - Xt
     sq = (e * e).sum()
     if not grad:
@@ -354,9 +368,9 @@ def _data_term(
     w_rows = -w if plant == "row_sign" else w
     w_cols = torch.zeros_like(w) if plant == "no_column" else w
     g = torch.empty((L, N), dtype=Z.dtype, device=Z.device)
-    _kernels_for(Z.device)["pass2"][(-(-N // block),)](
+    _kernels_for(Z.device)["pass2"][(-(-N // b2),)](
         U, Xt, y, w_rows.contiguous(), w_cols.contiguous(), mu, g, N,
-        LOO=loo, L=L, D=D, LP=_pow2(L), BM=block, BN=block, num_warps=NUM_WARPS,
+        LOO=loo, L=L, D=D, LP=_pow2(L), BM=b2, BN=b2, num_warps=_num_warps(b2),
     )  # fmt: skip
     return sq, (-4.0 * scale) * g.T
 
@@ -371,7 +385,7 @@ class _FusedDataTerm(torch.autograd.Function):
         X: torch.Tensor,
         sigma: float,
         loo: bool,
-        block: int,
+        block: int | None,
         plant: str | None,
     ) -> torch.Tensor:
         if ctx.needs_input_grad[1]:
@@ -396,7 +410,7 @@ def objective_fused(
     lam: float,
     loo: bool,
     *,
-    block: int = BLOCK_M,
+    block: int | None = None,
     _plant: str | None = None,
 ) -> torch.Tensor:
     """E(Z) by the fused kernels, differentiable in ``Z`` (``backward`` uses the kernels'
@@ -413,13 +427,14 @@ def value_and_grad_fused(
     lam: float,
     loo: bool,
     *,
-    block: int = BLOCK_M,
+    block: int | None = None,
     _plant: str | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """E(Z) and dE/dZ by the fused kernels (pass 1, then pass 2), in the dtype of ``Z``.
 
     ``Z`` (N x L) and ``X`` (N x D): tensors of one dtype (float32 or float64) on one device
-    (CUDA, or the CPU in Triton's interpreter); ``block``: the tile, a power of 2.
+    (CUDA, or the CPU in Triton's interpreter); ``block``: the tile of both passes, a power of 2
+    (None: :data:`TILES`).
     """
     _check(Z, X, loo, block)
     with torch.no_grad():
@@ -432,7 +447,7 @@ def value_and_grad_fused(
 
 
 def predict_fused(
-    Zq: torch.Tensor, Z: torch.Tensor, X: torch.Tensor, sigma: float, *, block: int = BLOCK_M
+    Zq: torch.Tensor, Z: torch.Tensor, X: torch.Tensor, sigma: float, *, block: int | None = None
 ) -> torch.Tensor:
     """f(Zq) (M x D), the Nadaraya-Watson map of query latents ``Zq`` (M x L), no loo: pass 1
     with the queries in tiles against all N training latents."""
@@ -443,5 +458,6 @@ def predict_fused(
     scale = 1.0 / (math.sqrt(2.0) * float(sigma))
     with torch.no_grad():
         U, Uq = (Z * scale).T.contiguous(), (Zq * scale).T.contiguous()
-        _, _, y = _pass1(Uq, U, X.T.contiguous(), loo=False, block=block, naive=False)
+        tile = TILES["pass1"] if block is None else block
+        _, _, y = _pass1(Uq, U, X.T.contiguous(), loo=False, block=tile, naive=False)
     return y.T
