@@ -11,10 +11,11 @@ all column tiles, so memory is O(N (L + D)). Formulas and sign conventions are t
 Pass 1 (:func:`_pass1_kernel`), per query row ``i``: an online softmax over the column tiles
 in the "distance" form: ``mu_i = min_j q_ij`` (= minus the row max of the logits), running,
 ``l_i = sum_j exp(mu_i - q_ij)`` and ``acc_i = sum_j exp(mu_i - q_ij) x_j``, rescaled by
-``exp(mu_old - mu_new)`` when ``mu_i`` drops. Then ``y_i = acc_i / l_i``, ``e_i = y_i - x_i``,
-``w_i = e_i / l_i`` and ``||e_i||^2``. Out: ``mu``, ``y``, ``w`` and ``||e||^2`` per row
-(O(N (D + 1))). A tile whose every entry is masked keeps ``mu = +inf``: the shift used is then
-0, so ``exp(mu_used - mu_old)`` is ``exp(-inf) = 0``, never ``inf - inf``.
+``exp(mu_old - mu_new)`` when ``mu_i`` drops; out ``mu_i``, ``l_i`` and ``y_i = acc_i / l_i``
+(O(N (D + 2)) in all). A tile whose every entry is masked keeps ``mu = +inf``: the shift used
+is then 0, so ``exp(mu_used - mu_old)`` is ``exp(-inf) = 0``, never ``inf - inf``. Between
+the passes, O(N D) jnp work: ``e_i = y_i - x_i``, ``sq = sum_i ||e_i||^2`` and
+``w_i = e_i / l_i``.
 
 Pass 2 (:func:`_pass2_kernel`), the gradient of ``sq = sum_n ||e_n||^2``, per query row ``i``
 against each column ``j`` (one ordered pair at a time; no atomics):
@@ -271,11 +272,12 @@ def _pass2_kernel(
         q = jnp.where(_valid(rows, cols, n, loo) & (rows < n)[:, None], q, jnp.inf)
         p_row = jnp.exp(mu_i[:, None] - q)  # R_ij l_i
         p_col = jnp.exp(mu_ref[col_slice][None, :] - q)  # R_ji l_j (q symmetric)
-        r = c = jnp.zeros((bm, bn), dtype)
+        rs, cs = [], []
         for d in range(D):
             xj, yj, wj = x_ref[d, col_slice], y_ref[d, col_slice], wc_ref[d, col_slice]
-            r = r + wi[d][:, None] * (xj[None, :] - yi[d][:, None])  # w_i.(x_j - y_i)
-            c = c + wj[None, :] * (xi[d][:, None] - yj[None, :])  # w_j.(x_i - y_j)
+            rs.append(wi[d][:, None] * (xj[None, :] - yi[d][:, None]))  # w_i.(x_j - y_i)
+            cs.append(wj[None, :] * (xi[d][:, None] - yj[None, :]))  # w_j.(x_i - y_j)
+        r, c = functools.reduce(jnp.add, rs), functools.reduce(jnp.add, cs)
         s = p_row * r + p_col * c  # B'_ij + B'_ji
         return tuple(gl + jnp.sum(s * dl, axis=1) for gl, dl in zip(g, diffs, strict=True))
 
@@ -369,13 +371,20 @@ _INTERPRET_XLA_OPTIONS = {
 }
 
 
-def _jitted(fn: Any) -> dict[bool, Any]:
-    """``fn`` jitted, by ``interpret``: with :data:`_INTERPRET_XLA_OPTIONS` or without."""
+def _jitted(fn: Any) -> Any:
+    """``fn`` jitted; in interpret mode, called at the top level, with
+    :data:`_INTERPRET_XLA_OPTIONS` (JAX refuses compiler options on a jit nested in another
+    trace, such as the caller's ``jax.jit``, whose own options then apply)."""
     static = ("block", "interpret")
-    return {
-        True: jax.jit(fn, static_argnames=static, compiler_options=_INTERPRET_XLA_OPTIONS),
-        False: jax.jit(fn, static_argnames=static),
-    }
+    fast = jax.jit(fn, static_argnames=static, compiler_options=_INTERPRET_XLA_OPTIONS)
+    plain = jax.jit(fn, static_argnames=static)
+
+    def call(*args: Any, block: int, interpret: bool) -> Any:
+        nested = any(isinstance(a, jax.core.Tracer) for a in args)
+        run = fast if interpret and not nested else plain
+        return run(*args, block=block, interpret=interpret)
+
+    return call
 
 
 _PASS1, _PASS2 = _jitted(_pass1), _jitted(_pass2)
@@ -437,12 +446,11 @@ def _data_term(
     N = Z.shape[0]
     meta = jnp.array([N, N, int(loo), int(plant == "no_shift")], dtype=jnp.int32)
     U, Xt, s = _prepare(Z, X, scale, block=block)
-    kw = {"block": block, "interpret": interpret}
-    mu, l, y = _PASS1[interpret](meta, U, U, Xt, **kw)
+    mu, l, y = _PASS1(meta, U, U, Xt, block=block, interpret=interpret)
     sq, w_rows, w_cols = _between(y, Xt, l, plant=plant)
     if not grad:
         return sq, None
-    g = _PASS2[interpret](meta, U, Xt, y, w_rows, w_cols, mu, **kw)
+    g = _PASS2(meta, U, Xt, y, w_rows, w_cols, mu, block=block, interpret=interpret)
     return sq, _gradient(g, s, n=N)
 
 
@@ -558,9 +566,7 @@ def predict_fused(
     M = Zq.shape[0]
     meta = jnp.array([M, Z.shape[0], 0, 0], dtype=jnp.int32)
     U, Xt, s = _prepare(Z, X, _scale(sigma), block=block)
-    _, _, y = _PASS1[run](
-        meta, _scale_queries(Zq, s, block=block), U, Xt, block=block, interpret=run
-    )
+    _, _, y = _PASS1(meta, _scale_queries(Zq, s, block=block), U, Xt, block=block, interpret=run)
     return _unpad(y, n=M)
 
 

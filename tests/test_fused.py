@@ -232,6 +232,27 @@ def test_jax_objective_fused_differentiates() -> None:
     assert np.linalg.norm(np.asarray(g) - ref_g) <= F64_REL * np.linalg.norm(ref_g)
 
 
+def test_jax_objective_fused_under_jit() -> None:
+    """Inside the caller's ``jax.jit`` (as a backend's compiled function will call it), with
+    sigma traced: the kernels' own jits are nested there (without their interpret-mode compiler
+    options, which JAX refuses on a nested jit)."""
+    import jax
+    import jax.numpy as jnp
+
+    from backends.jax_fused import objective_fused
+
+    Z, X = random_problem(7, 2, 3, seed=9)
+    kw = {"sigma": 0.7, "lam": 0.1, "loo": True}
+    f = jax.jit(
+        jax.value_and_grad(
+            lambda z, x, sigma: objective_fused(z, x, sigma, 0.1, True, interpret=True, block=16)
+        )
+    )
+    got = f(jnp.asarray(Z, jnp.float32), jnp.asarray(X, jnp.float32), 0.7)
+    got = (float(got[0]), np.asarray(got[1], dtype=np.float64))
+    assert agrees(got, reference(Z, X, kw), Z, X, kw, "float32"), errors(got, reference(Z, X, kw))
+
+
 @pytest.mark.skipif(not HAVE_TRITON, reason=NO_TRITON)
 def test_torch_objective_fused_differentiates() -> None:
     import torch
