@@ -9,17 +9,9 @@ code outside the backend keeps JAX's default.
 Matrix products use ``precision="highest"``: on recent NVIDIA GPUs JAX's default would run
 float32 matmuls in TF32 (10-bit mantissa), which is a different, less precise computation.
 
-Blocked layout (``layout="blocked"``): rows of the N x N logits in blocks of ``block`` rows,
-``lax.scan`` over the full blocks plus one shorter block for the remainder (static shapes, so
-still ahead-of-time compilable), memory O(block x N). The gradient there is *hand-derived*,
-through ``jax.custom_vjp``: the forward pass of ``jax.value_and_grad`` computes the value and
-the whole gradient in one pass over the blocks, with the formulas derived in
-:mod:`backends.numpy_backend` (a block holds complete rows, so everything a row's softmax
-backward needs is in its block), and the backward pass only scales it. The autodiff
-alternative, ``jax.checkpoint`` inside the scan (the block's forward recomputed in the backward
-pass, two exps per pair), is :func:`objective_blocked_autodiff`; it was slower on the CPU (see
-``benchmarks/large_n.py``). Value-only calls (``jit(objective_blocked)``) run the primal: one
-pass, no gradient work.
+Blocked layout (``layout="blocked"``): :mod:`backends.jax_blocked`, one per-block function
+(memory O(block x N)) with a hand-derived ``jax.custom_vjp``; on several devices the rows are
+sharded over a mesh by :mod:`backends.jax_sharded`, which runs the same pass.
 """
 
 from __future__ import annotations
@@ -33,33 +25,27 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from backends import jax_blocked, jax_sharded
+from backends.jax_blocked import dot, sqdist, with_prior
 from ukr_bench.interface import Backend, DeviceUnavailableError, FunctionName
 from ukr_bench.problem import Params
 
 _enable_x64 = jax.enable_x64 if hasattr(jax, "enable_x64") else jax.experimental.enable_x64  # type: ignore[attr-defined]
 
 
-def _sqdist(A: jax.Array, B: jax.Array) -> jax.Array:
-    """||a_i - b_j||^2 (M x N) from differences, one latent dimension at a time.
-
-    The same formulation as the NumPy backend: the (M x N x L) broadcast it replaces made the
-    backward pass 1.8-2.9x slower at N = 2000-4000 in float64 (XLA on the CPU).
-    """
-    out = (A[:, 0, None] - B[None, :, 0]) ** 2
-    for l in range(1, A.shape[1]):
-        out = out + (A[:, l, None] - B[None, :, l]) ** 2
-    return out
+def _weights(Zq: jax.Array, Z: jax.Array, sigma: float, loo: bool) -> jax.Array:
+    """R = softmax(A) (M x N) with logits A = -||zq_q - z_m||^2 / (2 sigma^2), diagonal
+    excluded with ``loo`` (then ``Zq`` is ``Z``)."""
+    logits = -sqdist(Zq, Z) / (2.0 * sigma**2)
+    if loo:
+        logits = jnp.where(jnp.eye(Z.shape[0], dtype=bool), -jnp.inf, logits)
+    return jax.nn.softmax(logits, axis=1)
 
 
 def objective(Z: jax.Array, X: jax.Array, sigma: float, lam: float, loo: bool) -> jax.Array:
     """E(Z) as defined in :mod:`ukr_bench.problem`."""
-    N = Z.shape[0]
-    logits = -_sqdist(Z, Z) / (2.0 * sigma**2)
-    if loo:
-        logits = jnp.where(jnp.eye(N, dtype=bool), -jnp.inf, logits)
-    R = jax.nn.softmax(logits, axis=1)
-    res = X - jnp.matmul(R, X, precision="highest")
-    return (jnp.sum(res * res) + lam * jnp.sum(Z * Z)) / N
+    res = X - dot(_weights(Z, Z, sigma, loo), X)
+    return with_prior(jnp.sum(res * res), Z, lam)
 
 
 def value_and_grad_manual(
@@ -76,16 +62,12 @@ def value_and_grad_manual(
     while their difference is ~|z_k - z_m|): 1.2e-6 relative error at N = 1000 against 3e-7.
     """
     N = Z.shape[0]
-    logits = -_sqdist(Z, Z) / (2.0 * sigma**2)
-    if loo:
-        logits = jnp.where(jnp.eye(N, dtype=bool), -jnp.inf, logits)
-    R = jax.nn.softmax(logits, axis=1)
-    Y = _dot(R, X)
-    e = Y - X
-    value = (jnp.sum(e * e) + lam * jnp.sum(Z * Z)) / N
-    B = softmax_backward(R, 1.0, e, X)
+    R = _weights(Z, Z, sigma, loo)
+    e = dot(R, X) - X
+    value = with_prior(jnp.sum(e * e), Z, lam)
+    B = jax_blocked.softmax_backward(R, 1.0, e, X)
     if assembly == "products":
-        grad = _dot(B, Z) + _dot(B.T, Z) - (jnp.sum(B, axis=1) + jnp.sum(B, axis=0))[:, None] * Z
+        grad = dot(B, Z) + dot(B.T, Z) - (jnp.sum(B, axis=1) + jnp.sum(B, axis=0))[:, None] * Z
     else:
         cols = []
         for l in range(Z.shape[1]):
@@ -97,8 +79,7 @@ def value_and_grad_manual(
 
 def predict(Zq: jax.Array, Z: jax.Array, X: jax.Array, sigma: float) -> jax.Array:
     """f(Zq) (M x D), the Nadaraya-Watson map of :mod:`ukr_bench.problem`, no leave-one-out."""
-    R = jax.nn.softmax(-_sqdist(Zq, Z) / (2.0 * sigma**2), axis=1)
-    return jnp.matmul(R, X, precision="highest")
+    return dot(_weights(Zq, Z, sigma, False), X)
 
 
 def projection_error(
@@ -109,219 +90,24 @@ def projection_error(
     return jnp.sum(res * res)
 
 
-# -- blocked layout ------------------------------------------------------------------------------
-
-
-def _dot(a: jax.Array, b: jax.Array) -> jax.Array:
-    return jnp.matmul(a, b, precision="highest")
-
-
-def softmax_backward(K: jax.Array, s: Any, e: jax.Array, X: jax.Array) -> jax.Array:
-    """B' = R * (e_n.x_m - e_n.y_n) (b x N) for weights R = K / s (s: b x 1, or 1 for R = K).
-
-    As autodiff's softmax backward forms it: ``T = R * (e X^T)``, then ``e_n.y_n`` as the row
-    sum of ``T`` itself, so that ``sum_m B'_nm`` (0 in exact arithmetic) vanishes to one
-    reduction's rounding instead of carrying a GEMM's (error model:
-    ``_softmax_backward`` in :mod:`backends.numpy_backend`).
-    """
-    T = K * _dot(e / s, X.T)
-    return T - K * (jnp.sum(T, axis=1, keepdims=True) / s)
-
-
-def block_terms(
-    K: jax.Array, s: jax.Array, e: jax.Array, X: jax.Array, Zb: jax.Array, Z: jax.Array
-) -> tuple[jax.Array, jax.Array]:
-    """Row terms (b x L) and column terms (N x L) of one block of the latent gradient.
-
-    With B' from :func:`softmax_backward` and P^l = B' * D^l, D^l_nm = zb_nl - z_ml (from the
-    differences, not the GEMM form B'Z - Z * B'1, which cancels in float32: see
-    :func:`value_and_grad_manual`): row terms -rowsum(P^l), column terms colsum(P^l).
-    """
-    B = softmax_backward(K, s, e, X)
-    rows, cols = [], []
-    for l in range(Z.shape[1]):
-        P = B * (Zb[:, l, None] - Z[None, :, l])
-        rows.append(-jnp.sum(P, axis=1))
-        cols.append(jnp.sum(P, axis=0))
-    return jnp.stack(rows, axis=1), jnp.stack(cols, axis=1)
-
-
-def _kernel_block(Zqs: jax.Array, Zs: jax.Array, r0: Any, loo: bool) -> jax.Array:
-    """exp(A - row max) (b x N) of scaled query rows ``Zqs`` against scaled ``Zs``.
-
-    Both are scaled by 1/(sqrt(2) sigma), so A = -squared distance; with ``loo`` the rows are
-    rows r0.. of the objective and their diagonal entries are excluded (index comparison).
-    """
-    d = _sqdist(Zqs, Zs)
-    if loo:
-        rows = r0 + jnp.arange(Zqs.shape[0])
-        d = jnp.where(rows[:, None] == jnp.arange(Zs.shape[0])[None, :], jnp.inf, d)
-    return jnp.exp(jnp.min(d, axis=1, keepdims=True) - d)
-
-
-def _blocks(
-    fn: Callable[..., tuple[Any, Any]], rows: int, block: int, init: Any, *xs: jax.Array
-) -> tuple[Any, jax.Array]:
-    """Fold ``fn(carry, r0, *blocks_of_xs) -> (carry, out)`` over row blocks of ``xs``.
-
-    ``lax.scan`` over the ``rows // block`` full blocks, then one call on the remainder; the
-    per-block outputs are concatenated along rows (rows x ...).
-    """
-    full = rows // block
-    outs = []
-    carry = init
-    if full:
-
-        def step(carry: Any, args: tuple[Any, ...]) -> tuple[Any, Any]:
-            return fn(carry, args[0], *args[1:])
-
-        starts = jnp.arange(full) * block
-        blocked = [x[: full * block].reshape(full, block, *x.shape[1:]) for x in xs]
-        carry, out = jax.lax.scan(step, carry, (starts, *blocked))
-        outs.append(out.reshape(full * block, *out.shape[2:]))
-    if rows > full * block:
-        carry, out = fn(carry, full * block, *(x[full * block :] for x in xs))
-        outs.append(out)
-    return carry, outs[0] if len(outs) == 1 else jnp.concatenate(outs)
-
-
-def _data_term_blocked(
-    Z: jax.Array, X: jax.Array, sigma: Any, loo: bool, block: int, grad: bool
-) -> tuple[jax.Array, jax.Array | None]:
-    """sum_n ||e_n||^2 and, with ``grad``, its gradient (N x L), in one pass over row blocks.
-
-    Formulas of the blocked NumPy backend: per block K (unnormalised kernel), s = row sums,
-    Y = K X / s, e = Y - X_I, then the row and column terms of :func:`block_terms`, the
-    column terms accumulated in the scan's carry; d/dZ = (2/sigma^2)(row + column terms).
-    """
-    N, L = Z.shape
-    Zs = Z / (jnp.sqrt(2.0) * sigma)
-
-    def step(carry: Any, r0: Any, Zqs: jax.Array, Xb: jax.Array, Zb: jax.Array) -> Any:
-        K = _kernel_block(Zqs, Zs, r0, loo)
-        # Row sums by a reduction, not as the ones column of K [X, 1] (error model: "Row
-        # sums" in backends.numpy_backend): s divides every term of the row's gradient.
-        s = jnp.sum(K, axis=1, keepdims=True)
-        e = _dot(K, X) / s - Xb
-        sq = carry[0] + jnp.sum(e * e)
-        if not grad:
-            return (sq,), jnp.zeros((Zqs.shape[0], 0), Z.dtype)
-        rows, cols = block_terms(K, s, e, X, Zb, Z)
-        return (sq, carry[1] + cols), rows
-
-    zero = jnp.zeros((), Z.dtype)
-    init = (zero, jnp.zeros((N, L), Z.dtype)) if grad else (zero,)
-    carry, row = _blocks(step, N, block, init, Zs, X, Z)
-    if not grad:
-        return carry[0], None
-    return carry[0], (2.0 / sigma**2) * (row + carry[1])
-
-
-def objective_blocked(
-    Z: jax.Array, X: jax.Array, sigma: float, lam: float, loo: bool, block: int
-) -> jax.Array:
-    """E(Z) over row blocks of ``block`` rows; differentiable in ``Z`` (hand-derived VJP).
-
-    The custom VJP covers ``Z`` only: ``X`` and ``sigma`` are closed over, so differentiating
-    with respect to them raises (JAX's ``UnexpectedTracerError``) instead of returning a wrong
-    zero.
-    """
-
-    @jax.custom_vjp
-    def data_term(Z: jax.Array) -> jax.Array:
-        return _data_term_blocked(Z, X, sigma, loo, block, grad=False)[0]
-
-    def fwd(Z: jax.Array) -> tuple[jax.Array, jax.Array]:
-        return _data_term_blocked(Z, X, sigma, loo, block, grad=True)  # type: ignore[return-value]
-
-    def bwd(g: jax.Array, ct: jax.Array) -> tuple[jax.Array]:
-        return (ct * g,)
-
-    data_term.defvjp(fwd, bwd)
-    return (data_term(Z) + lam * jnp.sum(Z * Z)) / Z.shape[0]
-
-
-def objective_blocked_autodiff(
-    Z: jax.Array, X: jax.Array, sigma: float, lam: float, loo: bool, block: int
-) -> jax.Array:
-    """E(Z) over row blocks, for ``jax.value_and_grad`` to differentiate (``jax.checkpoint``).
-
-    The alternative to the hand-derived :func:`objective_blocked`, kept for the comparison in
-    ``benchmarks/large_n.py``: each block's forward is recomputed in the backward pass.
-    """
-    Zs = Z / (jnp.sqrt(2.0) * sigma)
-
-    @jax.checkpoint
-    def block_sq(r0: Any, Zqs: jax.Array, Xb: jax.Array) -> jax.Array:
-        K = _kernel_block(Zqs, Zs, r0, loo)
-        res = Xb - _dot(K / jnp.sum(K, axis=1, keepdims=True), X)
-        return jnp.sum(res * res)
-
-    def step(carry: Any, r0: Any, Zqs: jax.Array, Xb: jax.Array) -> Any:
-        return carry + block_sq(r0, Zqs, Xb), jnp.zeros((Zqs.shape[0], 0), Z.dtype)
-
-    sq, _ = _blocks(step, Z.shape[0], block, jnp.zeros((), Z.dtype), Zs, X)
-    return (sq + lam * jnp.sum(Z * Z)) / Z.shape[0]
-
-
-def _projection_blocked(
-    Zq: jax.Array, Xq: jax.Array | None, Z: jax.Array, X: jax.Array, sigma: Any, block: int
-) -> tuple[jax.Array, jax.Array | None, jax.Array | None]:
-    """f(Zq) and, given ``Xq``, E_q and dE_q/dZq (hand-derived), over query blocks."""
-    scale = 1.0 / (jnp.sqrt(2.0) * sigma)
-    Zs, Zqs = Z * scale, Zq * scale
-
-    def step(carry: Any, r0: Any, Zqs_b: jax.Array, Zq_b: jax.Array, *Xq_b: jax.Array) -> Any:
-        K = _kernel_block(Zqs_b, Zs, r0, False)
-        s = jnp.sum(K, axis=1, keepdims=True)  # a reduction, as in _data_term_blocked
-        Y = _dot(K, X) / s
-        if not Xq_b:
-            return carry, Y
-        e = Y - Xq_b[0]
-        rows, _ = block_terms(K, s, e, X, Zq_b, Z)  # no column terms: Z is fixed
-        g = (2.0 / sigma**2) * rows
-        return carry + jnp.sum(e * e), jnp.concatenate([Y, g], axis=1)
-
-    xs = (Zqs, Zq) if Xq is None else (Zqs, Zq, Xq)
-    value, out = _blocks(step, Zq.shape[0], block, jnp.zeros((), Z.dtype), *xs)
-    if Xq is None:
-        return out, None, None
-    D = X.shape[1]
-    return out[:, :D], value, out[:, D:]
-
-
-def predict_blocked(
-    Zq: jax.Array, Z: jax.Array, X: jax.Array, sigma: float, block: int
-) -> jax.Array:
-    """f(Zq) (M x D) over query blocks of ``block`` rows."""
-    return _projection_blocked(Zq, None, Z, X, sigma, block)[0]
-
-
-def project_value_and_grad_blocked(
-    Zq: jax.Array, Xq: jax.Array, Z: jax.Array, X: jax.Array, sigma: float, block: int
-) -> tuple[jax.Array, jax.Array]:
-    """E_q(Zq) and dE_q/dZq (hand-derived) over query blocks of ``block`` rows."""
-    _, value, grad = _projection_blocked(Zq, Xq, Z, X, sigma, block)
-    return value, grad  # type: ignore[return-value]
-
-
 _JITTED: dict[str, Any] = {  # jitted functions (with .lower for AOT compilation)
     "value": jax.jit(objective, static_argnames="loo"),
     "value_and_grad": jax.jit(jax.value_and_grad(objective), static_argnames="loo"),
     "predict": jax.jit(predict),
     "project_value_and_grad": jax.jit(jax.value_and_grad(projection_error)),
-    "value_blocked": jax.jit(objective_blocked, static_argnames=("loo", "block")),
+    "value_blocked": jax.jit(jax_blocked.objective_blocked, static_argnames=("loo", "block")),
     "value_and_grad_blocked": jax.jit(
-        jax.value_and_grad(objective_blocked), static_argnames=("loo", "block")
+        jax.value_and_grad(jax_blocked.objective_blocked), static_argnames=("loo", "block")
     ),
     # The non-default gradient of each layout (``gradient=...``).
     "value_and_grad_manual": jax.jit(value_and_grad_manual, static_argnames=("loo", "assembly")),
     "value_and_grad_blocked_autodiff": jax.jit(
-        jax.value_and_grad(objective_blocked_autodiff), static_argnames=("loo", "block")
+        jax.value_and_grad(jax_blocked.objective_blocked_autodiff),
+        static_argnames=("loo", "block"),
     ),
-    "predict_blocked": jax.jit(predict_blocked, static_argnames="block"),
+    "predict_blocked": jax.jit(jax_blocked.predict_blocked, static_argnames="block"),
     "project_value_and_grad_blocked": jax.jit(
-        project_value_and_grad_blocked, static_argnames="block"
+        jax_blocked.project_value_and_grad_blocked, static_argnames="block"
     ),
 }
 
@@ -365,17 +151,13 @@ class JaxBackend(Backend):
     # Several devices: rows sharded over a mesh (backends/jax_sharded.py).
 
     def _device_set(self, device: object) -> tuple[str, tuple[int, ...], str]:
-        from jax.sharding import Mesh
-
-        if not isinstance(device, Mesh):
+        if not isinstance(device, jax.sharding.Mesh):
             return super()._device_set(device)
         kinds = {d.platform for d in device.devices.flat}
         kind = "cuda" if kinds == {"gpu"} else "/".join(sorted(kinds))
         return kind, tuple(d.id for d in device.devices.flat), f"mesh({kind} x{device.size})"
 
     def _resolve_devices(self, kind: str, indices: tuple[int, ...], device: object) -> None:
-        from backends import jax_sharded
-
         if isinstance(device, jax.sharding.Mesh):
             mesh = device
         else:
@@ -450,8 +232,6 @@ class JaxBackend(Backend):
         """The jitted blocked ``fn``: the one-device one, or the mesh-sharded one."""
         if self._mesh is None:
             return _JITTED[f"{fn}_blocked"]
-        from backends import jax_sharded
-
         return jax_sharded.jitted(fn, self._mesh)
 
     def _value_blocked(

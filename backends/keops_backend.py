@@ -35,7 +35,8 @@ from typing import Any
 import torch
 from pykeops.torch import LazyTensor
 
-from backends.torch_backend import TorchBackend
+from backends.torch_backend import TorchBackend, projection_error
+from backends.torch_blocked import autograd_value_and_grad, with_prior
 
 #: Logit given to the excluded diagonal: exp(-1e30 - row max) is exactly 0 unless every other
 #: logit of the row is below -1e30 (latent distances over 1e15 sigma), which finite input in
@@ -92,8 +93,7 @@ def objective(
     Z: torch.Tensor, X: torch.Tensor, sigma: float, lam: float, loo: bool, block: int | None = None
 ) -> torch.Tensor:
     """E(Z) as defined in :mod:`ukr_bench.problem`, through KeOps reductions."""
-    res = X - _map(Z, Z, X, sigma, loo, block)
-    return ((res * res).sum() + lam * (Z * Z).sum()) / Z.shape[0]
+    return with_prior(projection_error(X, _map(Z, Z, X, sigma, loo, block)), Z, lam)
 
 
 class KeOpsBackend(TorchBackend):
@@ -142,10 +142,7 @@ class KeOpsBackend(TorchBackend):
         loo: bool,
         block: int | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        Z = Z.detach().requires_grad_(True)
-        value = objective(Z, X, sigma, lam, loo, block)
-        (grad,) = torch.autograd.grad(value, Z)
-        return value.detach(), grad
+        return autograd_value_and_grad(lambda Z: objective(Z, X, sigma, lam, loo, block), Z)
 
     def _predict_blocked(
         self, Zq: torch.Tensor, Z: torch.Tensor, X: torch.Tensor, sigma: float, block: int | None
@@ -162,11 +159,9 @@ class KeOpsBackend(TorchBackend):
         sigma: float,
         block: int | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        Zq = Zq.detach().requires_grad_(True)
-        res = Xq - _map(Zq, Z, X, sigma, False, block)
-        value = (res * res).sum()  # E_q of ukr_bench.problem
-        (grad,) = torch.autograd.grad(value, Zq)
-        return value.detach(), grad
+        return autograd_value_and_grad(
+            lambda Zq: projection_error(Xq, _map(Zq, Z, X, sigma, False, block)), Zq
+        )
 
     def info(self) -> dict[str, Any]:
         import pykeops

@@ -1,15 +1,17 @@
-"""The blocked value + gradient of :mod:`backends.torch_backend` split over torch.distributed ranks.
+"""The blocked value + gradient of :mod:`backends.torch_blocked` split over torch.distributed ranks.
 
 One process per device, started by ``torchrun --nproc-per-node k script.py`` (several hosts:
 ``torchrun --nnodes H --node-rank h --rdzv-endpoint host0:29500 --nproc-per-node k``); rank
 ``r`` computes on ``cuda:<r-th index>`` (NCCL) or on the host (Gloo). Every rank holds all of
 ``Z`` (N x L) and ``X`` (N x D); rank ``r`` takes the contiguous rows
 ``[r N // k, (r + 1) N // k)`` (uneven ranges, no padding) and runs the one-pass blocked value
-and hand-derived gradient over them: its rows' softmaxes are complete (all N columns are on
-every rank), so each row is computed exactly once. Its gradient contribution is an N x L array,
-its row terms in its own range plus its column terms ``B'^T [Z_I, 1]`` in every row; one
-``all_reduce`` (sum) of that array with the sum of squares appended gives every rank the whole
-value and gradient.
+and hand-derived gradient over them (:func:`backends.torch_blocked.blocked_pass`, the pass of
+one process): its rows' softmaxes are complete (all N columns are on every rank), so each row
+is computed exactly once. Its gradient contribution is an N x L array, its row terms in its own
+range plus its column terms in every row; one ``all_reduce`` (sum) of that array with the sum
+of squares appended gives every rank the whole value and gradient, which the same
+``autograd.Function`` as in one process (:func:`backends.torch_blocked.hand_derived_objective`)
+turns into E and dE/dZ.
 
 Failure on one rank: before the data ``all_reduce`` the ranks exchange one small status vector
 (which ranks failed; min and max of N, L and D) with ``all_reduce(MAX)``, so an exception on one
@@ -28,7 +30,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from backends.torch_backend import _blocked_pass
+from backends import torch_blocked
 
 
 class RankFailedError(RuntimeError):
@@ -81,12 +83,12 @@ def local_pass(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Rows ``[lo, hi)``: (sum of their ||e_n||^2, their N x L contribution to d sum||e||^2 / dZ).
 
-    The one-process blocked pass (``torch_backend._blocked_pass``, formulas in
-    :mod:`backends.numpy_backend`) over these rows only: the loo diagonal at each block's global
-    row offset, row terms for these rows, column terms from these rows for all N. The
-    contribution is scaled by 2 / sigma^2 already; it is None without ``grad``.
+    The one-process blocked pass (:func:`backends.torch_blocked.blocked_pass`) over these rows
+    only: the loo diagonal at each block's global row offset, row terms for these rows, column
+    terms from these rows for all N. The contribution is scaled by 2 / sigma^2 already; it is
+    None without ``grad``.
     """
-    _, sq, share = _blocked_pass(
+    _, sq, share = torch_blocked.blocked_pass(
         Z, X, Z, X, sigma, block, loo=loo, grad=grad, columns=True, lo=lo, hi=hi
     )
     return sq, share
@@ -132,19 +134,13 @@ def data_term(
     return buf[-1], (buf[:-1].reshape(Z.shape) if g is not None else None)
 
 
-def value(
+def objective(
     Z: torch.Tensor, X: torch.Tensor, sigma: float, lam: float, loo: bool, block: int
 ) -> torch.Tensor:
-    """E(Z) with rows split over the process group."""
-    sq, _ = data_term(Z, X, sigma, loo, block, grad=False)
-    return (sq + lam * (Z * Z).sum()) / Z.shape[0]
+    """E(Z) with rows split over the process group, the same on every rank; differentiable in
+    ``Z`` as :func:`backends.torch_blocked.objective_blocked` is (one pass, one collective)."""
 
+    def share(Z: torch.Tensor, X: torch.Tensor, grad: bool) -> Any:
+        return data_term(Z, X, sigma, loo, block, grad=grad)
 
-def value_and_grad(
-    Z: torch.Tensor, X: torch.Tensor, sigma: float, lam: float, loo: bool, block: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """E(Z) and dE/dZ (N x L) with rows split over the process group; the same on every rank."""
-    sq, g = data_term(Z, X, sigma, loo, block, grad=True)
-    assert g is not None
-    N = Z.shape[0]
-    return (sq + lam * (Z * Z).sum()) / N, (g + 2.0 * lam * Z) / N
+    return torch_blocked.hand_derived_objective(share, Z, X, lam)

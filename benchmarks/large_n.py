@@ -136,7 +136,7 @@ def alternatives(n: int, repeats: int) -> None:
     try:
         import jax
 
-        from backends import jax_backend
+        from backends import jax_blocked
 
         jb = ukr_bench.get_backend("jax", layout="blocked")
         Zd, Xd = jb.asarray(Z), jb.asarray(X)
@@ -146,8 +146,8 @@ def alternatives(n: int, repeats: int) -> None:
                 .lower(Zd, Xd, SIGMA, 0.0, loo=True, block=block)
                 .compile()
                 for name, fn in [
-                    ("jax hand-derived custom_vjp", jax_backend.objective_blocked),
-                    ("jax autodiff + checkpoint", jax_backend.objective_blocked_autodiff),
+                    ("jax hand-derived custom_vjp", jax_blocked.objective_blocked),
+                    ("jax autodiff + checkpoint", jax_blocked.objective_blocked_autodiff),
                 ]
             }
         for name, e in exe.items():
@@ -157,12 +157,12 @@ def alternatives(n: int, repeats: int) -> None:
     try:
         import torch
 
-        from backends import torch_backend
+        from backends import torch_blocked
 
         Zt, Xt = torch.tensor(Z), torch.tensor(X)
         for name, fn in [
-            ("torch hand-derived autograd.Function", torch_backend.objective_blocked),
-            ("torch autodiff + checkpoint", torch_backend.objective_blocked_autodiff),
+            ("torch hand-derived autograd.Function", torch_blocked.objective_blocked),
+            ("torch autodiff + checkpoint", torch_blocked.objective_blocked_autodiff),
         ]:
 
             def call(fn: Any = fn) -> Any:

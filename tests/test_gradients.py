@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import inspect
 import itertools
 import textwrap
@@ -38,6 +39,9 @@ from ukr_bench.report.style import SERIES, label
 FRAMEWORKS = ["jax", "torch"]  # both kinds, both layouts
 SERIES_COLUMNS = list(SERIES)
 LAYOUT_BLOCK = {"dense": None, "blocked": 3}  # 3 divides none of the grid's N
+#: "sharded": JAX's blocked layout on a mesh of one CPU device, so that jax_sharded's driver runs
+#: in this process (several devices: tests/test_multi_device.py); its reference is blocked.
+LAYOUT_BLOCK["sharded"] = LAYOUT_BLOCK["blocked"]
 
 
 def manual_and_reference(
@@ -46,15 +50,22 @@ def manual_and_reference(
     """(hand-derived gradient, autodiff gradient of the same framework; NumPy: JAX's), both
     through ``compile`` (what the harness times) in ``layout``."""
 
-    def grad(name: str, gradient: str) -> np.ndarray:
+    def grad(name: str, gradient: str, layout: str) -> np.ndarray:
+        device: object = "cpu"
+        if layout == "sharded":
+            import jax
+
+            device = jax.sharding.Mesh(jax.devices("cpu")[:1], ("rows",))
         b = get_backend(
-            name, dtype=dtype, layout=layout, block_size=LAYOUT_BLOCK[layout], gradient=gradient
-        )
+            name, dtype=dtype, device=device, layout="blocked" if layout == "sharded" else layout,
+            block_size=LAYOUT_BLOCK[layout], gradient=gradient,
+        )  # fmt: skip
         Zd, Xd = b.asarray(Z), b.asarray(X)
         return b.to_numpy(b.sync(b.compile("value_and_grad", Zd, Xd, params)(Zd, Xd))[1])
 
     ref_backend = "jax" if backend == "numpy" else backend
-    return grad(backend, "manual"), grad(ref_backend, "autodiff")
+    ref_layout = "blocked" if layout == "sharded" else layout
+    return grad(backend, "manual", layout), grad(ref_backend, "autodiff", ref_layout)
 
 
 def check_agreement(backend: str, layout: str, cases: list[tuple[int, int, int, bool]]) -> None:
@@ -93,24 +104,37 @@ def test_numpy_manual_matches_jax_autodiff(layout: str) -> None:
 
 # -- planted errors -------------------------------------------------------------------------------
 
-#: (backend, layout, module attribute or "Class.method", source text, its planted replacement)
+#: (backend, layout, target, source text, its planted replacement). The target is an attribute
+#: or "Class.method" of the backend's module (``REGISTRY[backend].module``), or of another
+#: module of :mod:`backends` named before a colon: the blocked algorithm lives in its own module.
 PLANTED = [
     # JAX dense: the column (B^T) term dropped; the column and row terms' sign swapped;
     # the softmax backward's -R e.y_n term with the wrong sign (dense and blocked share it).
     ("jax", "dense", "value_and_grad_manual", "jnp.sum(P, axis=0) - jnp.sum(P, axis=1)", "-jnp.sum(P, axis=1)"),
     ("jax", "dense", "value_and_grad_manual", "jnp.sum(P, axis=0) - jnp.sum(P, axis=1)", "jnp.sum(P, axis=1) - jnp.sum(P, axis=0)"),
-    ("jax", "dense", "softmax_backward", "return T - K *", "return T + K *"),
-    ("jax", "blocked", "softmax_backward", "return T - K *", "return T + K *"),
-    ("jax", "blocked", "_data_term_blocked", "carry[1] + cols", "carry[1]"),
-    ("jax", "blocked", "block_terms", "rows.append(-jnp.sum(P, axis=1))", "rows.append(jnp.sum(P, axis=1))"),
-    ("jax", "blocked", "_data_term_blocked", "s = jnp.sum(K, axis=1, keepdims=True)", "s = jnp.sum(K, axis=1, keepdims=True) + 1e-3"),
+    ("jax", "dense", "jax_blocked:softmax_backward", "return T - K *", "return T + K *"),
+    ("jax", "blocked", "jax_blocked:softmax_backward", "return T - K *", "return T + K *"),
+    ("jax", "blocked", "jax_blocked:compute_block", "cols.append(jnp.sum(P, axis=0))", "cols.append(0 * jnp.sum(P, axis=0))"),
+    ("jax", "blocked", "jax_blocked:blocked_pass", "carry[1] + out.cols", "carry[1]"),
+    ("jax", "blocked", "jax_blocked:compute_block", "rows.append(-jnp.sum(P, axis=1))", "rows.append(jnp.sum(P, axis=1))"),
+    ("jax", "blocked", "jax_blocked:compute_block", "s = jnp.sum(K, axis=1, keepdims=True)", "s = jnp.sum(K, axis=1, keepdims=True) + 1e-3"),
+    ("jax", "blocked", "jax_blocked:_data_term_blocked", "(p.rows + p.cols)", "(p.rows - p.cols)"),
+    ("jax", "blocked", "jax_blocked:hand_derived_objective", "return (ct * g,)", "return (ct * g * 1.001,)"),
+    # JAX sharded (a one-device mesh: no padding, one psum term): the column terms not added,
+    # the scale.
+    ("jax", "sharded", "jax_sharded:_local_share", "rows[:N] + p.cols", "rows[:N]"),
+    ("jax", "sharded", "jax_sharded:_data_term_sharded", "(2.0 / sigma**2) * g", "(2.0 / sigma) * g"),
     ("torch", "dense", "value_and_grad_manual", "T.sum(dim=0) - T.sum(dim=1)", "-T.sum(dim=1)"),
     ("torch", "dense", "value_and_grad_manual", "T.sum(dim=0) - T.sum(dim=1)", "T.sum(dim=1) - T.sum(dim=0)"),
-    ("torch", "dense", "value_and_grad_manual", "B.sub_(R.mul_(", "B.add_(R.mul_("),
-    ("torch", "blocked", "_blocked_pass", "col[:, l] += K.sum(dim=0)", "col[:, l] += 0"),
-    ("torch", "blocked", "_blocked_pass", "row += col", "row -= col"),
-    ("torch", "blocked", "_blocked_pass", "T.sub_(K.mul_(", "T.add_(K.mul_("),
-    ("torch", "blocked", "_blocked_pass", "s = K.sum(dim=1, keepdim=True)", "s = K.sum(dim=1, keepdim=True) + 1e-3"),
+    # torch: the softmax backward's -R e.y_n term (dense and blocked share it), the blocked
+    # column terms dropped, their sign, the row terms' sign, the row sums, the custom backward.
+    ("torch", "dense", "torch_blocked:softmax_backward_", "out.sub_(K.mul_(", "out.add_(K.mul_("),
+    ("torch", "blocked", "torch_blocked:softmax_backward_", "out.sub_(K.mul_(", "out.add_(K.mul_("),
+    ("torch", "blocked", "torch_blocked:compute_block", "col[:, l] += K.sum(dim=0)", "col[:, l] += 0"),
+    ("torch", "blocked", "torch_blocked:blocked_pass", "row += col", "row -= col"),
+    ("torch", "blocked", "torch_blocked:compute_block", "row[:, l] = -K.sum(dim=1)", "row[:, l] = K.sum(dim=1)"),
+    ("torch", "blocked", "torch_blocked:compute_block", "s = K.sum(dim=1, keepdim=True)", "s = K.sum(dim=1, keepdim=True) + 1e-3"),
+    ("torch", "blocked", "torch_blocked:_HandDerived.backward", "return ct * grad,", "return 1.001 * ct * grad,"),
     ("numpy", "dense", "NumpyBackend._value_and_grad_dense", "B += B.T", "B += B"),
     ("numpy", "dense", "NumpyBackend._value_and_grad_dense", "grad /= sigma**2", "grad /= -(sigma**2)"),
     ("numpy", "dense", "_softmax_backward", "T -= K", "T += K"),
@@ -143,6 +167,37 @@ def plant(module: Any, target: str, old: str, new: str) -> Callable[..., Any]:
     return namespace[name]  # type: ignore[no-any-return]
 
 
+def rebuild_jax_entry_points(
+    layout: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    """Re-jit the entry point ``check_agreement`` compiles, from the (planted) module attributes.
+
+    JAX caches traces per function: the unplanted ones (traced before) would be reused, and
+    the planted ones (traced here) would be reused by later tests.
+    """
+    import jax
+
+    from backends import jax_backend, jax_blocked, jax_sharded
+
+    def clear() -> None:
+        jax.clear_caches()
+        jax_sharded.jitted.cache_clear()  # the sharded entry points, one per mesh
+
+    clear()
+    request.addfinalizer(clear)
+    if layout == "sharded":
+        return
+    if layout == "dense":
+        key = "value_and_grad_manual"
+        fn = jax.jit(jax_backend.value_and_grad_manual, static_argnames=("loo", "assembly"))
+    else:
+        key = "value_and_grad_blocked"
+        fn = jax.jit(
+            jax.value_and_grad(jax_blocked.objective_blocked), static_argnames=("loo", "block")
+        )
+    monkeypatch.setitem(jax_backend._JITTED, key, fn)
+
+
 @pytest.mark.parametrize(("backend", "layout", "target", "old", "new"), PLANTED)
 def test_planted_error_fails_the_agreement(
     backend: str,
@@ -154,32 +209,13 @@ def test_planted_error_fails_the_agreement(
     request: pytest.FixtureRequest,
 ) -> None:
     check_agreement(backend, layout, [(10, 2, 3, True)])  # unplanted: passes
-    module = __import__(f"backends.{REGISTRY[backend].module}", fromlist=["_"])
+    module_name, _, target = target.rpartition(":")
+    module = importlib.import_module(f"backends.{module_name or REGISTRY[backend].module}")
     mutant = plant(module, target, old, new)
     owner, _, name = target.rpartition(".")
     monkeypatch.setattr(getattr(module, owner) if owner else module, name, mutant)
     if backend == "jax":  # jit-compiled entry points hold their own traces: rebuild them
-        import jax
-
-        # JAX caches traces per function: the unplanted ones (traced before) would be reused,
-        # and the planted ones (traced here) would be reused by later tests.
-        jax.clear_caches()
-        request.addfinalizer(jax.clear_caches)
-        jitted = module._JITTED
-        if layout == "dense":
-            monkeypatch.setitem(
-                jitted,
-                "value_and_grad_manual",
-                jax.jit(module.value_and_grad_manual, static_argnames=("loo", "assembly")),
-            )
-        else:
-            monkeypatch.setitem(
-                jitted,
-                "value_and_grad_blocked",
-                jax.jit(
-                    jax.value_and_grad(module.objective_blocked), static_argnames=("loo", "block")
-                ),
-            )
+        rebuild_jax_entry_points(layout, monkeypatch, request)
     with pytest.raises(AssertionError):
         check_agreement(backend, layout, [(10, 2, 3, True), (10, 2, 3, False)])
 

@@ -337,8 +337,8 @@ def test_blocked_gradient_is_in_z_only() -> None:
     import jax
     import torch
 
-    from backends.jax_backend import objective_blocked
-    from backends.torch_backend import objective_blocked as torch_objective_blocked
+    from backends.jax_blocked import objective_blocked
+    from backends.torch_blocked import objective_blocked as torch_objective_blocked
 
     Z, X = random_problem(6, 2, 3, seed=1)
     with pytest.raises(Exception, match=r"unexpected tracer"):  # JAX: a closed-over X

@@ -4,8 +4,9 @@
 
 * ``agree``: every rank writes one JSON file (``$UKR_TEST_OUT/rank<r>.json``) with the relative errors of the distributed value
   and gradient against the one-process blocked torch path and dense NumPy (float64), for N not
-  divisible by the world size, more ranks than blocks, more ranks than rows; and UKR.fit
-  on the ranks against one process.
+  divisible by the world size, more ranks than blocks, more ranks than rows; the same in
+  float32 on the benchmark's problem (key ``float32``: absolute differences between the
+  three); and UKR.fit on the ranks against one process.
 * ``raise``: rank 1's share raises; every rank must raise RankFailedError (written as JSON).
 * ``shapes``: rank 1 holds one more row; every rank must raise RankFailedError.
 * ``die``: rank 1 exits without a word before the collective; the others must raise within the
@@ -25,8 +26,33 @@ import torch.distributed as dist
 import ukr_bench
 from backends import torch_distributed
 from ukr_bench import get_backend, value_and_grad
+from ukr_bench.data import problem_inputs
 
 TIMEOUT_S = 20
+#: The float32 case: the benchmark's problem (saddle, sigma = 0.5), N = 1000 divisible by
+#: neither 3 nor 64, blocks of 64 rows (one process: 15 full blocks + 40 rows).
+F32_N, F32_BLOCK, F32_KW = 1000, 64, {"sigma": 0.5, "lam": 0.1, "loo": True}
+
+
+def float32_case(device: str) -> dict[str, object]:
+    """float32 split over the ranks and in one process, and float64 dense NumPy: the absolute
+    differences between them that the test bounds."""
+    Z, X = problem_inputs("saddle", F32_N, 2)
+    kw = {**F32_KW, "layout": "blocked", "block_size": F32_BLOCK}
+    vk, gk = value_and_grad(Z, X, backend="torch", dtype="float32", device=device, **kw)
+    dist.barrier()
+    v1, g1 = value_and_grad(Z, X, backend="torch", dtype="float32", **kw)
+    v0, g0 = value_and_grad(Z, X, backend="numpy", **{**kw, "layout": "dense"})
+    return {
+        "n": F32_N,
+        **F32_KW,
+        "value_diff": abs(float(vk) - float(v1)),
+        "grad_diff": float(np.linalg.norm(gk - g1)),
+        "value_err_sharded": abs(float(vk) - v0),
+        "value_err_one": abs(float(v1) - v0),
+        "grad_err_sharded": float(np.linalg.norm(gk - g0)),
+        "grad_err_one": float(np.linalg.norm(g1 - g0)),
+    }
 
 
 def main() -> None:
@@ -54,6 +80,7 @@ def main() -> None:
                 "grad_vs_numpy": float(np.abs(g - g0).max() / scale),
                 "value_only_vs_numpy": abs(vo - v0) / abs(v0),
             }
+        out["float32"] = float32_case(device)
         # The estimator trains on the ranks: the same embedding as in one process.
         Xs, _ = ukr_bench.make_dataset("saddle", 150, noise=0.05, random_state=0)
         kw = {"backend": "torch", "sigma": 0.5, "max_iter": 10, "optimizer": "gd"}

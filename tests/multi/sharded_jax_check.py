@@ -1,8 +1,8 @@
 """Run by tests/test_multi_device.py in a subprocess: JAX must see 4 forced CPU devices.
 
 Prints one JSON object: for each case, the relative errors of the sharded value and gradient
-against the one-device blocked JAX path and against dense NumPy (float64), and the messages of
-the errors it provokes.
+against the one-device blocked JAX path and against dense NumPy (float64), the same in float32
+(absolute differences) on the benchmark's problem (:func:`float32_case`), and the messages of the errors it provokes.
 """
 
 from __future__ import annotations
@@ -19,7 +19,32 @@ from jax.sharding import Mesh
 
 import ukr_bench
 from ukr_bench import UKR, get_backend, value_and_grad
+from ukr_bench.data import problem_inputs
 from ukr_bench.problem import Params
+
+#: The float32 case: the benchmark's problem (saddle, sigma = 0.5), N not divisible by 3 or 4,
+#: blocks of 64 rows (one device: 15 full blocks + 40 rows; four: 250 rows = 3 x 64 + 58).
+F32_N, F32_BLOCK, F32_KW = 1000, 64, {"sigma": 0.5, "lam": 0.1, "loo": True}
+
+
+def float32_case(device):
+    """float32, sharded over ``device`` and on one device, and float64 dense NumPy: the
+    absolute differences between them that the test bounds."""
+    Z, X = problem_inputs("saddle", F32_N, 2)
+    kw = {**F32_KW, "layout": "blocked", "block_size": F32_BLOCK}
+    vk, gk = value_and_grad(Z, X, backend="jax", dtype="float32", device=device, **kw)
+    v1, g1 = value_and_grad(Z, X, backend="jax", dtype="float32", **kw)
+    v0, g0 = value_and_grad(Z, X, backend="numpy", **{**kw, "layout": "dense"})
+    return {
+        "n": F32_N,
+        **F32_KW,
+        "value_diff": abs(float(vk) - float(v1)),
+        "grad_diff": float(np.linalg.norm(gk - g1)),
+        "value_err_sharded": abs(float(vk) - v0),
+        "value_err_one": abs(float(v1) - v0),
+        "grad_err_sharded": float(np.linalg.norm(gk - g0)),
+        "grad_err_one": float(np.linalg.norm(g1 - g0)),
+    }
 
 
 def errors(Z, X, device, block, sigma=0.7, lam=0.1, loo=True):
@@ -66,6 +91,8 @@ def main() -> None:
     out["n50_mesh2x2"] = errors(
         Z, X, Mesh(np.array(cpus[:4]).reshape(2, 2), ("a", "b")), 7, sigma=0.3
     )
+
+    out["float32"] = {"k4": float32_case("cpu:0-3"), "k3": float32_case("cpu:0-2")}
 
     # The estimator trains on the device set: the same embedding as on one device.
     Xs, _ = ukr_bench.make_dataset("saddle", 120, noise=0.05, random_state=0)
