@@ -65,7 +65,9 @@ masking selects are not counted. L, D as above:
   terms, 1 for the column terms);
 * together 8L + 8D + 4 flops (44) and 3 exps per ordered pair for value + gradient; the value
   alone is pass 1. Per row and column tile there are O(BLOCK (L + D)) more (the rescale's
-  exp and multiplies), 1 / BLOCK of the above per pair, not counted.
+  exp and multiplies), 1 / BLOCK of the above per pair, not counted. On a GPU each exp
+  compiles to a multiply by log2(e) and an ``ex2.approx``: that multiply (3 per pair) is not
+  in the flop counts; scaling the latents by sqrt(log2 e) and using exp2 would remove it.
 
 On a CPU the kernels run in Pallas's interpret mode (``interpret=True``), which is for
 correctness, not speed: the first such call in a process warns once

@@ -46,7 +46,9 @@ subtractions, multiplies and min/max, an FMA counted as 2, masking selects not c
 * together 9L + 8D + 4 flops (46) and 3 exps per ordered pair; O(BM (L + D)) more per
   row and column tile (rescale, accumulator updates), not counted. The exps are what the
   compiled code does: the sm_90 PTX has one ``ex2.approx`` per pair and thread in pass 1
-  (plus the rescale's) and two in pass 2 (counted in the PTX at several tiles).
+  (plus the rescale's) and two in pass 2 (counted in the PTX at several tiles). On a GPU each exp
+  compiles to a multiply by log2(e) and an ``ex2.approx``: that multiply (3 per pair) is not
+  in the flop counts; scaling the latents by sqrt(log2 e) and using exp2 would remove it.
 
 Triton and interpret mode. Triton is an optional extra (``pip install "ukr-bench[triton]"``),
 imported only when a kernel is first needed (:func:`kernels`). On a machine without CUDA the
