@@ -23,7 +23,7 @@ from test_gradients import AS_ACCURATE
 
 from ukr_bench import get_backend
 from ukr_bench.data import problem_inputs
-from ukr_bench.problem import parse_devices
+from ukr_bench.devices import parse_devices
 
 HERE = Path(__file__).parent
 ROOT = HERE.parent

@@ -18,7 +18,8 @@ from conftest import BACKENDS
 from error_model import tolerance
 
 from ukr_bench import Params, get_backend, relative_error, training, value_and_grad
-from ukr_bench.problem import DTYPES, check_lam, check_sigma, lam_range, sigma_range
+from ukr_bench.problem import check_lam, check_sigma, lam_range, sigma_range
+from ukr_bench.validation import DTYPES
 
 RNG = np.random.default_rng(0)
 Z = RNG.normal(size=(8, 2))

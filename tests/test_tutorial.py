@@ -23,7 +23,6 @@ from error_model import TRAJECTORY_TOL, tolerance
 
 from ukr_bench import relative_error
 from ukr_bench.cli import main
-from ukr_bench.problem import DTYPES
 from ukr_bench.tutorial import (
     ETA_TUTORIAL,
     INIT_SCALE,
@@ -34,6 +33,7 @@ from ukr_bench.tutorial import (
     train_tutorial,
     tutorial_problem,
 )
+from ukr_bench.validation import DTYPES
 
 TEST_EPOCHS = 100
 

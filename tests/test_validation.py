@@ -172,17 +172,3 @@ def test_problem_checks_follow_the_policy() -> None:
         problem.check_block_size(2.0)
     with pytest.raises(ValueError, match=r"^block_size must be >= 1, got 0$"):
         problem.check_block_size(0)
-
-
-def test_problem_re_exports_the_moved_names() -> None:
-    # interface.py, estimator.py, cli/, tutorial.py and demo.py still import these from problem
-    from ukr_bench import devices, system, validation
-
-    assert problem.check_int is validation.check_int
-    assert problem.check_dtype is validation.check_dtype
-    assert problem.check_array is validation.check_array
-    assert problem.check_positive_float is validation.check_positive_float
-    assert problem.check_nonnegative_float is validation.check_nonnegative_float
-    assert problem.DTYPES is validation.DTYPES
-    assert problem.parse_devices is devices.parse_devices
-    assert problem.host_available_memory is system.host_available_memory

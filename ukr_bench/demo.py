@@ -39,8 +39,8 @@ from ukr_bench.data import DIGITS_SIZE, make_dataset
 from ukr_bench.estimator import UKR
 from ukr_bench.extras import pyplot, require
 from ukr_bench.interface import available_backends
-from ukr_bench.problem import check_int
 from ukr_bench.tutorial import draw_surface, fold_fraction, folded, surface_triangles
+from ukr_bench.validation import check_int
 
 NOISE = 0.05
 SADDLE = {"sigma": 0.2, "optimizer": "lbfgs", "max_iter": 200}  # the fit of the fidelity test

@@ -32,9 +32,9 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by th
 from ukr_bench import training
 from ukr_bench.interface import get_backend
 from ukr_bench.optim import OPTIMIZERS
-from ukr_bench.problem import check_array as check_float_array
-from ukr_bench.problem import check_dtype
 from ukr_bench.training import CONSTRAINTS, INITS
+from ukr_bench.validation import check_array as check_float_array
+from ukr_bench.validation import check_dtype
 
 __all__ = ["CONSTRAINTS", "INITS", "OPTIMIZERS", "UKR", "NotFittedError"]
 

@@ -26,20 +26,19 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from backends import REGISTRY, BackendSpec, GradientKind, check_gradient
+from ukr_bench.devices import parse_devices
 from ukr_bench.problem import (
-    DType,
     Layout,
     Params,
     check_block_size,
-    check_dtype,
     check_inputs,
     check_lam,
     check_layout,
     check_sigma,
-    host_available_memory,
-    parse_devices,
     plan_layout,
 )
+from ukr_bench.system import host_available_memory
+from ukr_bench.validation import DType, check_dtype
 
 Array = Any  # a framework's array type: numpy.ndarray, jax.Array or torch.Tensor
 FunctionName = Literal["value", "value_and_grad"]

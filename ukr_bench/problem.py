@@ -51,16 +51,11 @@ from typing import Literal, NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ukr_bench.devices import parse_devices
-from ukr_bench.system import host_available_memory
 from ukr_bench.validation import (
-    DTYPES,
     DType,
     check_array,
     check_bool,
     check_choice,
-    check_dtype,
-    check_int,
     check_nonnegative_float,
     check_positive_float,
     is_int,
@@ -91,20 +86,6 @@ __all__ = [
     "plan_layout",
     "relative_error",
     "sigma_range",
-]
-# Re-exported for interface.py, estimator.py, cli/, tutorial.py, demo.py and
-# tests/test_multi_device.py until they import from ukr_bench.validation, ukr_bench.devices
-# and ukr_bench.system, where these live now.
-__all__ += [
-    "DTYPES",
-    "DType",
-    "check_array",
-    "check_dtype",
-    "check_int",
-    "check_nonnegative_float",
-    "check_positive_float",
-    "host_available_memory",
-    "parse_devices",
 ]
 
 

@@ -45,7 +45,8 @@ from numpy.typing import NDArray
 from ukr_bench.data import make_dataset
 from ukr_bench.extras import pyplot, require
 from ukr_bench.interface import available_backends, get_backend
-from ukr_bench.problem import DTYPES, Params, check_int, check_positive_float
+from ukr_bench.problem import Params
+from ukr_bench.validation import DTYPES, check_int, check_positive_float
 
 N_TUTORIAL = 200
 SIGMA = 1.0

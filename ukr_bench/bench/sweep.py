@@ -35,9 +35,6 @@ from typing import IO
 from backends import REGISTRY
 from ukr_bench.bench.config import SweepConfig
 from ukr_bench.bench.rundir import (
-    DirtyTreeError,
-    RunLockedError,
-    default_run_dir,
     new_run,
     run_lock,
 )
@@ -58,8 +55,6 @@ from ukr_bench.schema import (
 )
 
 __all__ = ["Progress", "WorkerCommand", "resume_sweep", "run_sweep", "worker_command"]
-# Re-exported for ukr_bench/cli until it imports them from ukr_bench.bench.rundir.
-__all__ += ["DirtyTreeError", "RunLockedError", "default_run_dir"]
 
 WorkerCommand = Callable[[Path, str], list[str]]
 Progress = Callable[[int, str], None]

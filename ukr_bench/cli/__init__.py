@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from ukr_bench.bench.sweep import DirtyTreeError, RunLockedError
+from ukr_bench.bench.rundir import DirtyTreeError, RunLockedError
 from ukr_bench.cli import agreement, bench, demo, report, show_backends
 from ukr_bench.interface import DeviceUnavailableError
 from ukr_bench.schema import ResultsFileWarning
@@ -61,7 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with _one_line_warnings(args.command):
             return int(args.func(args))
     except (
-        ValueError, ImportError, OSError, DeviceUnavailableError, RunLockedError, DirtyTreeError
+        ValueError, TypeError, ImportError, OSError, DeviceUnavailableError, RunLockedError,
+        DirtyTreeError,
     ) as exc:  # fmt: skip
         print(f"ukr-bench {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -9,14 +9,8 @@ from ukr_bench.cli.options import Subparsers, check_n
 from ukr_bench.data import DATASETS, problem_inputs
 from ukr_bench.extras import require
 from ukr_bench.interface import available_backends, value_and_grad
-from ukr_bench.problem import (
-    DTYPES,
-    check_int,
-    check_lam,
-    check_nonnegative_float,
-    check_sigma,
-    relative_error,
-)
+from ukr_bench.problem import check_lam, check_sigma, relative_error
+from ukr_bench.validation import DTYPES, check_int, check_nonnegative_float
 
 
 def add_parser(sub: Subparsers) -> None:

@@ -11,7 +11,8 @@ from typing import Any
 from ukr_bench.bench.config import PRESETS, SweepConfig, preset
 from ukr_bench.cli.options import Subparsers, add_sweep_options, flag, show, sweep_fields
 from ukr_bench.extras import require_extra
-from ukr_bench.problem import check_dtype, check_lam, check_sigma
+from ukr_bench.problem import check_lam, check_sigma
+from ukr_bench.validation import check_dtype
 
 
 def add_parser(sub: Subparsers) -> None:
@@ -59,7 +60,7 @@ def add_parser(sub: Subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     require_extra("bench", "ukr-bench bench")  # before a sweep starts, not minutes into it
     from ukr_bench.bench import resume_sweep, run_sweep
-    from ukr_bench.bench.sweep import default_run_dir
+    from ukr_bench.bench.rundir import default_run_dir
     from ukr_bench.report import write_report
 
     command = ["ukr-bench", "bench", *args.argv_rest]
@@ -129,12 +130,12 @@ def _sweep_config(name: str | None, chosen: dict[str, Any]) -> SweepConfig:
         for dtype in map(check_dtype, cfg.dtypes):
             check_sigma(cfg.sigma, dtype, name="sigma")
             check_lam(cfg.lam, dtype, name="lam")
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:
         text = str(exc)
         field = re.match(r"\w+", text)
         if field is None or field.group() not in sweep_fields():
             raise
-        raise ValueError(flag(field.group()) + text[field.end() :]) from exc
+        raise type(exc)(flag(field.group()) + text[field.end() :]) from exc
     return cfg
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from backends import REGISTRY
 from ukr_bench.cli.options import Subparsers, check_n, given
-from ukr_bench.problem import check_int, check_positive_float
+from ukr_bench.validation import check_int, check_positive_float
 
 #: ``demo`` without ``--tutorial``: N of the saddle.
 DEMO_N = 500
