@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ukr_bench.interface import Backend
+from ukr_bench.system import cpu_count
 
 Arr = NDArray[np.floating]
 
@@ -59,8 +59,7 @@ def _softmax_backward(K: Arr, e: Arr, X: Arr, s: Arr | None = None, out: Arr | N
     (scratch afterwards). Error model: ``sum_m B'_nm`` is 0 in exact arithmetic and multiplies
     the latent offsets in the gradient; with ``c`` reduced from ``T`` itself it vanishes to the
     reduction's log2(N) eps, while ``e.y`` with ``y`` from a GEMM leaves the GEMM's own
-    summation error, up to N eps (float32, saddle N = 1000 on an AMD EPYC with torch's MKL:
-    gradient error 3.8e-7 through ``e.y``, 2.7e-7 this way; autodiff 2.8e-7).
+    summation error, up to N eps (``benchmarks/float32_accuracy.py`` measures both).
     """
     T = np.matmul(e if s is None else e / s, X.T, out=out)
     T *= K
@@ -143,7 +142,7 @@ class NumpyBackend(Backend):
         return value, grad
 
     def workers(self) -> int:
-        return _cpu_count()
+        return cpu_count()
 
     def _value_blocked(
         self, Z: Arr, X: Arr, sigma: float, lam: float, loo: bool, block: int
@@ -179,14 +178,6 @@ class NumpyBackend(Backend):
 # -- blocked layout -------------------------------------------------------------------------------
 
 
-def _cpu_count() -> int:
-    """CPUs this process may run on (the harness pins workers with an affinity mask)."""
-    try:
-        return max(len(os.sched_getaffinity(0)), 1)
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 _POOLS: dict[int, ThreadPoolExecutor] = {}
 _POOLS_LOCK = threading.Lock()
 
@@ -208,7 +199,7 @@ def _map_blocks(
     scheduling) with its own two (block x n) buffers ``K``, ``T``; ``acc`` starts as None.
     """
     starts = range(0, rows, block)
-    workers = min(_cpu_count(), len(starts))
+    workers = min(cpu_count(), len(starts))
 
     def run(w: int) -> Any:
         K = np.empty((min(block, rows), n), dtype=dtype)
@@ -232,8 +223,8 @@ def _single_threaded_blas() -> contextlib.AbstractContextManager[Any]:
     """Limit BLAS to one thread while the blocks run (threadpoolctl, when it is installed).
 
     The blocks' products are thin ((b x N) by (N x D+1)); OpenBLAS threads them anyway, and
-    its threads then compete with the block workers: at N = 10,000 float64 on 2 cores, blocks
-    of 32-128 rows took 5-10x longer with OpenBLAS on 2 threads than on 1.
+    its threads then compete with the block workers for the same cores
+    (``benchmarks/large_n.py`` times the blocks with either setting).
     """
     if not _BLAS:
         try:
@@ -252,9 +243,9 @@ def _single_threaded_blas() -> contextlib.AbstractContextManager[Any]:
 #: product, and the latent gradient as ``(B'Z)_k - z_k sum_m B'_km``. Both cancel; their
 #: rounding is about eps * |z|^2 in the logits (here <= 1e4 * 1.1e-16 ~ 1e-12) and eps * |z| /
 #: (neighbour distance) relative in the gradient. They replace 4L + 1 elementwise passes per
-#: block and made value + gradient 1.6x faster at N = 10,000 (the alternatives table of
-#: benchmarks/large_n.py). float32 (and latents spread wider) keep the differences: 3x smaller float32
-#: gradient error (issue 12), and no eps * |z|^2 logit error, which in float32 would be 1e-6.
+#: block (the alternatives table of benchmarks/large_n.py times both). float32 (and latents
+#: spread wider) keep the differences: float32's eps * |z|^2 logit error would be 1e-6 here,
+#: and the cancelling gradient form would multiply its error (benchmarks/gradient_forms.py).
 GEMM_MAX_SQNORM = 1e4
 
 
@@ -290,12 +281,12 @@ class _Blocks:
     def __init__(self, Zq: Arr, Z: Arr, sigma: float, loo: bool) -> None:
         self.loo = loo
         # a Python float: a NumPy float64 scalar would promote float32 blocks to float64
-        # (1.3-2x slower, every distance in float64; tests/test_float32.py)
+        # (every distance in float64; tests/test_float32.py checks the dtype)
         scale = 1.0 / (math.sqrt(2.0) * sigma)
         # The GEMM forms see the latents centred (the objective only sees differences), so that
         # they cancel less. The differences form sees them as given: centring rounds every z
         # once more, by eps |z|, which a neighbour's difference z_n - z_m (<< |z|) then carries
-        # (float32 gradient error 3.7e-7 centred, 3.0e-7 as given; saddle, N = 1000).
+        # (benchmarks/float32_accuracy.py measures the gradient's error).
         centre = Z.sum(axis=0) * (1.0 / len(Z))  # not mean(): it divides by a float64 count
         Zc = Z - centre
         Zqc = Zc if Zq is Z else Zq - centre

@@ -279,7 +279,8 @@ def test_estimator_fits_in_blocked_layout(backend: str, monkeypatch: pytest.Monk
 def test_numpy_blocked_never_allocates_n_by_n() -> None:
     import tracemalloc
 
-    from backends.numpy_backend import NumpyBackend, _cpu_count
+    from backends.numpy_backend import NumpyBackend
+    from ukr_bench.system import cpu_count
 
     n, block = 2000, 16
     Z, X = random_problem(n, 3, 10, seed=9)
@@ -293,7 +294,7 @@ def test_numpy_blocked_never_allocates_n_by_n() -> None:
         tracemalloc.stop()
     # Two (block x N) buffers per worker, plus O(N (L + D)) vectors; one N x N float64 array
     # alone would be 32 MB here.
-    workers = _cpu_count()
+    workers = cpu_count()
     bound = 8 * (3 * workers * block * n + 64 * n)
     assert peak < bound, (peak, bound)
     assert bound < 0.1 * 8 * n * n

@@ -390,10 +390,9 @@ Layout = Literal["dense", "blocked", "auto"]
 LAYOUTS: tuple[Layout, ...] = ("dense", "blocked", "auto")
 
 #: ``auto`` keeps the dense form up to this many (query row x training point) pairs, N = 1024
-#: for the objective (8 MiB per float64 N x N array). Measured on the 2-core Xeon (value +
-#: gradient, dense / blocked time): at N = 1000 blocked was 1.5-5x faster on every backend and
-#: dtype, at N = 2000 2-6x on NumPy and JAX; at N = 250-500 the ratio was 0.6-10x (noisy, the
-#: machine shared), so dense stays where per-call overhead matters and its arrays are small.
+#: for the objective (8 MiB per float64 N x N array): below it per-call overhead weighs more
+#: than memory traffic and the dense arrays are small; above it the blocked layout's bounded
+#: working set wins (each committed run's report compares the two layouts per N).
 AUTO_DENSE_MAX_PAIRS = 1024 * 1024
 #: ... and only while its N x N arrays (``DENSE_BUFFERS`` of them) take at most this fraction of
 #: the available memory.
