@@ -26,7 +26,7 @@ On a machine whose "devices" share the same few cores, k devices cannot be faste
 the ratio sharded / one-device measures the overhead of the decomposition (the collectives,
 padding, the per-device programs), not a speed-up. ``report`` writes ``scaling.png`` (time
 and efficiency against k) and ``model.md``: the communication-and-compute model of
-:mod:`ukr_bench.report.scaling` for real GPUs at 8, 64 and 512 devices.
+:mod:`ukr_bench.scaling` for real GPUs at 8, 64 and 512 devices.
 """
 
 from __future__ import annotations
@@ -230,7 +230,7 @@ def measure(args: argparse.Namespace) -> None:
 
 
 def report(args: argparse.Namespace) -> None:
-    from ukr_bench.report import scaling
+    from ukr_bench import scaling
 
     out = Path(args.dir)
     data = json.loads((out / "scaling.json").read_text())

@@ -278,7 +278,7 @@ def test_rows_before_version_3_ran_on_one_device(tmp_path: Path) -> None:
 def test_scaling_model_against_hand_computed_cases() -> None:
     from dataclasses import replace
 
-    from ukr_bench.report.scaling import BOUND, MEASURED, predict
+    from ukr_bench.scaling import BOUND, MEASURED, predict
 
     one = predict(1000, 1)
     assert one["efficiency"] == 1.0

@@ -132,7 +132,7 @@ def model_markdown(
     lines = [
         "# Sharded value + gradient on many GPUs: model predictions",
         "",
-        "Model of `ukr_bench/report/scaling.py` (float32, L = 2; rows split in k ranges, one",
+        "Model of `ukr_bench/scaling.py` (float32, L = 2; rows split in k ranges, one",
         "ring all-reduce of the N x L gradient contributions per pass).",
         "",
         ASSUMPTIONS,
