@@ -64,7 +64,9 @@ masking selects are not counted. L, D as above:
   (2L, the differences kept from the logits): 5L + 6D + 2 flops (30), 2 exps (1 for the row
   terms, 1 for the column terms);
 * together 8L + 8D + 4 flops (44) and 3 exps per ordered pair for value + gradient; the value
-  alone is pass 1. Per row and column tile there are O(BLOCK (L + D)) more (the rescale's
+  alone is pass 1; the projection's gradient (queries against training points, row terms
+  only): pass 1, then 3L - 1 for q, 1 subtraction, 1 exp, 3D - 1 for the dot product, 1
+  multiply by p and 2L into g: 5L + 3D flops (19) and 1 exp per pair. Per row and column tile there are O(BLOCK (L + D)) more (the rescale's
   exp and multiplies), 1 / BLOCK of the above per pair, not counted. On a GPU each exp
   compiles to a multiply by log2(e) and an ``ex2.approx``: that multiply (3 per pair) is not
   in the flop counts; scaling the latents by sqrt(log2 e) and using exp2 would remove it.
@@ -93,6 +95,7 @@ __all__ = [
     "flops_per_pair",
     "objective_fused",
     "predict_fused",
+    "project_value_and_grad_fused",
     "value_and_grad_fused",
 ]
 
@@ -101,8 +104,9 @@ __all__ = [
 BLOCK = 32
 NUM_WARPS = 4
 
-#: Exps per ordered pair (i, j), by pass (derivation in the module docstring).
-EXPS_PER_PAIR = {"pass1": 1, "pass2_rows": 1, "pass2_columns": 1}
+#: Exps per ordered pair (i, j), by pass (derivation in the module docstring); the objective's
+#: value and gradient do the first three, the projection's gradient pass 1 and the last.
+EXPS_PER_PAIR = {"pass1": 1, "pass2_rows": 1, "pass2_columns": 1, "projection_pass2": 1}
 
 
 def flops_per_pair(latent_dim: int, data_dim: int) -> dict[str, int]:
@@ -110,10 +114,14 @@ def flops_per_pair(latent_dim: int, data_dim: int) -> dict[str, int]:
 
     Derivation in the module docstring: pass 1 3L + 2D + 2, pass 2 5L + 6D + 2 (rows and
     columns together; they share the logits and the final multiply-add), 44 in all at L = 2,
-    D = 3.
+    D = 3; the projection's pass 2 (row terms only) 5L + 3D.
     """
     L, D = latent_dim, data_dim
-    return {"pass1": 3 * L + 2 * D + 2, "pass2": 5 * L + 6 * D + 2}
+    return {
+        "pass1": 3 * L + 2 * D + 2,
+        "pass2": 5 * L + 6 * D + 2,
+        "projection_pass2": 5 * L + 3 * D,
+    }
 
 
 class FusedInterpretWarning(UserWarning):
@@ -289,6 +297,48 @@ def _pass2_kernel(
         g_ref[l, :] = g[l]
 
 
+def _project_kernel(
+    meta_ref: Any,
+    uq_ref: Any,
+    yq_ref: Any,
+    wq_ref: Any,
+    muq_ref: Any,
+    u_ref: Any,
+    x_ref: Any,
+    g_ref: Any,
+    *,
+    bm: int,
+    bn: int,
+) -> None:
+    """The projection's g_q = sum_j B'_qj (u_q - u_j), B'_qj = exp(mu_q - q_qj) w_q.(x_j - y_q),
+    for one tile of queries against all N training latents: row terms only (the training
+    latents are fixed, so there are no column terms), no loo."""
+    n = meta_ref[1]
+    L, D = u_ref.shape[0], x_ref.shape[0]
+    dtype = u_ref.dtype
+    i0 = pl.program_id(0) * bm
+    row_slice = pl.ds(i0, bm)
+    ui = [uq_ref[l, row_slice] for l in range(L)]
+    yi = [yq_ref[d, row_slice] for d in range(D)]
+    wi = [wq_ref[d, row_slice] for d in range(D)]
+    mu_i = muq_ref[row_slice]
+
+    def body(t: Any, g: Any) -> Any:
+        j0 = t * bn
+        col_slice = pl.ds(j0, bn)
+        cols = j0 + jnp.arange(bn)
+        q, diffs = _sqdist(ui, [u_ref[l, col_slice] for l in range(L)])
+        q = jnp.where((cols < n)[None, :], q, jnp.inf)
+        terms = [wi[d][:, None] * (x_ref[d, col_slice][None, :] - yi[d][:, None]) for d in range(D)]
+        s = jnp.exp(mu_i[:, None] - q) * functools.reduce(jnp.add, terms)  # B'_qj
+        return tuple(gl + jnp.sum(s * dl, axis=1) for gl, dl in zip(g, diffs, strict=True))
+
+    init = tuple(jnp.zeros((bm,), dtype) for _ in range(L))
+    g = lax.fori_loop(0, (n + (bn - 1)) // bn, body, init)
+    for l in range(L):
+        g_ref[l, :] = g[l]
+
+
 def _pad_t(a: jax.Array, rows: int) -> jax.Array:
     """``a`` (n x k) transposed to (k x rows), zero-padded."""
     return jnp.pad(a.T, ((0, 0), (0, rows - a.shape[0])))
@@ -364,6 +414,34 @@ def _pass2(
     )(*ins)
 
 
+def _project2(
+    meta: jax.Array,
+    Uq: jax.Array,
+    yq: jax.Array,
+    wq: jax.Array,
+    muq: jax.Array,
+    U: jax.Array,
+    X: jax.Array,
+    *,
+    block: int,
+    interpret: bool,
+) -> jax.Array:
+    """The projection's g (L x Mp) of padded, transposed queries Uq with pass 1's yq, muq and
+    wq = e / l, against the training U (L x Np), X (D x Np)."""
+    L, Mp = Uq.shape
+    ins = (meta, Uq, yq, wq, muq, U, X)
+    return pl.pallas_call(
+        functools.partial(_project_kernel, bm=block, bn=block),
+        grid=(Mp // block,),
+        in_specs=[_full(a.shape) for a in ins],
+        out_specs=pl.BlockSpec((L, block), lambda i: (0, i)),
+        out_shape=jax.ShapeDtypeStruct((L, Mp), U.dtype),
+        interpret=interpret,
+        compiler_params=_compiler_params(interpret),
+        name="ukr_fused_projection",
+    )(*ins)
+
+
 #: XLA options for interpret mode: the kernels' loops compile 2-3x faster at the lowest
 #: optimisation level (measured 5.7 s against 2.4 s, float32 N = 33, both passes), and
 #: interpret mode is for correctness, not speed, anyway.
@@ -389,7 +467,7 @@ def _jitted(fn: Any) -> Any:
     return call
 
 
-_PASS1, _PASS2 = _jitted(_pass1), _jitted(_pass2)
+_PASS1, _PASS2, _PROJECT2 = _jitted(_pass1), _jitted(_pass2), _jitted(_project2)
 
 
 def _scale(sigma: Any) -> Any:
@@ -580,3 +658,33 @@ def _scale_queries(Zq: jax.Array, s: jax.Array, *, block: int) -> jax.Array:
 @functools.partial(jax.jit, static_argnames=("n",))
 def _unpad(y: jax.Array, *, n: int) -> jax.Array:
     return y[:, :n].T
+
+
+def project_value_and_grad_fused(
+    Zq: jax.Array,
+    Xq: jax.Array,
+    Z: jax.Array,
+    X: jax.Array,
+    sigma: Any,
+    *,
+    interpret: bool | None = None,
+    block: int = BLOCK,
+) -> tuple[jax.Array, jax.Array]:
+    """The projection error E_q = sum_q ||x_q - f(z_q)||^2 (a sum, not a mean) of queries
+    ``Zq`` (M x L) with data ``Xq`` (M x D), and its gradient in ``Zq``, training ``Z``, ``X``
+    fixed: pass 1 for the queries, then the row terms of pass 2 (:func:`_project_kernel`)."""
+    Zq, Xq, Z, X = (jnp.asarray(a) for a in (Zq, Xq, Z, X))
+    _check(Z, X, False, block)
+    _check(Zq, Xq, False, block)
+    if Zq.shape[1] != Z.shape[1] or Xq.shape[1] != X.shape[1]:
+        msg = f"queries {Zq.shape}, {Xq.shape} do not match the training {Z.shape}, {X.shape}"
+        raise ValueError(msg)
+    run = _resolve_interpret(interpret)
+    M, scale = Zq.shape[0], _scale(sigma)
+    meta = jnp.array([M, Z.shape[0], 0, 0], dtype=jnp.int32)
+    U, Xt, s = _prepare(Z, X, scale, block=block)
+    Uq, Xqt, _ = _prepare(Zq, Xq, scale, block=block)
+    muq, lq, yq = _PASS1(meta, Uq, U, Xt, block=block, interpret=run)
+    sq, wq, _ = _between(yq, Xqt, lq, plant=None)
+    g = _PROJECT2(meta, Uq, yq, wq, muq, U, Xt, block=block, interpret=run)
+    return sq, _gradient(g, s, n=M)

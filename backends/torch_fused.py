@@ -43,6 +43,9 @@ subtractions, multiplies and min/max, an FMA counted as 2, masking selects not c
   ``w.(x - y)`` (2 (3D - 1)), 3 for ``p_row r + p_col c``, then per latent dimension the
   difference again (Triton's unrolled loop keeps no list of L tiles, so it is recomputed: L)
   and a multiply-add into g (2L): 6L + 6D + 2 flops (32), 2 exps;
+* the projection's gradient (queries against the fixed training points): pass 1, then the
+  row terms only, 3L - 1 for q, 1 subtraction, 1 exp, 3D - 1, 1 multiply by p, L again for
+  the differences and 2L into g: 6L + 3D flops (21) and 1 exp per pair;
 * together 9L + 8D + 4 flops (46) and 3 exps per ordered pair; O(BM (L + D)) more per
   row and column tile (rescale, accumulator updates), not counted. The exps are what the
   compiled code does: the sm_90 PTX has one ``ex2.approx`` per pair and thread in pass 1
@@ -76,6 +79,7 @@ __all__ = [
     "kernels",
     "objective_fused",
     "predict_fused",
+    "project_value_and_grad_fused",
     "value_and_grad_fused",
 ]
 
@@ -89,18 +93,24 @@ def _num_warps(tile: int) -> int:
     return 8 if tile >= 64 else 4
 
 
-#: Exps per ordered pair (i, j), by pass (derivation in the module docstring).
-EXPS_PER_PAIR = {"pass1": 1, "pass2_rows": 1, "pass2_columns": 1}
+#: Exps per ordered pair (i, j), by pass (derivation in the module docstring); the objective's
+#: value and gradient do the first three, the projection's gradient pass 1 and the last.
+EXPS_PER_PAIR = {"pass1": 1, "pass2_rows": 1, "pass2_columns": 1, "projection_pass2": 1}
 
 
 def flops_per_pair(latent_dim: int, data_dim: int) -> dict[str, int]:
     """Flops per ordered pair (i, j) of each pass, for L = ``latent_dim``, D = ``data_dim``.
 
     Derivation in the module docstring: pass 1 3L + 2D + 2, pass 2 6L + 6D + 2 (rows and
-    columns together), 46 in all at L = 2, D = 3.
+    columns together), 46 in all at L = 2, D = 3; the projection's pass 2 (row terms only)
+    6L + 3D.
     """
     L, D = latent_dim, data_dim
-    return {"pass1": 3 * L + 2 * D + 2, "pass2": 6 * L + 6 * D + 2}
+    return {
+        "pass1": 3 * L + 2 * D + 2,
+        "pass2": 6 * L + 6 * D + 2,
+        "projection_pass2": 6 * L + 3 * D,
+    }
 
 
 class FusedInterpretWarning(UserWarning):
@@ -128,7 +138,7 @@ def _interpret_wanted() -> tuple[bool, bool]:
 
 @cache
 def kernels() -> dict[str, Any]:
-    """The Triton kernels, defined on first use: {"pass1", "pass2", "interpret"}.
+    """The Triton kernels, defined on first use: {"pass1", "pass2", "project2", "interpret"}.
 
     Imports Triton (a clear ImportError naming the extra when it is missing) after choosing
     the interpreter for a machine without CUDA (module docstring).
@@ -290,7 +300,63 @@ def kernels() -> dict[str, Any]:
         gmask = rmask[:, None] & (lcols[None, :] < L)
         tl.store(G + lcols[None, :] * N + rows[:, None], g, mask=gmask)
 
-    return {"pass1": _pass1, "pass2": _pass2, "interpret": interpret}
+    @triton.jit  # type: ignore[untyped-decorator]
+    def _project2(  # type: ignore[no-untyped-def]
+        UQ,
+        YQ,
+        WQ,
+        MUQ,
+        U,
+        X,
+        G,
+        M,
+        N,
+        L: tl.constexpr,
+        D: tl.constexpr,
+        LP: tl.constexpr,
+        BM: tl.constexpr,
+        BN: tl.constexpr,
+    ) -> None:
+        # the projection's g (L x M) = sum_j B'_qj (u_q - u_j), B'_qj = exp(mu_q - q_qj)
+        # w_q.(x_j - y_q): row terms only (the training latents U (L x N) are fixed), no loo
+        dtype = U.dtype.element_ty
+        rows = tl.program_id(0) * BM + tl.arange(0, BM)
+        rmask = rows < M
+        lcols = tl.arange(0, LP)
+        mu_i = tl.load(MUQ + rows, mask=rmask, other=0.0)
+        g = tl.zeros((BM, LP), dtype)
+        for j0 in range(0, N, BN):
+            cols = j0 + tl.arange(0, BN)
+            cmask = cols < N
+            ui = tl.load(UQ + rows, mask=rmask, other=0.0)
+            uj = tl.load(U + cols, mask=cmask, other=0.0)
+            dd = ui[:, None] - uj[None, :]
+            q = dd * dd
+            for l in tl.static_range(1, L):
+                ui = tl.load(UQ + l * M + rows, mask=rmask, other=0.0)
+                uj = tl.load(U + l * N + cols, mask=cmask, other=0.0)
+                dd = ui[:, None] - uj[None, :]
+                q += dd * dd
+            q = tl.where(cmask[None, :] & rmask[:, None], q, float("inf"))
+            yi = tl.load(YQ + rows, mask=rmask, other=0.0)
+            wi = tl.load(WQ + rows, mask=rmask, other=0.0)
+            xj = tl.load(X + cols, mask=cmask, other=0.0)
+            r = wi[:, None] * (xj[None, :] - yi[:, None])
+            for d in tl.static_range(1, D):
+                yi = tl.load(YQ + d * M + rows, mask=rmask, other=0.0)
+                wi = tl.load(WQ + d * M + rows, mask=rmask, other=0.0)
+                xj = tl.load(X + d * N + cols, mask=cmask, other=0.0)
+                r += wi[:, None] * (xj[None, :] - yi[:, None])
+            sv = tl.exp(mu_i[:, None] - q) * r  # B'_qj
+            for l in tl.static_range(L):
+                ui = tl.load(UQ + l * M + rows, mask=rmask, other=0.0)
+                uj = tl.load(U + l * N + cols, mask=cmask, other=0.0)
+                dd = ui[:, None] - uj[None, :]
+                g += tl.where(lcols[None, :] == l, tl.sum(sv * dd, axis=1)[:, None], 0.0)
+        gmask = rmask[:, None] & (lcols[None, :] < L)
+        tl.store(G + lcols[None, :] * M + rows[:, None], g, mask=gmask)
+
+    return {"pass1": _pass1, "pass2": _pass2, "project2": _project2, "interpret": interpret}
 
 
 def _pow2(n: int) -> int:
@@ -463,3 +529,36 @@ def predict_fused(
         tile = TILES["pass1"] if block is None else block
         _, _, y = _pass1(Uq, U, X.T.contiguous(), loo=False, block=tile, naive=False)
     return y.T
+
+
+def project_value_and_grad_fused(
+    Zq: torch.Tensor,
+    Xq: torch.Tensor,
+    Z: torch.Tensor,
+    X: torch.Tensor,
+    sigma: float,
+    *,
+    block: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The projection error E_q = sum_q ||x_q - f(z_q)||^2 (a sum, not a mean) of queries
+    ``Zq`` (M x L) with data ``Xq`` (M x D), and its gradient in ``Zq``, training ``Z``, ``X``
+    fixed: pass 1 for the queries, then the row terms only (``_project2``)."""
+    _check(Z, X, False, block)
+    _check(Zq, Xq, False, block)
+    if Zq.shape[1] != Z.shape[1] or Xq.shape[1] != X.shape[1]:
+        msg = f"queries {tuple(Zq.shape)}, {tuple(Xq.shape)} do not match the training {tuple(Z.shape)}, {tuple(X.shape)}"
+        raise ValueError(msg)
+    (M, L), N = Zq.shape, Z.shape[0]
+    scale = 1.0 / (math.sqrt(2.0) * float(sigma))
+    b1, b2 = (TILES["pass1"], TILES["pass2"]) if block is None else (block, block)
+    with torch.no_grad():
+        U, Uq = (Z * scale).T.contiguous(), (Zq * scale).T.contiguous()
+        muq, lq, yq = _pass1(Uq, U, X.T.contiguous(), loo=False, block=b1, naive=False)
+        e = yq - Xq.T
+        wq = (e / lq).contiguous()
+        g = torch.empty((L, M), dtype=Z.dtype, device=Z.device)
+        _kernels_for(Z.device)["project2"][(-(-M // b2),)](
+            Uq, yq, wq, muq, U, X.T.contiguous(), g, M, N,
+            L=L, D=X.shape[1], LP=_pow2(L), BM=b2, BN=b2, num_warps=_num_warps(b2),
+        )  # fmt: skip
+        return (e * e).sum(), (-4.0 * scale) * g.T

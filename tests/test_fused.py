@@ -304,6 +304,34 @@ def test_fused_predict_matches_numpy(framework: str) -> None:
     np.testing.assert_allclose(got, ref, rtol=TOL["float64"], atol=TOL["float64"])
 
 
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_fused_projection_matches_numpy(framework: str) -> None:
+    """The projection error (a sum) and its gradient in the queries: 5 queries (under one
+    tile) with their data against 33 training points (three tiles), no column terms."""
+    Z, X = random_problem(33, 2, 3, seed=7)
+    Zq, Xq = random_problem(5, 2, 3, seed=8)
+    ref_v, ref_g = get_backend("numpy", layout="dense").project_value_and_grad(Zq, Xq, Z, X, 0.8)
+    if framework == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        from backends.jax_fused import project_value_and_grad_fused
+
+        with jax.enable_x64(True):
+            args = (jnp.asarray(a) for a in (Zq, Xq, Z, X))
+            v, g = project_value_and_grad_fused(*args, 0.8, interpret=True, block=16)
+            v, g = float(v), np.asarray(g)
+    else:
+        import torch
+
+        from backends.torch_fused import project_value_and_grad_fused as torch_project
+
+        tv, tg = torch_project(*(torch.tensor(a) for a in (Zq, Xq, Z, X)), 0.8, block=16)
+        v, g = float(tv), tg.numpy()
+    assert v == pytest.approx(float(ref_v), rel=TOL["float64"])
+    assert np.linalg.norm(g - ref_g) <= TOL["float64"] * np.linalg.norm(ref_g)
+
+
 # -- interpret mode: the one-time warning, the missing extra ------------------------------------
 
 
@@ -374,6 +402,7 @@ def test_pallas_kernels_lower_for_a_gpu() -> None:
     for fn, args in [
         (jax_fused._pass1, (meta, U, U, X)),
         (jax_fused._pass2, (meta, U, X, X, X, X, mu)),
+        (jax_fused._project2, (meta, U, X, X, mu, U, X)),
     ]:
         traced = jax.jit(fn, static_argnames=("block", "interpret")).trace(
             *args, block=jax_fused.BLOCK, interpret=False
@@ -384,7 +413,7 @@ def test_pallas_kernels_lower_for_a_gpu() -> None:
 @pytest.mark.slow
 @pytest.mark.skipif(not HAVE_TRITON, reason=NO_TRITON)
 def test_triton_kernels_compile_for_sm90() -> None:
-    """Both kernels compile to a cubin for an H100/H200 (sm_90), float32 and float64, which
+    """The three kernels compile to a cubin for an H100/H200 (sm_90), float32 and float64, which
     interpret mode does not check (it runs the Python source with NumPy). In a subprocess:
     this process's kernels are the interpreter's."""
     script = textwrap.dedent(
@@ -395,14 +424,19 @@ def test_triton_kernels_compile_for_sm90() -> None:
         from backends import torch_fused
         torch_fused._interpret_wanted = lambda: (False, False)
         k = torch_fused.kernels()
-        ptr = ["UQ", "U", "X", "MU", "LS", "Y"], ["U", "X", "Y", "WR", "WC", "MU", "G"]
-        ints = ["M", "N"], ["N"]
+        ptr = (
+            ["UQ", "U", "X", "MU", "LS", "Y"],
+            ["U", "X", "Y", "WR", "WC", "MU", "G"],
+            ["UQ", "YQ", "WQ", "MUQ", "U", "X", "G"],
+        )
+        ints = ["M", "N"], ["N"], ["M", "N"]
         t1, t2 = torch_fused.TILES["pass1"], torch_fused.TILES["pass2"]
         consts = (
             {"LOO": True, "NAIVE": False, "L": 2, "D": 3, "DP": 4, "BM": t1, "BN": t1},
             {"LOO": True, "L": 2, "D": 3, "LP": 2, "BM": t2, "BN": t2},
+            {"L": 2, "D": 3, "LP": 2, "BM": t2, "BN": t2},
         )
-        for name, p, i, c in zip(["pass1", "pass2"], ptr, ints, consts):
+        for name, p, i, c in zip(["pass1", "pass2", "project2"], ptr, ints, consts):
             warps = torch_fused._num_warps(c["BM"])
             for dt in ["fp32", "fp64"]:
                 sig = {**{a: "*" + dt for a in p}, **{a: "i32" for a in i}}
@@ -424,14 +458,18 @@ def test_triton_kernels_compile_for_sm90() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.count("ok") == 4, done.stdout
+    assert done.stdout.count("ok") == 6, done.stdout
 
 
 def test_cost_constants() -> None:
     """The exps and flops per ordered pair that the harness's bound will use (derived in the
-    modules' docstrings): 3 exps, 44 (Pallas) and 46 (Triton) flops at L = 2, D = 3."""
+    modules' docstrings): 3 exps, 44 (Pallas) and 46 (Triton) flops at L = 2, D = 3, for the
+    objective's value and gradient; the projection's row-only pass 2 1 exp, 19 and 21 flops."""
     from backends import jax_fused, torch_fused
 
-    for mod, flops in [(jax_fused, 44), (torch_fused, 46)]:
-        assert sum(mod.EXPS_PER_PAIR.values()) == 3
-        assert sum(mod.flops_per_pair(2, 3).values()) == flops
+    for mod, flops, projection in [(jax_fused, 44, 19), (torch_fused, 46, 21)]:
+        exps, per_pair = mod.EXPS_PER_PAIR, mod.flops_per_pair(2, 3)
+        assert exps["pass1"] + exps["pass2_rows"] + exps["pass2_columns"] == 3
+        assert exps["pass1"] + exps["projection_pass2"] == 2
+        assert per_pair["pass1"] + per_pair["pass2"] == flops
+        assert per_pair["projection_pass2"] == projection
