@@ -397,6 +397,8 @@ X5 = np.random.default_rng(0).normal(size=(5, 3))
         ({"max_iter": -1}, X5, ValueError, r"max_iter must be an integer >= 0"),
         ({"learning_rate": 0.0}, X5, ValueError, r"learning_rate must be > 0"),
         ({"snapshot_every": -2}, X5, ValueError, r"snapshot_every must be an integer >= 0"),
+        ({"verbose": -1}, X5, ValueError, r"verbose must be an integer >= 0"),
+        ({"verbose": 0.5}, X5, TypeError, r"verbose must be an integer"),
         ({"backend": "tensorflow"}, X5, ValueError, r"backend must be one of"),
         ({"dtype": "float16"}, X5, ValueError, r"dtype must be one of"),
         ({"device": "tpu"}, X5, ValueError, r"device must be"),
@@ -567,3 +569,78 @@ def test_engine_defaults_are_the_estimators() -> None:
 def test_feature_names_out() -> None:
     model = UKR(n_components=2, max_iter=3).fit(X5)
     assert list(model.get_feature_names_out()) == ["ukr0", "ukr1"]
+
+
+# -- progress and persistence ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("optimizer", ["rprop", "gd", "lbfgs"])
+def test_verbose_prints_e_after_every_kth_iteration(
+    saddle: np.ndarray, optimizer: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Reference: the fit's own history_ (E after each iteration), printed as it runs."""
+    model = UKR(sigma=0.3, optimizer=optimizer, max_iter=12, verbose=4).fit(saddle)
+    lines = capsys.readouterr().out.splitlines()
+    due = [k for k in (4, 8, 12) if k <= model.n_iter_]
+    assert [int(line.split()[1]) for line in lines] == due
+    for k, line in zip(due, lines, strict=True):
+        printed = float(line.split("E = ")[1].split()[0])
+        assert printed == pytest.approx(model.history_[k], rel=1e-5)  # %.6g
+        assert "sigma" in line
+        assert line.endswith(" s")
+    UKR(sigma=0.3, optimizer=optimizer, max_iter=12).fit(saddle)
+    assert capsys.readouterr().out == ""  # verbose=0: silent
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_fitted_model_pickles_to_numpy_and_loads_without_its_framework(
+    saddle: np.ndarray, backend: str, tmp_path: Path
+) -> None:
+    """Every fitted attribute is a NumPy array, so a model fitted on JAX or torch loads where
+    neither is installed; transform there names what to install, or runs on NumPy."""
+    import os
+    import pickle
+    import subprocess
+    import sys
+
+    model = UKR(sigma=0.3, max_iter=20, backend=backend).fit(saddle)
+    path = tmp_path / "model.pkl"
+    path.write_bytes(pickle.dumps(model))
+    for name in ("embedding_", "history_", "snapshots_", "X_fit_"):
+        assert type(getattr(model, name)) is np.ndarray, name
+    # A site-packages without jax and torch: links to everything else in this one (no .pth
+    # files run under -S, so the project comes from PYTHONPATH).
+    site = Path(np.__file__).resolve().parents[1]
+    shadow = tmp_path / "site"
+    shadow.mkdir()
+    for entry in site.iterdir():
+        if not entry.name.lower().startswith(("jax", "torch", "functorch", "triton")):
+            (shadow / entry.name).symlink_to(entry)
+    code = f"""
+import pickle
+import numpy as np
+model = pickle.loads(open({str(path)!r}, "rb").read())
+X = model.X_fit_[:5] + 0.01  # new points: the training points' latents need no backend
+try:
+    model.transform(X)
+    print("transformed")
+except Exception as exc:
+    print(type(exc).__name__, exc)
+model.set_params(backend="numpy")
+np.save({str(tmp_path / "z.npy")!r}, model.transform(X))
+"""
+    root = Path(__file__).resolve().parents[1]
+    env = {"PYTHONPATH": f"{shadow}{os.pathsep}{root}", "PATH": os.environ.get("PATH", "")}
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", code], capture_output=True, text=True, check=False, env=env
+    )
+    assert out.returncode == 0, out.stderr
+    if backend == "numpy":
+        assert out.stdout.strip() == "transformed"
+    else:
+        assert out.stdout.startswith("BackendNotInstalledError")
+        assert f"ukr-bench[{backend}]" in out.stdout
+    # on NumPy, the loaded model transforms as the fitted one does on its backend
+    np.testing.assert_allclose(
+        np.load(tmp_path / "z.npy"), model.transform(saddle[:5] + 0.01), rtol=1e-6, atol=1e-9
+    )

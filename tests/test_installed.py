@@ -18,3 +18,11 @@ def test_all_backends_installed() -> None:
     required = [b for b in ukr_bench.available_backends() if b not in OPTIONAL_BACKENDS]
     assert required == BACKENDS
     assert sorted(REGISTRY) == sorted([*BACKENDS, *OPTIONAL_BACKENDS])
+
+
+def test_dir_lists_the_public_api_only() -> None:
+    """The lazily loaded estimator is listed; the module's own imports are not."""
+    names = dir(ukr_bench)
+    assert set(ukr_bench.__all__) <= set(names)
+    assert {"UKR", "NotFittedError", "value_and_grad"} <= set(names)
+    assert not {"typing", "Any", "TYPE_CHECKING"} & set(names)

@@ -6,7 +6,7 @@ any installed backend. Everything here needs NumPy alone, but ``UKR`` and ``NotF
 the benchmark and each framework are extras too (:mod:`ukr_bench.extras`).
 """
 
-from typing import TYPE_CHECKING, Any
+import typing
 
 from ukr_bench.data import DATASETS, make_dataset
 from ukr_bench.interface import (
@@ -19,7 +19,7 @@ from ukr_bench.interface import (
 )
 from ukr_bench.problem import Params, relative_error
 
-if TYPE_CHECKING:  # for type checkers; at run time __getattr__ below loads them on first use
+if typing.TYPE_CHECKING:  # for type checkers; at run time __getattr__ below loads them on first use
     from ukr_bench.estimator import UKR, NotFittedError
 
 __all__ = [
@@ -39,7 +39,7 @@ __all__ = [
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> typing.Any:
     # PEP 562: import the estimator (and scikit-learn) only when it is asked for; without
     # scikit-learn this raises ukr_bench.extras.MissingExtraError, which says what to install.
     if name in ("UKR", "NotFittedError"):
@@ -48,3 +48,8 @@ def __getattr__(name: str) -> Any:
         return getattr(estimator, name)
     msg = f"module 'ukr_bench' has no attribute {name!r}"
     raise AttributeError(msg)
+
+
+def __dir__() -> list[str]:
+    """The public names (the lazily loaded estimator among them), not the module's helpers."""
+    return sorted([*__all__, "__version__"])

@@ -83,6 +83,11 @@ class UKR(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):  # 
         Store Z every this many iterations in ``snapshots_`` (0: none), as the tutorial's loop.
     random_state : int, numpy Generator or None
         Seed of the random initialisation.
+    verbose : int >= 0
+        Print a line every this many iterations (0: silent): the iteration, E after it, the
+        largest move of a latent point in it (in units of sigma) and the time since the fit
+        began. Each line costs one host synchronisation and, for gd and rprop, one more
+        evaluation of E.
 
     Attributes
     ----------
@@ -124,6 +129,7 @@ class UKR(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):  # 
         constraint: str = "none",
         snapshot_every: int = 0,
         random_state: int | np.random.Generator | None = None,
+        verbose: int = 0,
     ) -> None:
         self.n_components = n_components
         self.sigma = sigma
@@ -140,6 +146,7 @@ class UKR(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):  # 
         self.constraint = constraint
         self.snapshot_every = snapshot_every
         self.random_state = random_state
+        self.verbose = verbose
 
     def __sklearn_tags__(self) -> Tags:
         """An unsupervised transformer whose output dtype is ``dtype``, whatever the input's."""

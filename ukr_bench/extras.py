@@ -44,6 +44,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "jax": ("jax",),
     "torch": ("torch",),
     "keops": ("pykeops", "torch"),
+    "triton": ("triton", "torch"),
 }
 
 #: Distribution names where they differ from the import name.

@@ -12,7 +12,8 @@ observations use ``f`` and ``E_q`` of the same module.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -41,6 +42,27 @@ _PCA_SCALES = 2.0 ** np.arange(-3, 6)  # x sigma, candidate spreads of the PCA i
 # Iterations and initial step (x sigma) of iRprop- in :func:`project`.
 PROJECTION_ITER = 50
 PROJECTION_STEP = 0.05
+
+
+@dataclass
+class Progress:
+    """``verbose``: every ``every`` iterations, one line: the iteration, E after it, the largest
+    move of a latent point in it (in units of sigma) and the time since the fit started."""
+
+    every: int
+    sigma: float
+    start: float = field(default_factory=time.perf_counter)
+
+    def due(self, it: int) -> bool:
+        return self.every > 0 and it % self.every == 0
+
+    def line(self, it: int, value: float, step: float) -> None:
+        elapsed = time.perf_counter() - self.start
+        print(
+            f"iteration {it:>5}  E = {value:.6g}  step = {step / self.sigma:.3g} sigma  "
+            f"{elapsed:.2f} s",
+            flush=True,
+        )
 
 
 @dataclass(frozen=True)
@@ -78,6 +100,7 @@ def fit(
     constraint: str = "none",
     snapshot_every: int = 0,
     random_state: int | np.random.Generator | None = None,
+    verbose: int = 0,
 ) -> FitResult:
     """Learn latent points (N x L) for ``X`` (N x D, real floating point).
 
@@ -91,6 +114,7 @@ def fit(
     optimizer = check_choice("optimizer", optimizer, OPTIMIZERS)
     max_iter = check_int("max_iter", max_iter, 0)
     snapshot_every = check_int("snapshot_every", snapshot_every, 0)
+    progress = Progress(check_int("verbose", verbose, 0), params.sigma)
     if learning_rate is not None:
         check_positive_float("learning_rate", learning_rate)
     if not isinstance(init, np.ndarray):
@@ -103,11 +127,13 @@ def fit(
     if isinstance(init, np.ndarray):  # "pca" and "random" start within a few sigma
         check_magnitudes(Z0, X, params, dtype, z_name="init")
     if optimizer == "lbfgs":
-        Z, history, snapshots = _fit_lbfgs(b, Z0, Xd, params, max_iter, snapshot_every, constraint)
+        Z, history, snapshots = _fit_lbfgs(
+            b, Z0, Xd, params, max_iter, snapshot_every, constraint, progress
+        )
     else:
         rate = learning_rate or _DEFAULT_LEARNING_RATE[optimizer]
         Z, history, snapshots = _fit_first_order(
-            b, Z0, Xd, params, optimizer, rate, max_iter, snapshot_every, constraint
+            b, Z0, Xd, params, optimizer, rate, max_iter, snapshot_every, constraint, progress
         )
     return FitResult(
         embedding=Z,
@@ -189,6 +215,7 @@ def _fit_first_order(
     max_iter: int,
     snapshot_every: int,
     constraint: str,
+    progress: Progress,
 ) -> tuple[NDArray[np.floating], list[float], list[NDArray[np.floating]]]:
     opt: GradientDescent | IRprop
     if optimizer == "gd":
@@ -204,7 +231,10 @@ def _fit_first_order(
         for it in range(1, max_iter + 1):
             v, g = value_and_grad(Zd, Xd)
             values.append(v)  # stays on the device: no sync inside the loop
-            Zd = _constrain(opt.step(Zd, v, g), constraint, b.xp)
+            previous, Zd = Zd, _constrain(opt.step(Zd, v, g), constraint, b.xp)
+            if progress.due(it):  # a sync, and one more value, on the printed iterations only
+                step = np.abs(b.to_numpy(Zd) - b.to_numpy(previous)).max()
+                progress.line(it, float(b.to_numpy(value(Zd, Xd))), float(step))
             if snapshot_every and it % snapshot_every == 0:
                 snapshots.append(b.to_numpy(Zd).copy())
         values.append(value(Zd, Xd))
@@ -220,6 +250,7 @@ def _fit_lbfgs(
     max_iter: int,
     snapshot_every: int,
     constraint: str,
+    progress: Progress,
 ) -> tuple[NDArray[np.floating], list[float], list[NDArray[np.floating]]]:
     from scipy.optimize import minimize
 
@@ -235,8 +266,11 @@ def _fit_lbfgs(
     history, snapshots, last = [value0], [Z0.copy()], [z0]
 
     def callback(intermediate_result: Any) -> None:
+        step = np.abs(intermediate_result.x - last[0]).max()
         last[0] = intermediate_result.x.copy()
         history.append(float(intermediate_result.fun))
+        if progress.due(len(history) - 1):
+            progress.line(len(history) - 1, history[-1], float(step))
         if snapshot_every and (len(history) - 1) % snapshot_every == 0:
             snapshots.append(last[0].reshape(shape).astype(b.dtype))
 
