@@ -11,9 +11,9 @@ Two criteria, for every point of the grid:
   reconstruction error of digits the fit never saw (higher is better). This is what the search
   selects by;
 - **leave-one-out error**: the fit's own leave-one-out reconstruction error on its training
-  fold, ``history_[-1] - lam * mean ||z||^2`` (E without its prior term). UKR minimises it
-  during the fit, so it is optimistic, and it favours the smallest ``lam``; it is printed for
-  comparison.
+  fold, ``history_[-1] - lam * mean ||z||^2`` (E without its prior term). The fit minimises
+  it (plus the prior), so it is optimistic and tends to favour the smallest ``lam``; it is
+  printed for comparison.
 
 The grid includes ``lam = 0``, where ``sigma`` alone does nothing: with no prior and no box
 constraint, E(Z) is unchanged when Z and ``sigma`` are scaled together, so a fit with twice
