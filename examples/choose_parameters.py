@@ -84,6 +84,10 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         print(f"{len(X)} digits, {args.cv}-fold cross-validation, max_iter={args.max_iter}:")
         print(table.to_string(index=False))
     print(f"best: {search.best_params_} (held-out score {search.best_score_:.4f})")
+    tied = table[table["rank"] == 1]
+    if len(tied) > 1:  # GridSearchCV takes the first of them
+        points = "; ".join(f"lam={r.lam:g}, sigma={r.sigma:g}" for r in tied.itertuples())
+        print(f"{len(tied)} grid points tie for the best score ({points}): any of them will do")
 
     for lam, group in table.groupby("lam"):
         scores = group["held-out score"].to_numpy()

@@ -33,6 +33,9 @@ class DataError(ValueError):
 
 def load_table(path: Path, *, header: bool = True) -> pd.DataFrame:
     """The file as a table: a CSV as pandas reads it, a ``.npy`` array as columns 0..D-1."""
+    if not path.is_file():
+        msg = f"{path}: no such file"
+        raise DataError(msg)
     suffix = path.suffix.lower()
     if suffix == ".npy":
         array = np.load(path, allow_pickle=False)

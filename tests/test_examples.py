@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -126,6 +127,26 @@ def test_fit_your_data_npy_nan_names_the_column(tmp_path: Path) -> None:
     example = load("fit_your_data")
     with pytest.raises(example.DataError, match=r"column '2' has 1 missing.*row 8"):
         example.main([str(path), "--out", str(tmp_path)])
+
+
+def test_fit_your_data_command_line_prints_the_error(tmp_path: Path) -> None:
+    """Run as a script, a bad column ends it with the message and status 1, no traceback."""
+    path = tmp_path / "data.csv"
+    _constant(user_table()).to_csv(path, index=False)
+    script = str(EXAMPLES / "fit_your_data.py")
+    cmd = [sys.executable, script, str(path), "--keep", "id", "--keep", "label"]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, check=False)
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: column 'a' is constant"), done.stderr
+    assert "Traceback" not in done.stderr
+    missing = subprocess.run(
+        [sys.executable, script, str(tmp_path / "nothing.csv")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert missing.returncode == 1
+    assert "nothing.csv: no such file" in missing.stderr
 
 
 # -- the digits examples ------------------------------------------------------------------------
