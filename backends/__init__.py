@@ -14,7 +14,9 @@ This folder is the import package ``backends``, beside ``ukr_bench``, in a check
 installed (the wheel installs both): each backend module has one name, ``backends.<module>``.
 
 Adding a backend: write ``backends/<name>_backend.py`` with a ``Backend`` subclass and add one
-``BackendSpec`` to :data:`REGISTRY` below.
+``BackendSpec`` to :data:`REGISTRY` below. The class declares what it implements in two tables
+of the types here, :class:`Computations` per layout and one :class:`Variant` per (layout,
+gradient kind), and inherits :class:`Instrumented`, what the harness asks of it.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 GradientKind = Literal["autodiff", "manual"]
 #: How a gradient can be obtained: by automatic differentiation, or by the hand-derived formula.
@@ -145,6 +147,88 @@ def check_gradient(gradient: object, spec: BackendSpec | None = None) -> Gradien
         msg = f"gradient must be one of {['auto', *supported]}{where}, got {gradient!r}"
         raise ValueError(msg)
     return gradient
+
+
+# -- what a backend class declares (the classes: ukr_bench.interface.Backend) ------------------
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way a backend computes E(Z) and dE/dZ: a layout and a gradient kind.
+
+    ``value_and_grad`` is a plain function taking the backend first (a method of its class):
+    ``f(backend, Z, X, sigma, lam, loo)`` dense, with ``block`` (rows per block, an int) last in
+    the blocked layout. ``description`` says in words how the gradient is obtained: what
+    :meth:`ukr_bench.interface.Backend.describe_gradient` answers, recorded with every benchmark row and shown by
+    the report.
+    """
+
+    layout: Literal["dense", "blocked"]
+    gradient: GradientKind
+    value_and_grad: Callable[..., tuple[Any, Any]]
+    description: str
+
+
+@dataclass(frozen=True)
+class Computations:
+    """A backend's other raw computations in one layout, plain functions taking the backend first.
+
+    ``value(b, Z, X, sigma, lam, loo)``, ``predict(b, Zq, Z, X, sigma)`` and
+    ``project_value_and_grad(b, Zq, Xq, Z, X, sigma)``; blocked ones take ``block`` last. Dense:
+    the N x N arrays at once; blocked: row blocks of ``block`` rows (the last may be shorter),
+    never an N x N array.
+    """
+
+    layout: Literal["dense", "blocked"]
+    value: Callable[..., Any]
+    predict: Callable[..., Any]
+    project_value_and_grad: Callable[..., tuple[Any, Any]]
+
+
+@runtime_checkable
+class Instrumented(Protocol):
+    """What only the benchmark harness asks of a backend, kept apart from :class:`ukr_bench.interface.Backend`.
+
+    A second, small Protocol (as optax keeps its extra-argument transformations apart from
+    ``GradientTransformation``): users of :class:`ukr_bench.interface.Backend` never see it; the harness reaches it
+    through :func:`ukr_bench.interface.instrumented`. Every backend class inherits it explicitly, so the bodies
+    here are the defaults: an eager framework on the host, which never compiles, has no device
+    memory to measure and no process-wide settings.
+    """
+
+    #: How :meth:`device_peak` measures, in words (recorded with every benchmark row).
+    device_peak_method: ClassVar[str | None] = None
+
+    def compile_count(self) -> int:
+        """How many compilations this framework has done so far (0 for eager frameworks)."""
+        return 0
+
+    def clear_compile_caches(self) -> None:
+        """Forget this process's compiled programs, so the next :meth:`~ukr_bench.interface.Backend.compile` compiles.
+
+        The harness calls it before each configuration: an earlier one in the same worker (a
+        time-to-fit, whose estimator picks the blocked layout above N = 1024) may have compiled
+        the very same program, and that configuration's compile time would read as a cache hit.
+        """
+        return
+
+    def reset_device_peak(self) -> None:
+        """Start a new device-memory peak measurement, where the framework can."""
+        return
+
+    def device_peak(self) -> int | None:
+        """Peak bytes allocated on the device (None on the host: the harness measures RSS)."""
+        return None
+
+    @classmethod
+    def configure_process(cls, threads: int) -> dict[str, Any]:
+        """Apply this framework's process-wide settings for a benchmark worker; return them.
+
+        Called once per worker process, before any measurement (thread pools the environment
+        cannot size, float32 matmul precision). The default has nothing to set.
+        """
+        del threads
+        return {}
 
 
 def _importable(name: str) -> bool:

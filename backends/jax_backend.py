@@ -19,13 +19,14 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from backends import jax_blocked, jax_sharded
+from backends import Computations, Instrumented, Variant, jax_blocked, jax_sharded
 from backends.jax_blocked import dot, sqdist, with_prior
 from ukr_bench.interface import Backend, DeviceUnavailableError, FunctionName
 from ukr_bench.problem import Params
@@ -124,16 +125,26 @@ def _count_compile(event: str, *_: Any, **__: Any) -> None:
 jax.monitoring.register_event_duration_secs_listener(_count_compile)
 
 
-class JaxBackend(Backend):
+@dataclass(frozen=True)
+class _Program:
+    """A raw value or value + gradient of :class:`JaxBackend`: the jitted program that ``jitted``
+    picks for the backend (what :meth:`JaxBackend.compile` lowers), called in its precision."""
+
+    jitted: Callable[[JaxBackend], Any]
+
+    def __call__(
+        self, backend: JaxBackend, Z: jax.Array, X: jax.Array, sigma: float, lam: float,
+        loo: bool, block: int | None = None,
+    ) -> Any:  # fmt: skip
+        static = {"loo": loo} if block is None else {"loo": loo, "block": block}
+        with backend._precision():
+            return self.jitted(backend)(Z, X, sigma, lam, **static)
+
+
+class JaxBackend(Backend, Instrumented):
     """jax.value_and_grad under jax.jit (dense) or a hand-derived blocked custom_vjp; cpu or cuda."""
 
     name = "jax"
-    gradient = "autodiff (jax.value_and_grad)"
-    blocked_gradient = "hand-derived (blocked custom_vjp)"
-    other_gradients: ClassVar[dict[str, str]] = {
-        "dense": "hand-derived (dense, jit)",
-        "blocked": "autodiff (jax.value_and_grad, jax.checkpoint per block)",
-    }
     xp: ClassVar[Any] = jnp
 
     def _resolve_device(self, kind: str, index: int) -> None:
@@ -192,32 +203,6 @@ class JaxBackend(Backend):
     def to_numpy(self, a: jax.Array) -> np.ndarray:
         return np.asarray(jax.device_get(a))
 
-    def _value_dense(
-        self, Z: jax.Array, X: jax.Array, sigma: float, lam: float, loo: bool
-    ) -> jax.Array:
-        with self._precision():
-            return _JITTED["value"](Z, X, sigma, lam, loo=loo)
-
-    def _value_and_grad_dense(
-        self, Z: jax.Array, X: jax.Array, sigma: float, lam: float, loo: bool
-    ) -> tuple[jax.Array, jax.Array]:
-        with self._precision():
-            return _JITTED["value_and_grad"](Z, X, sigma, lam, loo=loo)
-
-    def _value_and_grad_dense_manual(
-        self, Z: jax.Array, X: jax.Array, sigma: float, lam: float, loo: bool
-    ) -> tuple[jax.Array, jax.Array]:
-        with self._precision():
-            return _JITTED["value_and_grad_manual"](Z, X, sigma, lam, loo=loo)
-
-    def _value_and_grad_blocked_autodiff(
-        self, Z: jax.Array, X: jax.Array, sigma: float, lam: float, loo: bool, block: int
-    ) -> tuple[jax.Array, jax.Array]:
-        with self._precision():
-            return _JITTED["value_and_grad_blocked_autodiff"](
-                Z, X, sigma, lam, loo=loo, block=block
-            )
-
     def _predict_dense(self, Zq: jax.Array, Z: jax.Array, X: jax.Array, sigma: float) -> jax.Array:
         with self._precision():
             return _JITTED["predict"](Zq, Z, X, sigma)
@@ -227,24 +212,6 @@ class JaxBackend(Backend):
     ) -> tuple[jax.Array, jax.Array]:
         with self._precision():
             return _JITTED["project_value_and_grad"](Zq, Xq, Z, X, sigma)
-
-    def _blocked_fn(self, fn: str) -> Any:
-        """The jitted blocked ``fn``: the one-device one, or the mesh-sharded one."""
-        if self._mesh is None:
-            return _JITTED[f"{fn}_blocked"]
-        return jax_sharded.jitted(fn, self._mesh)
-
-    def _value_blocked(
-        self, Z: jax.Array, X: jax.Array, sigma: float, lam: float, loo: bool, block: int
-    ) -> jax.Array:
-        with self._precision():
-            return self._blocked_fn("value")(Z, X, sigma, lam, loo=loo, block=block)
-
-    def _value_and_grad_blocked(
-        self, Z: jax.Array, X: jax.Array, sigma: float, lam: float, loo: bool, block: int
-    ) -> tuple[jax.Array, jax.Array]:
-        with self._precision():
-            return self._blocked_fn("value_and_grad")(Z, X, sigma, lam, loo=loo, block=block)
 
     def _predict_blocked(
         self, Zq: jax.Array, Z: jax.Array, X: jax.Array, sigma: float, block: int
@@ -257,6 +224,47 @@ class JaxBackend(Backend):
     ) -> tuple[jax.Array, jax.Array]:
         with self._precision():
             return _JITTED["project_value_and_grad_blocked"](Zq, Xq, Z, X, sigma, block=block)
+
+    def _blocked_value(self) -> Any:
+        """The jitted blocked value: the one-device one, or the mesh-sharded one."""
+        if self._mesh is None:
+            return _JITTED["value_blocked"]
+        return jax_sharded.jitted("value", self._mesh)
+
+    def _blocked_value_and_grad(self) -> Any:
+        """The jitted blocked value + hand-derived gradient: one device, or the mesh-sharded one."""
+        if self._mesh is None:
+            return _JITTED["value_and_grad_blocked"]
+        return jax_sharded.jitted("value_and_grad", self._mesh)
+
+    COMPUTATIONS = (
+        Computations(
+            "dense", _Program(lambda b: _JITTED["value"]), _predict_dense,
+            _project_value_and_grad_dense,
+        ),
+        Computations(
+            "blocked", _Program(_blocked_value), _predict_blocked,
+            _project_value_and_grad_blocked,
+        ),
+    )  # fmt: skip
+    VARIANTS = (
+        Variant(
+            "dense", "autodiff", _Program(lambda b: _JITTED["value_and_grad"]),
+            "autodiff (jax.value_and_grad)",
+        ),
+        Variant(
+            "dense", "manual", _Program(lambda b: _JITTED["value_and_grad_manual"]),
+            "hand-derived (dense, jit)",
+        ),
+        Variant(
+            "blocked", "manual", _Program(_blocked_value_and_grad),
+            "hand-derived (blocked custom_vjp)",
+        ),
+        Variant(
+            "blocked", "autodiff", _Program(lambda b: _JITTED["value_and_grad_blocked_autodiff"]),
+            "autodiff (jax.value_and_grad, jax.checkpoint per block)",
+        ),
+    )  # fmt: skip
 
     def available_memory(self) -> int:
         if self._device.platform == "cpu":
@@ -281,15 +289,15 @@ class JaxBackend(Backend):
         executable's own buffer assignment (``memory_analysis()``) is kept for
         :meth:`device_peak`.
         """
-        layout, block = self.resolve_layout(Z.shape[0], Z.shape[1], X.shape[1])
-        static: dict[str, Any] = {"loo": params.loo}
-        jitted = _JITTED[fn]
-        if layout == "blocked":
-            jitted, static["block"] = self._blocked_fn(fn), block
-        kind = self.gradient_kind(layout)
-        if fn == "value_and_grad" and kind != self._spec().gradient_for(layout):
-            # the non-default gradient (one device only: refused at construction on several)
-            jitted = _JITTED[f"{fn}{'_blocked' if layout == 'blocked' else ''}_{kind}"]
+        block = self._block(Z.shape[0], Z, X)
+        layout = "dense" if block is None else "blocked"
+        if fn == "value_and_grad":
+            program = self._variant(layout).value_and_grad
+        else:
+            program = self._computations(layout).value
+        assert isinstance(program, _Program)  # every JAX value and value + gradient is one
+        jitted = program.jitted(self)
+        static: dict[str, Any] = {"loo": params.loo} | ({} if block is None else {"block": block})
         with self._precision():
             exe = jitted.lower(Z, X, params.sigma, params.lam, **static).compile()
         mem = exe.memory_analysis()
@@ -310,6 +318,8 @@ class JaxBackend(Backend):
                 return exe(Z, X, sigma, lam)
 
         return call
+
+    # -- what the harness asks (Instrumented) --
 
     def compile_count(self) -> int:
         return _compiles

@@ -35,7 +35,8 @@ from typing import Any
 import torch
 from pykeops.torch import LazyTensor
 
-from backends.torch_backend import TorchBackend, projection_error
+from backends import Computations, Variant
+from backends.torch_backend import TorchBase, projection_error
 from backends.torch_blocked import autograd_value_and_grad, with_prior
 
 #: Logit given to the excluded diagonal: exp(-1e30 - row max) is exactly 0 unless every other
@@ -96,12 +97,14 @@ def objective(
     return with_prior(projection_error(X, _map(Z, Z, X, sigma, loo, block)), Z, lam)
 
 
-class KeOpsBackend(TorchBackend):
-    """KeOps LazyTensor reductions (never N x N), torch.autograd through them; cpu or cuda."""
+class KeOpsBackend(TorchBase):
+    """KeOps LazyTensor reductions (never N x N), torch.autograd through them; cpu or cuda.
+
+    It shares torch's devices and conversions (:class:`~backends.torch_backend.TorchBase`) and
+    implements the blocked layout only.
+    """
 
     name = "keops"
-    gradient = "autodiff (torch.autograd through KeOps reductions)"
-    layouts = ("blocked",)
 
     def resolve_layout(
         self, n: int, latent_dim: int = 2, data_dim: int = 3, *, rows: int | None = None
@@ -114,13 +117,6 @@ class KeOpsBackend(TorchBackend):
         rows = n if rows is None else rows
         return "blocked", None if self.block_size is None else min(self.block_size, rows)
 
-    def _unsupported(self, *_: Any) -> Any:
-        msg = "the keops backend has no dense layout"
-        raise NotImplementedError(msg)
-
-    _value_dense = _value_and_grad_dense = _predict_dense = _unsupported  # type: ignore[assignment]
-    _project_value_and_grad_dense = _unsupported  # type: ignore[assignment]
-
     def _value_blocked(
         self,
         Z: torch.Tensor,
@@ -128,7 +124,7 @@ class KeOpsBackend(TorchBackend):
         sigma: float,
         lam: float,
         loo: bool,
-        block: int | None,
+        block: int,
     ) -> torch.Tensor:
         with torch.no_grad():
             return objective(Z, X, sigma, lam, loo, block)
@@ -140,12 +136,12 @@ class KeOpsBackend(TorchBackend):
         sigma: float,
         lam: float,
         loo: bool,
-        block: int | None,
+        block: int,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         return autograd_value_and_grad(lambda Z: objective(Z, X, sigma, lam, loo, block), Z)
 
     def _predict_blocked(
-        self, Zq: torch.Tensor, Z: torch.Tensor, X: torch.Tensor, sigma: float, block: int | None
+        self, Zq: torch.Tensor, Z: torch.Tensor, X: torch.Tensor, sigma: float, block: int
     ) -> torch.Tensor:
         with torch.no_grad():
             return _map(Zq, Z, X, sigma, False, block)
@@ -157,11 +153,21 @@ class KeOpsBackend(TorchBackend):
         Z: torch.Tensor,
         X: torch.Tensor,
         sigma: float,
-        block: int | None,
+        block: int,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         return autograd_value_and_grad(
             lambda Zq: projection_error(Xq, _map(Zq, Z, X, sigma, False, block)), Zq
         )
+
+    COMPUTATIONS = (
+        Computations("blocked", _value_blocked, _predict_blocked, _project_value_and_grad_blocked),
+    )
+    VARIANTS = (
+        Variant(
+            "blocked", "autodiff", _value_and_grad_blocked,
+            "autodiff (torch.autograd through KeOps reductions)",
+        ),
+    )  # fmt: skip
 
     def info(self) -> dict[str, Any]:
         import pykeops

@@ -4,11 +4,10 @@ The objective of :mod:`ukr_bench.problem` and its gradient
 ``dE/dz_k = -(1/sigma^2) sum_m S_km (z_k - z_m) + (2 lam / N) z_k`` with ``S = B + B^T``, in
 both layouts: dense (N x N arrays, distances accumulated one latent dimension at a time, so no
 N x N x L array is formed) and blocked (one pass over row blocks on a thread pool, one worker per
-CPU, results independent of scheduling), plus the learned map and the projection. The gradient
-is summed from latent differences, as autodiff does, because the cheaper matrix-product form
-cancels in float32; float64 blocks use that form where :data:`GEMM_MAX_SQNORM` bounds its
-rounding. The derivation and the reasons for each form: ``docs/backends.md``, "The hand-derived
-gradient".
+CPU, results independent of scheduling; its helpers below the class), plus the learned map and
+the projection. The gradient is summed from latent differences, as autodiff does, because the
+cheaper matrix-product form cancels in float32; float64 blocks use that form where
+:data:`GEMM_MAX_SQNORM` bounds its rounding. Derivation and reasons: ``docs/backends.md``.
 """
 
 from __future__ import annotations
@@ -23,6 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
+from backends import Computations, Instrumented, Variant
 from ukr_bench.interface import Backend
 from ukr_bench.system import cpu_count
 
@@ -85,11 +85,10 @@ def _weighted_differences(S: Arr, Z: Arr) -> Arr:
     return out
 
 
-class NumpyBackend(Backend):
+class NumpyBackend(Backend, Instrumented):
     """Hand-derived gradient in NumPy, dense or in row blocks on a thread pool; host only."""
 
     name = "numpy"
-    gradient = "hand-derived"
     xp: ClassVar[Any] = np
 
     def asarray(self, a: Arr) -> Arr:
@@ -171,11 +170,17 @@ class NumpyBackend(Backend):
         assert grad is not None  # asked for, with Xq
         return value, grad
 
+    COMPUTATIONS = (
+        Computations("dense", _value_dense, _predict_dense, _project_value_and_grad_dense),
+        Computations("blocked", _value_blocked, _predict_blocked, _project_value_and_grad_blocked),
+    )
+    VARIANTS = (
+        Variant("dense", "manual", _value_and_grad_dense, "hand-derived"),
+        Variant("blocked", "manual", _value_and_grad_blocked, "hand-derived"),
+    )
+
     def info(self) -> dict[str, object]:
         return {**super().info(), "numpy": np.__version__, "blocked_workers": self.workers()}
-
-
-# -- blocked layout -------------------------------------------------------------------------------
 
 
 _POOLS: dict[int, ThreadPoolExecutor] = {}
@@ -222,9 +227,8 @@ _BLAS: list[Any] = []
 def _single_threaded_blas() -> contextlib.AbstractContextManager[Any]:
     """Limit BLAS to one thread while the blocks run (threadpoolctl, when it is installed).
 
-    The blocks' products are thin ((b x N) by (N x D+1)); OpenBLAS threads them anyway, and
-    its threads then compete with the block workers for the same cores
-    (``benchmarks/large_n.py`` times the blocks with either setting).
+    The blocks' products are thin ((b x N) by (N x D+1)); OpenBLAS threads them anyway, and its
+    threads compete with the block workers (``benchmarks/large_n.py`` times either setting).
     """
     if not _BLAS:
         try:
@@ -238,25 +242,23 @@ def _single_threaded_blas() -> contextlib.AbstractContextManager[Any]:
     return _BLAS[0].limit(limits=1, user_api="blas")
 
 
-#: float64 blocks use the GEMM forms when the latents' squared norm, in units of 2 sigma^2 and
-#: after centring, is at most this: logits ``2 z_q.z_m - |z_m|^2 - |z_q|^2`` from one matrix
-#: product, and the latent gradient as ``(B'Z)_k - z_k sum_m B'_km``. Both cancel; their
-#: rounding is about eps * |z|^2 in the logits (here <= 1e4 * 1.1e-16 ~ 1e-12) and eps * |z| /
-#: (neighbour distance) relative in the gradient. They replace 4L + 1 elementwise passes per
-#: block (the alternatives table of benchmarks/large_n.py times both). float32 (and latents
-#: spread wider) keep the differences: float32's eps * |z|^2 logit error would be 1e-6 here,
-#: and the cancelling gradient form would multiply its error (benchmarks/gradient_forms.py).
+#: float64 blocks use the GEMM forms when the latents' squared norm (in units of 2 sigma^2, after
+#: centring) is at most this: logits ``2 z_q.z_m - |z_m|^2 - |z_q|^2`` from one matrix product, the
+#: latent gradient as ``(B'Z)_k - z_k sum_m B'_km``. Both cancel: their rounding is about eps *
+#: |z|^2 in the logits (here <= 1e4 * 1.1e-16 ~ 1e-12) and eps * |z| / (neighbour distance) relative
+#: in the gradient; they replace 4L + 1 elementwise passes per block (benchmarks/large_n.py times
+#: both). float32 (and latents spread wider) keep the differences: its eps * |z|^2 logit error would
+#: be 1e-6 here, and the cancelling form would multiply its error (benchmarks/gradient_forms.py).
 GEMM_MAX_SQNORM = 1e4
 
 
 def _column_sums(P: Arr) -> Arr:
     """``P.sum(axis=0)`` (N,) of a block ``P`` (b x N) by pairwise summation; overwrites ``P``.
 
-    Error model: NumPy reduces along a non-contiguous axis by adding one row after another
-    (a summation tree of depth b: relative error up to (b - 1) eps of ``sum |P|``), pairwise
-    only along the contiguous one. Adding the rows in halves is a tree of depth ceil(log2 b),
-    for the same b - 1 additions per column (float32, b = 512: median relative error 3e-8
-    against 2e-7 row by row; torch's and XLA's column sums are already pairwise).
+    Error model: NumPy reduces along a non-contiguous axis one row after another (a tree of
+    depth b: relative error up to (b - 1) eps of ``sum |P|``), pairwise only along the
+    contiguous one. Halves give a tree of depth ceil(log2 b) for the same b - 1 additions
+    (float32, b = 512: median relative error 3e-8 against 2e-7; torch's and XLA's are pairwise).
     """
     n = len(P)
     while n > 1:
@@ -273,9 +275,9 @@ class _Blocks:
     row-max shift: the logits are <= 0, so nothing overflows, and the shift's two passes over
     the block are saved. A row whose nearest latent is so far that its row sum ``s_n`` falls
     below ``sqrt(tiny)`` (nearest latent beyond about 27 sigma in float64, 9 sigma in float32)
-    is recomputed with the shift by :meth:`rescue`: there the unshifted weights underflow. Above that threshold, weights that
-    underflow are below ``tiny / sqrt(tiny) = sqrt(tiny)`` relative to ``s_n`` (1e-154, 1e-19),
-    so they change nothing.
+    is recomputed with the shift by :meth:`rescue`: there the unshifted weights underflow. Above
+    that threshold, weights that underflow are below ``tiny / sqrt(tiny) = sqrt(tiny)``
+    relative to ``s_n`` (1e-154, 1e-19), so they change nothing.
     """
 
     def __init__(self, Zq: Arr, Z: Arr, sigma: float, loo: bool) -> None:
@@ -332,10 +334,9 @@ class _Blocks:
     def sums(self, r0: int, K: Arr, X: Arr, X1: Arr) -> tuple[Arr, Arr]:
         """``(K X, s)`` (b x D, b x 1) of a block filled by :meth:`fill`, ``X1 = [X, 1]``.
 
-        The row sums ``s`` come from a reduction (see "Row sums" above); the float64 GEMM form
-        takes them as the ones column of ``K X1`` instead, one product for both (sequential
-        summation there costs at most N eps = 1e-12 relative at N = 10,000). Rows whose row
-        sum underflowed are first recomputed with the row-max shift (:meth:`rescue`), in ``K``.
+        The row sums ``s`` come from a reduction; the float64 GEMM form takes them as the ones
+        column of ``K X1``, one product for both (sequential summation there costs at most N eps
+        = 1e-12 relative at N = 10,000). Rows whose sum underflowed are recomputed first.
         """
         if not self.gemm:
             s = K.sum(axis=1, keepdims=True)
@@ -350,8 +351,7 @@ class _Blocks:
     def rescue(self, r0: int, K: Arr, s: Arr) -> bool:
         """Recompute, with the row-max shift, the rows of a block whose row sum underflowed.
 
-        ``s`` (b x 1) holds the block's row sums; rows of ``K`` and ``s`` are updated in place.
-        Returns whether any row was.
+        ``s`` (b x 1): the row sums. Rows of ``K`` and ``s`` are updated in place; whether any was.
         """
         rows = np.flatnonzero(~(s[:, 0] >= self.tiny))  # also catches NaN
         for i in rows:

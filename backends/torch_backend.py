@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from backends import torch_blocked, torch_distributed
+from backends import Computations, Instrumented, Variant, torch_blocked, torch_distributed
 from backends.torch_blocked import autograd_value_and_grad, sqdist, with_prior
 from ukr_bench.interface import Backend, DeviceUnavailableError
 
@@ -91,16 +91,10 @@ def projection_error(Xq: torch.Tensor, Yq: torch.Tensor) -> torch.Tensor:
     return (res * res).sum()
 
 
-class TorchBackend(Backend):
-    """torch.autograd on eager tensors (dense) or a hand-derived blocked autograd.Function."""
+class TorchBase(Backend, Instrumented):
+    """What every torch-tensor backend shares (devices, conversion, memory, process settings);
+    its computations are its subclass's: :class:`TorchBackend`'s, or KeOps's reductions."""
 
-    name = "torch"
-    gradient = "autodiff (torch.autograd)"
-    blocked_gradient = "hand-derived (blocked autograd.Function)"
-    other_gradients: ClassVar[dict[str, str]] = {
-        "dense": "hand-derived (dense, eager)",
-        "blocked": "autodiff (torch.autograd, torch.utils.checkpoint per block)",
-    }
     xp: ClassVar[Any] = torch
 
     def _resolve_device(self, kind: str, index: int) -> None:
@@ -132,6 +126,58 @@ class TorchBackend(Backend):
 
     def to_numpy(self, a: torch.Tensor) -> np.ndarray:
         return a.detach().cpu().numpy()
+
+    @classmethod
+    def configure_process(cls, threads: int) -> dict[str, Any]:
+        # torch sizes its intra-op pool itself (OMP_NUM_THREADS is only its default), and
+        # "highest" keeps float32 matmuls in float32 wherever TF32 or bf16 would be allowed.
+        torch.set_num_threads(threads)
+        torch.set_float32_matmul_precision("highest")
+        return {
+            "torch_num_threads": torch.get_num_threads(),
+            "torch_float32_matmul_precision": torch.get_float32_matmul_precision(),
+        }
+
+    def available_memory(self) -> int:
+        if self._device.type == "cuda":
+            return int(torch.cuda.mem_get_info(self._device)[0])
+        return super().available_memory()
+
+    def sync(self, out: Any) -> Any:
+        if self._device.type == "cuda":
+            torch.cuda.synchronize(self._device)
+        return out
+
+    def reset_device_peak(self) -> None:
+        if self._device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self._device)
+
+    device_peak_method = "torch.cuda.max_memory_allocated (reset before each configuration)"
+
+    def device_peak(self) -> int | None:
+        if self._device.type == "cuda":
+            return int(torch.cuda.max_memory_allocated(self._device))
+        return None
+
+    def info(self) -> dict[str, Any]:
+        info: dict[str, Any] = {
+            **super().info(),
+            "torch": torch.__version__,
+            "torch_num_threads": torch.get_num_threads(),
+        }
+        if self._device.type == "cuda":
+            info |= {
+                "device_name": torch.cuda.get_device_name(self._device),
+                "cuda": torch.version.cuda,
+                "allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+            }
+        return info
+
+
+class TorchBackend(TorchBase):
+    """torch.autograd on eager tensors (dense) or a hand-derived blocked autograd.Function."""
+
+    name = "torch"
 
     def _value_dense(
         self, Z: torch.Tensor, X: torch.Tensor, sigma: float, lam: float, loo: bool
@@ -168,17 +214,6 @@ class TorchBackend(Backend):
         return autograd_value_and_grad(
             lambda Zq: projection_error(Xq, predict(Zq, Z, X, sigma)), Zq
         )
-
-    @classmethod
-    def configure_process(cls, threads: int) -> dict[str, Any]:
-        # torch sizes its intra-op pool itself (OMP_NUM_THREADS is only its default), and
-        # "highest" keeps float32 matmuls in float32 wherever TF32 or bf16 would be allowed.
-        torch.set_num_threads(threads)
-        torch.set_float32_matmul_precision("highest")
-        return {
-            "torch_num_threads": torch.get_num_threads(),
-            "torch_float32_matmul_precision": torch.get_float32_matmul_precision(),
-        }
 
     def _objective_blocked(self) -> Any:
         """The blocked objective of this process, or of the process group it is one rank of."""
@@ -218,37 +253,19 @@ class TorchBackend(Backend):
         )
         return value, grad  # type: ignore[return-value]
 
-    def available_memory(self) -> int:
-        if self._device.type == "cuda":
-            return int(torch.cuda.mem_get_info(self._device)[0])
-        return super().available_memory()
-
-    def sync(self, out: Any) -> Any:
-        if self._device.type == "cuda":
-            torch.cuda.synchronize(self._device)
-        return out
-
-    def reset_device_peak(self) -> None:
-        if self._device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self._device)
-
-    device_peak_method = "torch.cuda.max_memory_allocated (reset before each configuration)"
-
-    def device_peak(self) -> int | None:
-        if self._device.type == "cuda":
-            return int(torch.cuda.max_memory_allocated(self._device))
-        return None
-
-    def info(self) -> dict[str, Any]:
-        info: dict[str, Any] = {
-            **super().info(),
-            "torch": torch.__version__,
-            "torch_num_threads": torch.get_num_threads(),
-        }
-        if self._device.type == "cuda":
-            info |= {
-                "device_name": torch.cuda.get_device_name(self._device),
-                "cuda": torch.version.cuda,
-                "allow_tf32": torch.backends.cuda.matmul.allow_tf32,
-            }
-        return info
+    COMPUTATIONS = (
+        Computations("dense", _value_dense, _predict_dense, _project_value_and_grad_dense),
+        Computations("blocked", _value_blocked, _predict_blocked, _project_value_and_grad_blocked),
+    )
+    VARIANTS = (
+        Variant("dense", "autodiff", _value_and_grad_dense, "autodiff (torch.autograd)"),
+        Variant("dense", "manual", _value_and_grad_dense_manual, "hand-derived (dense, eager)"),
+        Variant(
+            "blocked", "manual", _value_and_grad_blocked,
+            "hand-derived (blocked autograd.Function)",
+        ),
+        Variant(
+            "blocked", "autodiff", _value_and_grad_blocked_autodiff,
+            "autodiff (torch.autograd, torch.utils.checkpoint per block)",
+        ),
+    )  # fmt: skip

@@ -33,6 +33,7 @@ from backends import REGISTRY
 from ukr_bench import UKR, Params, get_backend, relative_error, value_and_grad
 from ukr_bench.bench.config import SweepConfig
 from ukr_bench.data import problem_inputs
+from ukr_bench.interface import Backend, backend_class, instrumented, instrumented_class
 from ukr_bench.report.build import load_run
 from ukr_bench.report.style import SERIES, label
 
@@ -167,6 +168,31 @@ def plant(module: Any, target: str, old: str, new: str) -> Callable[..., Any]:
     return namespace[name]  # type: ignore[no-any-return]
 
 
+def swap_in_tables(
+    monkeypatch: pytest.MonkeyPatch, holder: Any, original: object, mutant: object
+) -> None:
+    """Where ``holder`` is a backend class, put ``mutant`` in its tables in place of ``original``.
+
+    The tables (``COMPUTATIONS``, ``VARIANTS``) hold the function objects themselves, so a
+    method replaced on the class alone would not be the one they run.
+    """
+    for table in ("COMPUTATIONS", "VARIANTS"):
+        if table not in vars(holder):
+            continue
+        entries = tuple(
+            dataclasses.replace(
+                entry,
+                **{
+                    f.name: mutant
+                    for f in dataclasses.fields(entry)
+                    if getattr(entry, f.name) is original
+                },
+            )
+            for entry in vars(holder)[table]
+        )
+        monkeypatch.setattr(holder, table, entries)
+
+
 def rebuild_jax_entry_points(
     layout: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
 ) -> None:
@@ -213,7 +239,9 @@ def test_planted_error_fails_the_agreement(
     module = importlib.import_module(f"backends.{module_name or REGISTRY[backend].module}")
     mutant = plant(module, target, old, new)
     owner, _, name = target.rpartition(".")
-    monkeypatch.setattr(getattr(module, owner) if owner else module, name, mutant)
+    holder = getattr(module, owner) if owner else module
+    swap_in_tables(monkeypatch, holder, getattr(holder, name), mutant)
+    monkeypatch.setattr(holder, name, mutant)
     if backend == "jax":  # jit-compiled entry points hold their own traces: rebuild them
         rebuild_jax_entry_points(layout, monkeypatch, request)
     with pytest.raises(AssertionError):
@@ -317,6 +345,38 @@ def test_each_backend_declares_its_gradients() -> None:
     for spec in REGISTRY.values():  # "auto" resolves to a kind the backend implements
         for layout in spec.layouts:
             assert spec.gradient_for(layout) in spec.gradients
+
+
+@pytest.mark.parametrize("backend", ["numpy", *FRAMEWORKS])
+def test_each_class_declares_its_variants_once(backend: str) -> None:
+    # One table per class: a variant per (layout, kind) of its spec, each a function object
+    # with its one description (what describe_gradient, the records and the report show).
+    cls = backend_class(backend)
+    spec = REGISTRY[backend]
+    assert cls.layouts == spec.layouts == tuple(c.layout for c in cls.COMPUTATIONS)
+    found = sorted((v.layout, v.gradient) for v in cls.VARIANTS)
+    assert found == sorted(itertools.product(spec.layouts, spec.gradients))
+    assert len({v.description for v in cls.VARIANTS}) == len(cls.VARIANTS) or backend == "numpy"
+    for v in cls.VARIANTS:
+        assert callable(v.value_and_grad)
+        b = get_backend(backend, gradient=v.gradient)
+        assert b.describe_gradient(v.layout) == v.description
+    # what only the harness asks is apart from the Backend ABC
+    assert not any(
+        hasattr(Backend, m) for m in ("compile_count", "device_peak", "configure_process")
+    )
+    assert instrumented(get_backend(backend)).compile_count() >= 0
+    assert instrumented_class(backend).configure_process is not None
+
+
+def test_a_class_whose_table_disagrees_with_its_spec_is_refused() -> None:
+    from backends.numpy_backend import NumpyBackend
+
+    with pytest.raises(TypeError, match=r"implements \[\('dense', 'manual'\)\].*declares"):
+
+        class Partial(NumpyBackend):  # the spec's blocked layout missing
+            COMPUTATIONS = NumpyBackend.COMPUTATIONS[:1]
+            VARIANTS = NumpyBackend.VARIANTS[:1]
 
 
 @pytest.mark.parametrize("backend", FRAMEWORKS)

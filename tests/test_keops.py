@@ -93,3 +93,31 @@ def test_keops_layout_and_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(keops_backend, "_reduce", broken)
     with pytest.raises(keops_backend.KeOpsError, match=r"KeOps failed.*g\+\+ and cmake"):
         value_and_grad(np.eye(3), np.eye(3), backend="keops")
+
+
+def test_keops_declares_only_what_it_implements(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Runs without pykeops: the module imported over a stand-in, to read its class's tables.
+    # KeOps tiles by itself: the blocked layout only, and no dense method inherited as a stub.
+    pytest.importorskip("torch")
+    import importlib
+    import sys
+    import types
+
+    import backends
+
+    fake = types.ModuleType("pykeops.torch")
+    fake.LazyTensor = object  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "pykeops", types.ModuleType("pykeops"))
+    monkeypatch.setitem(sys.modules, "pykeops.torch", fake)
+    real = sys.modules.pop("backends.keops_backend", None)
+    try:
+        cls = importlib.import_module("backends.keops_backend").KeOpsBackend
+    finally:
+        sys.modules.pop("backends.keops_backend", None)
+        if real is not None:
+            sys.modules["backends.keops_backend"] = real
+        elif hasattr(backends, "keops_backend"):  # the import bound it on the package
+            delattr(backends, "keops_backend")
+    assert cls.layouts == ("blocked",)
+    assert [(v.layout, v.gradient) for v in cls.VARIANTS] == [("blocked", "autodiff")]
+    assert not [name for name in dir(cls) if name.endswith("_dense")]

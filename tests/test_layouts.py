@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 
@@ -245,8 +246,16 @@ def test_auto_picks_blocked_above_the_threshold(
     ref_v, ref_g = value_and_grad(Z, X, backend="numpy", sigma=0.5, layout="dense")
     monkeypatch.setattr(problem_module, "AUTO_DENSE_MAX_PAIRS", 100)
     cls = type(b)
-    for name in ["_value_dense", "_value_and_grad_dense"]:
-        monkeypatch.setattr(cls, name, lambda *a, **k: pytest.fail("dense path taken"))
+
+    def fail(*_: object, **__: object) -> None:
+        pytest.fail("dense path taken")
+
+    for table, field in [("COMPUTATIONS", "value"), ("VARIANTS", "value_and_grad")]:
+        entries = tuple(
+            dataclasses.replace(e, **{field: fail}) if e.layout == "dense" else e
+            for e in getattr(cls, table)
+        )
+        monkeypatch.setattr(cls, table, entries)
     v, g = value_and_grad(Z, X, backend=backend, sigma=0.5)
     assert relative_error(v, ref_v) <= TOL["float64"]
     assert relative_error(g, ref_g) <= TOL["float64"]

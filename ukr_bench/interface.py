@@ -18,14 +18,23 @@ import contextlib
 import functools
 import importlib
 import inspect
+import itertools
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any, ClassVar, Literal, cast
+from typing import Any, ClassVar, Literal, TypeGuard, cast
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from backends import REGISTRY, BackendSpec, GradientKind, check_gradient
+from backends import (
+    REGISTRY,
+    BackendSpec,
+    Computations,
+    GradientKind,
+    Instrumented,
+    Variant,
+    check_gradient,
+)
 from ukr_bench.devices import parse_devices
 from ukr_bench.problem import (
     Layout,
@@ -61,8 +70,9 @@ class DeviceUnavailableError(RuntimeError):
 class Backend(ABC):
     """One framework's implementation of the objective in :mod:`ukr_bench.problem`.
 
-    Subclasses set :attr:`name`, implement the abstract methods, set :attr:`xp` and, where the framework
-    has devices other than the host, :meth:`_resolve_device`. Arrays passed to the objective
+    Subclasses set :attr:`name`, :attr:`xp`, :attr:`COMPUTATIONS` and :attr:`VARIANTS`, implement
+    :meth:`asarray` and :meth:`to_numpy` and, where the framework has devices other than the
+    host, :meth:`_resolve_device`. Arrays passed to the objective
     must come from :meth:`asarray` of the same instance: shape (N, L) for ``Z``, (N, D) for
     ``X``, dtype :attr:`dtype`, on :attr:`device`. The arrays are *not* validated here (that
     is done once, at the boundary); the public methods (:meth:`value`, :meth:`value_and_grad`,
@@ -71,42 +81,45 @@ class Backend(ABC):
     (:func:`ukr_bench.problem.check_sigma`, :func:`~ukr_bench.problem.check_lam`): a few float
     comparisons, against the NaN, inf or ZeroDivisionError an out-of-range value gives. A
     subclass that overrides one of them is checked the same way (:meth:`__init_subclass__`).
-    The ``_<method>_<layout>`` methods are the raw, timed computation.
 
     :attr:`layout` (``"dense"``, ``"blocked"`` or ``"auto"``) and :attr:`block_size` choose the
-    memory layout; :meth:`value`, :meth:`value_and_grad`, :meth:`predict` and
-    :meth:`project_value_and_grad` dispatch to the ``_<method>_dense`` or ``_<method>_blocked``
-    implementation that :meth:`resolve_layout` names for the call's N.
+    memory layout; the public methods run the raw computation of the layout that
+    :meth:`resolve_layout` names for the call's N: the :class:`Computations` of that layout,
+    or, for :meth:`value_and_grad`, its :class:`Variant`.
 
     :attr:`gradient_choice` (``"auto"``, ``"autodiff"`` or ``"manual"``) chooses how
     :meth:`value_and_grad` obtains the gradient: ``"manual"`` is the hand-derived formula of
     :mod:`backends.numpy_backend`, ``"autodiff"`` the framework's reverse mode; ``"auto"`` the
-    backend's default for the layout (:meth:`gradient_kind`). A non-default kind is implemented
-    as ``_value_and_grad_<layout>_<kind>``. ``predict`` and the projection are not affected.
+    backend's default for the layout (:meth:`gradient_kind`). Each kind of each layout is one
+    :class:`Variant`. ``predict`` and the projection are not affected.
+
+    What only the benchmark harness needs (compile counts, caches, device peaks, process
+    settings) is apart, in :class:`Instrumented`.
     """
 
     name: ClassVar[str]
-    #: How the gradient is obtained, in words (recorded with every benchmark row).
-    gradient: ClassVar[str]
-
-    #: Layouts this backend implements (``auto`` chooses among them).
-    layouts: ClassVar[tuple[str, ...]] = ("dense", "blocked")
-    #: How the gradient is obtained in the blocked layout, when it differs from :attr:`gradient`.
-    blocked_gradient: ClassVar[str | None] = None
-    #: In words, the gradients offered besides each layout's default (``gradient="..."``).
-    other_gradients: ClassVar[dict[str, str]] = {}
+    #: The raw computations of each layout this backend implements (``auto`` chooses among them).
+    COMPUTATIONS: ClassVar[tuple[Computations, ...]]
+    #: Every (layout, gradient kind) this backend implements: its function and description.
+    VARIANTS: ClassVar[tuple[Variant, ...]]
+    #: The layouts of :attr:`COMPUTATIONS`, in order (set from them).
+    layouts: ClassVar[tuple[str, ...]]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Wrap a subclass's own override of a public method in the parameter check.
 
         Every backend must refuse an out-of-range ``sigma`` or ``lam`` the same way; the base
         methods check them, and an override (JAX's ahead-of-time :meth:`compile`) would skip
-        that check without this wrapper.
+        that check without this wrapper. A subclass's tables are checked against its
+        :class:`~backends.BackendSpec` (:func:`_check_tables`).
         """
         super().__init_subclass__(**kwargs)
         for name in _CHECKED_METHODS:
             if name in cls.__dict__:
                 setattr(cls, name, _checking_params(cls.__dict__[name]))
+        if "COMPUTATIONS" in cls.__dict__ or "VARIANTS" in cls.__dict__:
+            cls.layouts = tuple(c.layout for c in cls.COMPUTATIONS)
+            _check_tables(cls)
 
     def _check_params(self, sigma: object, lam: object = 0.0) -> None:
         """Raise naming the parameter unless ``sigma`` and ``lam`` are in :attr:`dtype`'s range."""
@@ -198,11 +211,26 @@ class Backend(ABC):
         """How :meth:`value_and_grad` obtains the gradient in ``layout``: "autodiff" or "manual"."""
         return self._spec().gradient_for(layout, self.gradient_choice)
 
-    def _value_and_grad_method(self, layout: str) -> Callable[..., Any]:
-        """``_value_and_grad_<layout>``, or ``..._<kind>`` where the kind is not the default."""
+    def _variant(self, layout: str) -> Variant:
+        """The :class:`Variant` of ``layout`` whose kind is :meth:`gradient_kind`'s."""
         kind = self.gradient_kind(layout)
-        suffix = "" if kind == self._spec().gradient_for(layout) else f"_{kind}"
-        return cast(Callable[..., Any], getattr(self, f"_value_and_grad_{layout}{suffix}"))
+        for variant in self.VARIANTS:
+            if variant.layout == layout and variant.gradient == kind:
+                return variant
+        implemented = [(v.layout, v.gradient) for v in self.VARIANTS]
+        msg = f"backend {self.name!r} implements no layout {layout!r} with gradient={kind!r}: it has {implemented}"
+        raise ValueError(msg)
+
+    def _computations(self, layout: str) -> Computations:
+        for computations in self.COMPUTATIONS:
+            if computations.layout == layout:
+                return computations
+        msg = f"layout {layout!r} is not implemented by backend {self.name!r}: use one of {[*self.layouts, 'auto']}"
+        raise ValueError(msg)
+
+    def describe_gradient(self, layout: str) -> str:
+        """How the gradient is obtained in ``layout`` (for reports: autodiff vs hand-derived)."""
+        return self._variant(layout).description
 
     # -- layout ---------------------------------------------------------------------------------
 
@@ -249,13 +277,27 @@ class Backend(ABC):
             self._plans[key] = plan
         return plan
 
-    def describe_gradient(self, layout: str) -> str:
-        """How the gradient is obtained in ``layout`` (for reports: autodiff vs hand-derived)."""
-        if self.gradient_kind(layout) != self._spec().gradient_for(layout):
-            return self.other_gradients[layout]
-        if layout == "blocked" and self.blocked_gradient is not None:
-            return self.blocked_gradient
-        return self.gradient
+    def _block(self, rows: int, Z: Array, X: Array) -> int | None:
+        """Rows per block of a call with ``rows`` query rows against ``Z``, ``X``; None: dense.
+
+        A blocked plan without a block size (KeOps, which tiles by itself) is one block of all
+        ``rows``.
+        """
+        layout, block = self.resolve_layout(Z.shape[0], Z.shape[1], X.shape[1], rows=rows)
+        if layout == "dense":
+            return None
+        return rows if block is None else block
+
+    def _objective(self, fn: FunctionName, block: int | None) -> Callable[..., Any]:
+        """The raw ``fn`` of the layout ``block`` implies: ``f(Z, X, sigma, lam, loo)``."""
+        layout = "dense" if block is None else "blocked"
+        if fn == "value_and_grad":
+            raw = self._variant(layout).value_and_grad
+        else:
+            raw = self._computations(layout).value
+        if block is None:
+            return functools.partial(raw, self)
+        return functools.partial(raw, self, block=block)
 
     @abstractmethod
     def asarray(self, a: NDArray[np.floating]) -> Array:
@@ -268,21 +310,15 @@ class Backend(ABC):
     def value(self, Z: Array, X: Array, sigma: float, lam: float, loo: bool) -> Array:
         """E(Z) as a 0-d backend array."""
         self._check_params(sigma, lam)
-        layout, block = self.resolve_layout(Z.shape[0], Z.shape[1], X.shape[1])
-        if layout == "dense":
-            return self._value_dense(Z, X, sigma, lam, loo)
-        return self._value_blocked(Z, X, sigma, lam, loo, _rows(block))
+        return self._objective("value", self._block(Z.shape[0], Z, X))(Z, X, sigma, lam, loo)
 
     def value_and_grad(
         self, Z: Array, X: Array, sigma: float, lam: float, loo: bool
     ) -> tuple[Array, Array]:
         """E(Z) (0-d) and dE/dZ (N x L), as backend arrays."""
         self._check_params(sigma, lam)
-        layout, block = self.resolve_layout(Z.shape[0], Z.shape[1], X.shape[1])
-        method = self._value_and_grad_method(layout)
-        if layout == "dense":
-            return method(Z, X, sigma, lam, loo)
-        return method(Z, X, sigma, lam, loo, _rows(block))
+        block = self._block(Z.shape[0], Z, X)
+        return self._objective("value_and_grad", block)(Z, X, sigma, lam, loo)
 
     def predict(self, Zq: Array, Z: Array, X: Array, sigma: float) -> Array:
         """f(Zq) (M x D): the Nadaraya-Watson map of queries ``Zq`` (M x L), no leave-one-out.
@@ -291,59 +327,21 @@ class Backend(ABC):
         :mod:`ukr_bench.problem`. Blocked: queries in row blocks.
         """
         self._check_params(sigma)
-        layout, block = self.resolve_layout(Z.shape[0], Z.shape[1], X.shape[1], rows=Zq.shape[0])
-        if layout == "dense":
-            return self._predict_dense(Zq, Z, X, sigma)
-        return self._predict_blocked(Zq, Z, X, sigma, _rows(block))
+        block = self._block(Zq.shape[0], Z, X)
+        if block is None:
+            return self._computations("dense").predict(self, Zq, Z, X, sigma)
+        return self._computations("blocked").predict(self, Zq, Z, X, sigma, block)
 
     def project_value_and_grad(
         self, Zq: Array, Xq: Array, Z: Array, X: Array, sigma: float
     ) -> tuple[Array, Array]:
         """E_q(Zq) = sum_q ||x_q - f(z_q)||^2 (0-d) and its gradient dE_q/dZq (M x L)."""
         self._check_params(sigma)
-        layout, block = self.resolve_layout(Z.shape[0], Z.shape[1], X.shape[1], rows=Zq.shape[0])
-        if layout == "dense":
-            return self._project_value_and_grad_dense(Zq, Xq, Z, X, sigma)
-        return self._project_value_and_grad_blocked(Zq, Xq, Z, X, sigma, _rows(block))
-
-    # The raw computations, one pair per layout. Dense: the N x N arrays at once. Blocked: row
-    # blocks of ``block`` rows (the last may be shorter), never an N x N array.
-
-    @abstractmethod
-    def _value_dense(self, Z: Array, X: Array, sigma: float, lam: float, loo: bool) -> Array: ...
-
-    @abstractmethod
-    def _value_and_grad_dense(
-        self, Z: Array, X: Array, sigma: float, lam: float, loo: bool
-    ) -> tuple[Array, Array]: ...
-
-    @abstractmethod
-    def _predict_dense(self, Zq: Array, Z: Array, X: Array, sigma: float) -> Array: ...
-
-    @abstractmethod
-    def _project_value_and_grad_dense(
-        self, Zq: Array, Xq: Array, Z: Array, X: Array, sigma: float
-    ) -> tuple[Array, Array]: ...
-
-    @abstractmethod
-    def _value_blocked(
-        self, Z: Array, X: Array, sigma: float, lam: float, loo: bool, block: int
-    ) -> Array: ...
-
-    @abstractmethod
-    def _value_and_grad_blocked(
-        self, Z: Array, X: Array, sigma: float, lam: float, loo: bool, block: int
-    ) -> tuple[Array, Array]: ...
-
-    @abstractmethod
-    def _predict_blocked(
-        self, Zq: Array, Z: Array, X: Array, sigma: float, block: int
-    ) -> Array: ...
-
-    @abstractmethod
-    def _project_value_and_grad_blocked(
-        self, Zq: Array, Xq: Array, Z: Array, X: Array, sigma: float, block: int
-    ) -> tuple[Array, Array]: ...
+        block = self._block(Zq.shape[0], Z, X)
+        if block is None:
+            return self._computations("dense").project_value_and_grad(self, Zq, Xq, Z, X, sigma)
+        project = self._computations("blocked").project_value_and_grad
+        return project(self, Zq, Xq, Z, X, sigma, block)
 
     #: The array namespace (``numpy``, ``jax.numpy``, ``torch``) whose ``sign``, ``where``,
     #: ``clip`` and ``abs`` the optimisers in :mod:`ukr_bench.optim` apply to this backend's
@@ -372,62 +370,58 @@ class Backend(ABC):
         for this N (:meth:`resolve_layout`).
         """
         params.check(self.dtype)
-        layout, block = self.resolve_layout(Z.shape[0], Z.shape[1], X.shape[1])
-        if fn == "value_and_grad":
-            method = self._value_and_grad_method(layout)
-        else:
-            method = getattr(self, f"_{fn}_{layout}")
-        args = (params.sigma, params.lam, params.loo) + ((block,) if layout == "blocked" else ())
+        raw = self._objective(fn, self._block(Z.shape[0], Z, X))
+        sigma, lam, loo = params.sigma, params.lam, params.loo
 
         def call(Z: Array, X: Array) -> Any:
-            return method(Z, X, *args)
+            return raw(Z, X, sigma, lam, loo)
 
         return call
 
-    def compile_count(self) -> int:
-        """How many compilations this framework has done so far (0 for eager frameworks)."""
-        return 0
-
-    def clear_compile_caches(self) -> None:
-        """Forget this process's compiled programs, so the next :meth:`compile` compiles.
-
-        The harness calls it before each configuration: an earlier one in the same worker (a
-        time-to-fit, whose estimator picks the blocked layout above N = 1024) may have compiled
-        the very same program, and that configuration's compile time would read as a cache hit.
-        """
-        return
-
-    def reset_device_peak(self) -> None:
-        """Start a new device-memory peak measurement, where the framework can."""
-        return
-
-    #: How :meth:`device_peak` measures, in words (recorded with every benchmark row).
-    device_peak_method: ClassVar[str | None] = None
-
-    def device_peak(self) -> int | None:
-        """Peak bytes allocated on the device (None on the host: the harness measures RSS)."""
-        return None
-
-    @classmethod
-    def configure_process(cls, threads: int) -> dict[str, Any]:
-        """Apply this framework's process-wide settings for a benchmark worker; return them.
-
-        Called once per worker process, before any measurement (thread pools the environment
-        cannot size, float32 matmul precision). The default has nothing to set.
-        """
-        del threads
-        return {}
-
     def info(self) -> dict[str, Any]:
         """Versions and settings that affect results, recorded with benchmarks."""
+        layout = self.layouts[0] if self.layout == "auto" else self.layout
         return {
             "backend": self.name,
             "dtype": self.dtype,
             "device": self.device,
-            "gradient": self.gradient,
+            "gradient": self.describe_gradient(layout),
             "layout": self.layout,
             "block_size": self.block_size,
         } | ({"n_devices": self.n_devices} if self.n_devices > 1 else {})
+
+
+def instrumented(backend: Backend) -> Instrumented:
+    """``backend`` as the harness sees it: its :class:`Instrumented` hooks, or a TypeError."""
+    if not isinstance(backend, Instrumented):
+        msg = f"backend {backend.name!r} lacks the harness's hooks: {type(backend).__name__} must inherit ukr_bench.interface.Instrumented"
+        raise TypeError(msg)
+    return backend
+
+
+def _is_instrumented(cls: type[Backend]) -> TypeGuard[type[Instrumented]]:
+    return Instrumented in cls.__mro__
+
+
+def instrumented_class(backend: str) -> type[Instrumented]:
+    """The class of ``backend`` as the harness sees it (for :meth:`Instrumented.configure_process`)."""
+    cls = backend_class(backend)
+    if not _is_instrumented(cls):
+        msg = f"backend {backend!r} lacks the harness's hooks: {cls.__name__} must inherit ukr_bench.interface.Instrumented"
+        raise TypeError(msg)
+    return cls
+
+
+def _check_tables(cls: type[Backend]) -> None:
+    """TypeError unless ``cls``'s variants are one per (layout, gradient) its spec declares."""
+    found = sorted((v.layout, v.gradient) for v in cls.VARIANTS)
+    spec = REGISTRY.get(getattr(cls, "name", ""))
+    layouts = cls.layouts if spec is None else spec.layouts
+    kinds = sorted({k for _, k in found}) if spec is None else spec.gradients
+    expected = sorted(itertools.product(layouts, kinds))
+    if found != expected or cls.layouts != layouts:
+        msg = f"{cls.__name__} implements {found} in layouts {cls.layouts}; its BackendSpec declares {expected} in {layouts}"
+        raise TypeError(msg)
 
 
 #: The public methods whose ``sigma`` / ``lam`` (or ``params``) are checked, in every subclass.
@@ -448,12 +442,6 @@ def _checking_params(method: Callable[..., Any]) -> Callable[..., Any]:
         return method(self, *args, **kwargs)
 
     return checked
-
-
-def _rows(block: int | None) -> int:
-    """Rows per block as the ``_blocked`` methods take them. None passes through unchanged: a
-    backend that tiles by itself (KeOps) resolves ``blocked`` without a block size."""
-    return cast(int, block)
 
 
 def available_backends() -> list[str]:

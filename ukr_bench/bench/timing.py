@@ -26,7 +26,7 @@ from backends import REGISTRY
 from ukr_bench.bench.config import SweepConfig
 from ukr_bench.bench.estimates import bound, memory_estimate, pair_rates
 from ukr_bench.data import problem_inputs
-from ukr_bench.interface import Backend, get_backend
+from ukr_bench.interface import Backend, get_backend, instrumented
 from ukr_bench.problem import Params, relative_error
 from ukr_bench.schema import TIMED_FUNCTIONS, ConfigKey, FitTiming, Row, Status, Timing
 from ukr_bench.system import PeakRSS
@@ -84,22 +84,23 @@ def time_function(
     The first value + gradient call allocates fresh buffers, so the rise of peak RSS over it is
     the memory it needs (later calls reuse what the allocator keeps): recorded for it only.
     """
+    hooks = instrumented(backend)
     t0 = time.perf_counter()
     f = backend.compile(fn, Zd, Xd, params)  # type: ignore[arg-type]
     t_compile = time.perf_counter() - t0
-    backend.reset_device_peak()
+    hooks.reset_device_peak()
     with PeakRSS() as rss:
         out = backend.sync(f(Zd, Xd))
     t_first = time.perf_counter() - t0
     if fn == "value_and_grad":
         row.host_peak_bytes = rss.bytes
-        row.device_peak_bytes = backend.device_peak()
+        row.device_peak_bytes = hooks.device_peak()
         if row.device_peak_bytes is not None:
-            row.device_peak_method = backend.device_peak_method
-    compiles = backend.compile_count()
+            row.device_peak_method = hooks.device_peak_method
+    compiles = hooks.compile_count()
     row.samples[fn] = time_calls(backend, f, Zd, Xd, cfg)
-    if backend.compile_count() != compiles:
-        msg = f"{fn} recompiled {backend.compile_count() - compiles} time(s) while being timed"
+    if hooks.compile_count() != compiles:
+        msg = f"{fn} recompiled {hooks.compile_count() - compiles} time(s) while being timed"
         raise RuntimeError(msg)
     row.timings[fn] = Timing.from_samples(row.samples[fn], first_s=t_first, compile_s=t_compile)
     return out
@@ -136,7 +137,8 @@ def measure_case(key: ConfigKey, cfg: SweepConfig, reference: Reference) -> Row:
     row.bound_s = bound(key, cfg, X.shape[1], pair_rates(backend))
     Zd, Xd = backend.asarray(Z), backend.asarray(X)
     backend.sync((Zd, Xd))
-    backend.clear_compile_caches()  # this configuration's compile is its own, never a cache hit
+    # this configuration's compile is its own, never a cache hit
+    instrumented(backend).clear_compile_caches()
     params = cfg.problem()
     outputs = {fn: time_function(backend, fn, Zd, Xd, params, cfg, row)
                for fn in TIMED_FUNCTIONS}  # fmt: skip

@@ -49,7 +49,7 @@ def configure_process(backend: str, threads: int) -> dict[str, Any]:
     pinned = pin_to_cpus(threads)
     if pinned is not None:
         settings["cpu_affinity"] = pinned
-    settings |= interface.backend_class(backend).configure_process(threads)
+    settings |= interface.instrumented_class(backend).configure_process(threads)
     with contextlib.suppress(ImportError):
         from threadpoolctl import threadpool_info
 
