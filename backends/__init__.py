@@ -159,8 +159,8 @@ class Variant:
     ``value_and_grad`` is a plain function taking the backend first (a method of its class):
     ``f(backend, Z, X, sigma, lam, loo)`` dense, with ``block`` (rows per block, an int) last in
     the blocked layout. ``description`` says in words how the gradient is obtained: what
-    :meth:`ukr_bench.interface.Backend.describe_gradient` answers, recorded with every benchmark row and shown by
-    the report.
+    :meth:`~ukr_bench.interface.Backend.describe_gradient` answers, recorded with every
+    benchmark row and shown by the report.
     """
 
     layout: Literal["dense", "blocked"]
@@ -187,13 +187,13 @@ class Computations:
 
 @runtime_checkable
 class Instrumented(Protocol):
-    """What only the benchmark harness asks of a backend, kept apart from :class:`ukr_bench.interface.Backend`.
+    """What only the benchmark harness asks of a backend, apart from the ``Backend`` ABC.
 
     A second, small Protocol (as optax keeps its extra-argument transformations apart from
-    ``GradientTransformation``): users of :class:`ukr_bench.interface.Backend` never see it; the harness reaches it
-    through :func:`ukr_bench.interface.instrumented`. Every backend class inherits it explicitly, so the bodies
-    here are the defaults: an eager framework on the host, which never compiles, has no device
-    memory to measure and no process-wide settings.
+    ``GradientTransformation``): users of :class:`ukr_bench.interface.Backend` never see it; the
+    harness reaches it through :func:`ukr_bench.interface.instrumented`. Every backend class
+    inherits it explicitly, so the bodies here are the defaults: an eager framework on the host,
+    which never compiles, has no device memory to measure and no process-wide settings.
     """
 
     #: How :meth:`device_peak` measures, in words (recorded with every benchmark row).
@@ -204,7 +204,7 @@ class Instrumented(Protocol):
         return 0
 
     def clear_compile_caches(self) -> None:
-        """Forget this process's compiled programs, so the next :meth:`~ukr_bench.interface.Backend.compile` compiles.
+        """Forget this process's compiled programs, so that the next ``compile`` compiles.
 
         The harness calls it before each configuration: an earlier one in the same worker (a
         time-to-fit, whose estimator picks the blocked layout above N = 1024) may have compiled

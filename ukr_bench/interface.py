@@ -394,7 +394,7 @@ class Backend(ABC):
 def instrumented(backend: Backend) -> Instrumented:
     """``backend`` as the harness sees it: its :class:`Instrumented` hooks, or a TypeError."""
     if not isinstance(backend, Instrumented):
-        msg = f"backend {backend.name!r} lacks the harness's hooks: {type(backend).__name__} must inherit ukr_bench.interface.Instrumented"
+        msg = f"backend {backend.name!r} lacks the harness's hooks: {type(backend).__name__} must inherit backends.Instrumented"
         raise TypeError(msg)
     return backend
 
@@ -404,10 +404,10 @@ def _is_instrumented(cls: type[Backend]) -> TypeGuard[type[Instrumented]]:
 
 
 def instrumented_class(backend: str) -> type[Instrumented]:
-    """The class of ``backend`` as the harness sees it (for :meth:`Instrumented.configure_process`)."""
+    """The class of ``backend`` as the harness sees it (its ``configure_process``)."""
     cls = backend_class(backend)
     if not _is_instrumented(cls):
-        msg = f"backend {backend!r} lacks the harness's hooks: {cls.__name__} must inherit ukr_bench.interface.Instrumented"
+        msg = f"backend {backend!r} lacks the harness's hooks: {cls.__name__} must inherit backends.Instrumented"
         raise TypeError(msg)
     return cls
 
