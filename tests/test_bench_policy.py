@@ -24,7 +24,9 @@ def key(n: int, layout: str = "dense", device: str = "cpu") -> ConfigKey:
 def ok_row(n: int, median_s: float) -> Row:
     row = base_row(key(n), CFG)
     row.status = Status.OK
-    row.timings["value_and_grad"] = Timing.from_samples([median_s] * 3, first_s=median_s, compile_s=0.0)
+    row.timings["value_and_grad"] = Timing.from_samples(
+        [median_s] * 3, first_s=median_s, compile_s=0.0
+    )
     return row
 
 

@@ -262,7 +262,14 @@ def test_winners_per_n_name_the_fastest_its_lead_and_its_distance_to_the_bound()
                row("torch", 100, 4.0), row("jax", 200, 1.0), row("torch", 200, 1.01))  # fmt: skip
     w = winners_per_n(ok).set_index("N")
     assert list(w.columns) == [
-        "dtype", "device", "fastest", "tied", "lead", "ratio", "time", "x_bound"
+        "dtype",
+        "device",
+        "fastest",
+        "tied",
+        "lead",
+        "ratio",
+        "time",
+        "x_bound",
     ]
     assert w.loc[100, "fastest"] == "jax"
     assert w.loc[100, "ratio"] == pytest.approx(2.0)  # over the runner-up, numpy
