@@ -10,17 +10,13 @@ against its floor, shows the pitfall of fitting without leave-one-out, and draws
   objective against iteration.
 * ``ukr_digits.png``: scikit-learn's handwritten digits (64-D) embedded in 2-D, coloured by class.
 
-Folds: the plain leave-one-out fit (sigma = 0.2, L-BFGS, 200 iterations) spreads its latents
-over about 60 bandwidths, nearest neighbours 1.3 bandwidths apart (median), and keeps folds where
-data are (7.5 % of the drawn triangles reverse their orientation): it follows the noise, and its
-error on 200 fresh points (0.0039) is worse than after 30 iterations (0.0031, 2.6 % folds). The
-prior ``lam`` bounds the spread: 0.002 gives 0.0033 with 0.8 % folds, 0.005 gives 0.0036 with
-none, 0.01 gives 0.0040 with none; the box constraint (sigma = 0.15) has no folds but smooths
-too much (0.0062). Start from a small prior (here ``lam = 0.005``, drawn in the figure): it
-keeps sigma meaningful relative to the latent spread (without a prior or a box, E is invariant
-under scaling Z and sigma together), it does not depend on the optimiser and its start as an
-iteration count does, and it removes the folds at a small cost; then tune ``lam`` (or the
-iteration count) by ``UKR.score`` on held-out data. ``run_demo`` prints this comparison.
+Folds and remedies: :func:`run_demo` measures and prints, for the plain leave-one-out fit and
+for each remedy (stopping early, the prior ``lam``, the box constraint), the latents' spread in
+bandwidths, the share of drawn triangles that fold, and the error on fresh points. Without a
+prior or a box, E is invariant under scaling Z and sigma together, so sigma alone means
+nothing; a small prior bounds the spread, does not depend on the optimiser and its start as an
+iteration count does, and removes the folds at a small cost; then tune ``lam`` (or the
+iteration count) by ``UKR.score`` on held-out data.
 
 The floor of the leave-one-out error: E sums the squared error over the D coordinates, and noise
 along the L tangent directions of the manifold is absorbed by the latent coordinates, so a fit
