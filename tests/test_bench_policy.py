@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import pytest
 
+from ukr_bench.bench.bound import bound, flops_per_pair
 from ukr_bench.bench.config import SweepConfig
-from ukr_bench.bench.estimates import bound, flops_per_pair, memory_estimate, memory_limit
+from ukr_bench.bench.estimates import memory_estimate, memory_limit
 from ukr_bench.bench.policy import MAX_REASON_CHARS, is_oom, record_failure, skip_reason
 from ukr_bench.bench.timing import base_row, fits_timed
 from ukr_bench.schema import ConfigKey, Row, RunMeta, Status, Timing

@@ -200,7 +200,13 @@ class Row:
     value: float | None = None  # E(Z) as this backend computed it
     value_rel_error: float | None = None  # against float64 NumPy on the same inputs
     grad_rel_error: float | None = None
-    bound_s: float | None = None  # a lower bound on value + gradient (see ukr_bench.bench.worker)
+    bound_s: float | None = None  # a lower bound on value + gradient (see ukr_bench.bench.bound)
+    # What bound_s rests on (ukr_bench.bench.bound): the device's measured rates and the work
+    # the configuration's layout does per ordered pair of points.
+    exp_rate: float | None = None  # exps per second
+    flop_rate: float | None = None  # flops per second
+    exps_per_pair: float | None = None
+    flops_per_pair: float | None = None
     fits: dict[str, FitTiming] = field(default_factory=dict)
     samples: dict[str, list[float]] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)  # the backend's versions and settings

@@ -5,7 +5,8 @@ Split along its seams, one job per module:
 * :mod:`~ukr_bench.bench.config`: what a sweep measures (:class:`SweepConfig`, presets, plan);
 * :mod:`~ukr_bench.bench.machine`: the machine and the code's provenance;
 * :mod:`~ukr_bench.bench.timing`: the timing protocol, how one configuration is measured;
-* :mod:`~ukr_bench.bench.estimates`: memory estimates and the per-pair lower bound on time;
+* :mod:`~ukr_bench.bench.estimates`: what a configuration's memory is expected to be;
+* :mod:`~ukr_bench.bench.bound`: the per-pair lower bound on time, at the device's rates;
 * :mod:`~ukr_bench.bench.policy`: which configurations are skipped, how failures are recorded;
 * :mod:`~ukr_bench.bench.worker`: the per-backend worker process, its loop and its watchdog;
 * :mod:`~ukr_bench.bench.rundir`: the run directory, created with its metadata, and its lock;

@@ -23,8 +23,9 @@ from typing import Any
 import numpy as np
 
 from backends import REGISTRY
+from ukr_bench.bench.bound import bound, pair_rates
 from ukr_bench.bench.config import SweepConfig
-from ukr_bench.bench.estimates import bound, memory_estimate, pair_rates
+from ukr_bench.bench.estimates import memory_estimate
 from ukr_bench.data import problem_inputs
 from ukr_bench.interface import Backend, get_backend, instrumented
 from ukr_bench.problem import Params, relative_error
