@@ -7,6 +7,8 @@ parameter's name.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -140,6 +142,17 @@ def test_check_array() -> None:
         check_array("A", [[1e39, 0.0]], "float32")
 
 
+def test_check_array_rule_is_on_the_values_not_the_container() -> None:
+    """Lists and arrays follow one rule: accepted when NumPy makes floats of them."""
+    as_list = check_array("Z", [[0.0, 1.5], [2.0, 3.0]], "float64")
+    np.testing.assert_array_equal(as_list, np.array([[0.0, 1.5], [2.0, 3.0]]))
+    mixed = check_array("Z", [[0, 1.5], [2, 3]], "float64")  # NumPy promotes ints with a float
+    np.testing.assert_array_equal(mixed, as_list)
+    for integers in ([[0, 1], [2, 3]], np.array([[0, 1], [2, 3]]), [[True, False]]):
+        with pytest.raises(TypeError, match=r"^Z must be a real floating-point array, got dtype"):
+            check_array("Z", integers, "float64")
+
+
 def test_devices() -> None:
     assert parse_device("cuda:3") == ("cuda", 3)
     assert parse_device("cpu") == ("cpu", 0)
@@ -164,7 +177,8 @@ def test_devices() -> None:
 def test_problem_checks_follow_the_policy() -> None:
     with pytest.raises(TypeError, match=r"^loo must be True or False, got 1$"):
         problem.Params(loo=1)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match=r"^layout must be one of \['dense', 'blocked', 'auto'\]"):
+    listed = re.escape(str(list(problem.LAYOUTS)))
+    with pytest.raises(ValueError, match=rf"^layout must be one of {listed}, got 'sparse'$"):
         problem.check_layout("sparse")
     assert problem.check_block_size(None) is None
     assert problem.check_block_size(np.int64(4)) == 4

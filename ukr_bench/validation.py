@@ -127,8 +127,13 @@ def check_dtype(dtype: object) -> DType:
 def check_array(name: str, a: ArrayLike, dtype: DType, *, ndim: int = 2) -> NDArray[np.floating]:
     """Return ``a`` as a C-contiguous ``dtype`` array, or raise naming ``name``.
 
-    Only real floating-point input is accepted: an integer or boolean array would be a silent
-    cast (TypeError), and a 1-D array a silent broadcast (ValueError). Finiteness is checked
+    The rule is on the values, not on the container: ``a`` is whatever ``np.asarray`` accepts
+    (a NumPy array, a nested list, any object with ``__array__``), and it is accepted when NumPy
+    makes a real floating-point array of it. So ``[[0.0, 1.0]]`` and ``[[0, 1.5]]`` are accepted
+    (NumPy promotes the second to float64), while ``[[0, 1]]``, an integer array and a boolean
+    one are rejected alike (TypeError): integer data for a latent point or a data point is
+    almost always a mistake (labels, indices), and casting it would hide that. A 1-D array
+    would be a silent broadcast (ValueError). Finiteness is checked
     *after* the conversion, so a float64 value that overflows float32 is reported rather than
     turned into ``inf``.
     """
