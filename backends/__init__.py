@@ -230,6 +230,47 @@ class Instrumented(Protocol):
         del threads
         return {}
 
+    def exp_sum(self, a: Any, shifts: int) -> Callable[[], Any]:
+        """A function computing ``sum_k sum_i exp(a_i - k / shifts)``, k < ``shifts``.
+
+        ``a``: a 1-D array of the backend's dtype on its device (values in [-1, 0]); the
+        function does ``shifts * a.size`` exps, each fused with a subtraction and a sum as a
+        UKR kernel does, in the fastest form the framework offers (the harness's exp rate).
+        The default: the backend's array namespace ``xp`` into one preallocated buffer, which
+        a block that fits in cache keeps there (NumPy, eager torch).
+        """
+        xp, buf = self.xp, a * 1  # type: ignore[attr-defined]
+        terms = [-k / shifts for k in range(shifts)]
+
+        def run() -> Any:
+            total = 0.0
+            for c in terms:
+                xp.add(a, c, out=buf)
+                xp.exp(buf, out=buf)
+                total = total + buf.sum()
+            return total
+
+        return run
+
+    def fma_chain(self, a: Any, steps: int) -> Callable[[], Any]:
+        """A function applying ``x <- x / 2 + 1 / 2`` ``steps`` times to every element of ``a``.
+
+        ``a``: a 1-D array of the backend's dtype on its device; ``2 * steps * a.size`` flops
+        (a multiply-add each; the iteration converges to 1, so no value overflows or becomes
+        subnormal), the framework's fastest elementwise form (the harness's FMA rate). The
+        default updates one buffer in place with the array namespace, two passes a step.
+        """
+        buf = a * 1
+
+        def run() -> Any:
+            x = buf  # in place: ``x *= 0.5`` updates the buffer
+            for _ in range(steps):
+                x *= 0.5
+                x += 0.5
+            return x
+
+        return run
+
 
 def _importable(name: str) -> bool:
     if name in sys.modules:  # a module blocked with sys.modules[name] = None

@@ -17,6 +17,7 @@ sharded over a mesh by :mod:`backends.jax_sharded`, which runs the same pass.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.metadata
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -111,6 +112,21 @@ _JITTED: dict[str, Any] = {  # jitted functions (with .lower for AOT compilation
         jax_blocked.project_value_and_grad_blocked, static_argnames="block"
     ),
 }
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _exp_sum(a: jax.Array, shifts: int) -> jax.Array:
+    """``sum_k sum_i exp(a_i - k / shifts)`` (:meth:`backends.Instrumented.exp_sum`)."""
+    return sum((jnp.exp(a - k / shifts).sum() for k in range(1, shifts)), jnp.exp(a).sum())
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _fma_chain(a: jax.Array, steps: int) -> jax.Array:
+    """``x <- x / 2 + 1 / 2`` ``steps`` times from ``a`` (:meth:`backends.Instrumented.fma_chain`)."""
+    for _ in range(steps):
+        a = a * 0.5 + 0.5
+    return a
+
 
 # Counts XLA compilations process-wide, so the harness can prove nothing recompiles while timing.
 _compiles = 0
@@ -327,6 +343,28 @@ class JaxBackend(Backend, Instrumented):
     def clear_compile_caches(self) -> None:
         # lower().compile() reuses what a jit call with the same program compiled before
         jax.clear_caches()
+
+    def exp_sum(self, a: jax.Array, shifts: int) -> Callable[[], Any]:
+        # one XLA fusion: the exps are reduced as they are made, never written out
+        with self._precision():
+            _exp_sum(a, shifts)  # compiled here, not in the caller's timing
+
+        def run() -> Any:
+            with self._precision():
+                return _exp_sum(a, shifts)
+
+        return run
+
+    def fma_chain(self, a: jax.Array, steps: int) -> Callable[[], Any]:
+        # unrolled in one fusion: one read and one write of ``a`` for all the steps
+        with self._precision():
+            _fma_chain(a, steps)
+
+        def run() -> Any:
+            with self._precision():
+                return _fma_chain(a, steps)
+
+        return run
 
     device_peak_method = (
         "XLA memory_analysis() of the compiled executable (arguments + outputs + temporaries)"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from ukr_bench.bench.bound import bound, flops_per_pair
+from ukr_bench.bench.bound import Rates, bound, work_per_pair
 from ukr_bench.bench.config import SweepConfig
 from ukr_bench.bench.estimates import memory_estimate, memory_limit
 from ukr_bench.bench.policy import MAX_REASON_CHARS, is_oom, record_failure, skip_reason
@@ -87,10 +87,13 @@ def test_memory_limit_and_estimate() -> None:
 
 
 def test_bound_counts_pairs() -> None:
-    assert flops_per_pair(2, 3) == 5 * 2 + 4 * 3 + 6
-    one = bound(key(10), CFG, 3, (1e9, 1e10))
-    assert one == pytest.approx(100 * (1e-9 + flops_per_pair(CFG.latent_dim, 3) / 1e10))
-    assert bound(key(20), CFG, 3, (1e9, 1e10)) == pytest.approx(4 * one)
+    """N^2 ordered pairs, each its layout's work at the rates (tests/test_bound.py: the rest)."""
+    rates = Rates(exp=1e9, fma=1e10, gemm=1e11)
+    for layout in ("dense", "blocked"):
+        w = work_per_pair("numpy", layout, "manual", "float64", CFG.latent_dim, 3)
+        one = bound(key(10, layout), CFG, 3, rates)
+        assert one == pytest.approx(100 * (1e-9 + w.elementwise / 1e10 + w.matmul / 1e11))
+        assert bound(key(20, layout), CFG, 3, rates) == pytest.approx(4 * one)
 
 
 def test_time_to_fit_once_per_backend_dtype_and_n() -> None:

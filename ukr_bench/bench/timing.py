@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from backends import REGISTRY
-from ukr_bench.bench.bound import bound, pair_rates
+from ukr_bench.bench.bound import record_bound
 from ukr_bench.bench.config import SweepConfig
 from ukr_bench.bench.estimates import memory_estimate
 from ukr_bench.data import problem_inputs
@@ -135,7 +135,7 @@ def measure_case(key: ConfigKey, cfg: SweepConfig, reference: Reference) -> Row:
         "block_rows": block,
         "gradient": backend.describe_gradient(resolved),  # e.g. "hand-derived (blocked custom_vjp)"
     }
-    row.bound_s = bound(key, cfg, X.shape[1], pair_rates(backend))
+    record_bound(row, key, cfg, X.shape[1], backend)
     Zd, Xd = backend.asarray(Z), backend.asarray(X)
     backend.sync((Zd, Xd))
     # this configuration's compile is its own, never a cache hit

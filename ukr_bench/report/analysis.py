@@ -24,7 +24,7 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
-from ukr_bench.report import stats, style
+from ukr_bench.report import rates, stats, style
 from ukr_bench.schema import ConfigKey, Status, fit_column, timing_column
 
 VG_MEDIAN = timing_column("value_and_grad", "median")
@@ -84,6 +84,10 @@ def scaling_exponent(n: Iterable[float], t: Iterable[float]) -> float | None:
     return float(np.polyfit(np.log(n[keep]), np.log(t[keep]), 1)[0])
 
 
+#: The per-pair lower bound per cell (:func:`ukr_bench.report.rates.bounds`).
+bounds = rates.bounds
+
+
 def exponents(ok: pd.DataFrame) -> pd.DataFrame:
     """The fitted exponent of each series' median value + gradient time (:func:`scaling_exponent`).
 
@@ -97,15 +101,6 @@ def exponents(ok: pd.DataFrame) -> pd.DataFrame:
         slope = scaling_exponent(clean["n"], clean[VG_MEDIAN])
         rows.append([*key, np.nan if slope is None else slope])
     return pd.DataFrame(rows, columns=[*style.SERIES, "exponent"])
-
-
-def bounds(ok: pd.DataFrame) -> pd.DataFrame:
-    """The per-pair lower bound per dtype, device and N: the least ``bound_s`` of any backend (the
-    best exp and GEMM rates reached). Columns: dtype, device, n, bound_s; empty where no row has
-    a bound."""
-    if "bound_s" not in ok.columns or not ok["bound_s"].notna().any():
-        return pd.DataFrame(columns=["dtype", "device", "n", "bound_s"])
-    return ok.groupby(["dtype", "device", "n"])["bound_s"].min().reset_index()
 
 
 # --------------------------------------------------------------------------- ratios
@@ -314,17 +309,17 @@ def winners_per_n(ok: pd.DataFrame) -> pd.DataFrame:
     raw samples; those it does not beat significantly tie with it. Columns: dtype, device, N,
     fastest (a name, or ``tie: a, b``), tied (the names of ``fastest``, a tuple: one, or all
     that tie), lead (over the runner-up, with its 95 % interval), ratio (that lead's), time (the
-    fastest's median), x_bound (its time over the least ``bound_s``).
+    fastest's median), x_bound (its time over :func:`rates.bound_of`).
     """
+    ok = rates.with_bounds(ok)
     out = []
     for (dtype, device, n), group in ok.groupby(["dtype", "device", "n"], sort=True):
         g = group.sort_values(VG_MEDIAN)
         names = [style.label(s).removesuffix(f" {dtype} {device}") for s in
                  g[list(style.SERIES)].itertuples(index=False)]  # fmt: skip
         first = g.iloc[0]
-        bound = g["bound_s"].dropna() if "bound_s" in g.columns else pd.Series(dtype=float)
-        # the machine's bound: the best rates any backend reached at this dtype and device
-        x_bound = float(first[VG_MEDIAN]) / float(bound.min()) if len(bound) else np.nan
+        # its own layout's work at the best rates any backend measured on its device
+        x_bound = float(first[VG_MEDIAN]) / rates.bound_of(first, g)
         tied, lead = [names[0]], None
         for name, (_, other) in zip(names[1:], g.iloc[1:].iterrows(), strict=True):
             c = stats.compare(stats.samples_of(first), stats.samples_of(other))

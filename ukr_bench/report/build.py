@@ -178,14 +178,8 @@ def _summary_blocks(
             "repeat in the next: the README's headline names a winner only where repeated "
             "runs agree.",
         ),
-        Block(
-            "table",
-            tables.winners(clean),
-            "Fastest backend for value + gradient in this run, by N range (lead: ratio of "
-            "medians [95 % bootstrap interval]; x bound: its time over the per-pair lower "
-            "bound measured in the same run, one exp and 5L + 4D + 6 flops per pair at the "
-            "best exp and GEMM rates any backend reached)",
-        ),
+        Block("table", tables.winners(clean), tables.WINNERS_CAPTION),
+        Block("table", tables.rates_table(ok), tables.RATES_CAPTION),
     ]
 
 

@@ -7,7 +7,7 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
-from ukr_bench.report import analysis, stats, style
+from ukr_bench.report import analysis, rates, stats, style
 from ukr_bench.report.analysis import KEY, VG_MEDIAN
 from ukr_bench.schema import NOT_RECORDED, RunMeta, Status, simd_label
 
@@ -62,6 +62,34 @@ def winners(ok: pd.DataFrame) -> pd.DataFrame:
                 )
                 start = i
     return pd.DataFrame(out)
+
+
+#: How a report captions :func:`winners` and :func:`rates_table`.
+WINNERS_CAPTION = (
+    "Fastest backend for value + gradient in this run, by N range (lead: ratio of medians [95 % "
+    "bootstrap interval]; x bound: its time over its own lower bound, the exps and flops per "
+    "pair its layout does at the rates below)"
+)
+RATES_CAPTION = (
+    "The bound's rates: the best any backend measured in this run per device and dtype, and "
+    "which backend (exps fused with a sum, multiply-add chains and matrix products, on data "
+    "in cache)"
+)
+
+
+def rates_table(ok: pd.DataFrame) -> pd.DataFrame:
+    """:func:`rates.machine_rates`: per device and dtype, each rate (3 digits) and the backend
+    that measured it; one cell saying so where no row recorded one (older runs)."""
+    best = rates.machine_rates(ok)
+    if best.empty:
+        return pd.DataFrame({"": ["no rates recorded (a run from before they were)"]})
+    out = best[["device", "dtype"]].copy()
+    for name, unit in rates.RATES:
+        out[unit] = [
+            "–" if not np.isfinite(v) else f"{v:.3g} ({by})"
+            for v, by in zip(best[name], best[f"{name}_by"], strict=True)
+        ]
+    return out
 
 
 def exponent_table(ok: pd.DataFrame) -> pd.DataFrame:
