@@ -252,6 +252,12 @@ class Instrumented(Protocol):
 
         return run
 
+    def matmul(self, a: Any, b: Any) -> Callable[[], Any]:
+        """A function computing the matrix product ``a @ b`` (2-D arrays of the backend's dtype
+        on its device) at the precision the backend's own products use (the harness's GEMM
+        rate). The default: ``a @ b``."""
+        return lambda: a @ b
+
     def fma_chain(self, a: Any, steps: int) -> Callable[[], Any]:
         """A function applying ``x <- x / 2 + 1 / 2`` ``steps`` times to every element of ``a``.
 

@@ -120,6 +120,9 @@ def _exp_sum(a: jax.Array, shifts: int) -> jax.Array:
     return sum((jnp.exp(a - k / shifts).sum() for k in range(1, shifts)), jnp.exp(a).sum())
 
 
+_matmul = jax.jit(dot)  # the products' precision (:meth:`backends.Instrumented.matmul`)
+
+
 @functools.partial(jax.jit, static_argnums=1)
 def _fma_chain(a: jax.Array, steps: int) -> jax.Array:
     """``x <- x / 2 + 1 / 2`` ``steps`` times from ``a`` (:meth:`backends.Instrumented.fma_chain`)."""
@@ -352,6 +355,17 @@ class JaxBackend(Backend, Instrumented):
         def run() -> Any:
             with self._precision():
                 return _exp_sum(a, shifts)
+
+        return run
+
+    def matmul(self, a: jax.Array, b: jax.Array) -> Callable[[], Any]:
+        # "highest", as every product of this backend: the default would be TF32 on a GPU
+        with self._precision():
+            _matmul(a, b)
+
+        def run() -> Any:
+            with self._precision():
+                return _matmul(a, b)
 
         return run
 

@@ -163,6 +163,9 @@ def test_the_rate_hooks_do_the_work_they_count(name: str, dtype: str) -> None:
         got_exp = float(b.to_numpy(b.sync(hooks.exp_sum(a, shifts)())))
         got_fma = b.to_numpy(b.sync(hooks.fma_chain(a, steps)()))
         again = b.to_numpy(b.sync(hooks.fma_chain(a, steps)()))  # the input is left as it was
+        m64 = np.random.default_rng(2).random((8, 8))
+        m = b.asarray(m64.astype(dtype))
+        got_mm = b.to_numpy(b.sync(hooks.matmul(m, m)()))
     x = a64.astype(dtype).astype(np.float64)
     want_exp = sum(np.exp(x - k / shifts).sum() for k in range(shifts))
     # error model: each exp within a few ulps, a sum of 4000 positive terms within 4000 u
@@ -174,6 +177,10 @@ def test_the_rate_hooks_do_the_work_they_count(name: str, dtype: str) -> None:
     # earlier errors, so they stay within 2 u of the result
     np.testing.assert_allclose(got_fma, want_fma, rtol=4 * _rel(dtype), atol=0)
     np.testing.assert_array_equal(again, got_fma)
+    # a product of 8 terms per entry, of entries in [0, 1): within 8 u of sum |a||b| (and 1 u of
+    # rounding the inputs); TF32 would miss this by a thousandfold in float32
+    mm = m64.astype(dtype).astype(np.float64)
+    np.testing.assert_allclose(got_mm, mm @ mm, rtol=0, atol=10 * _rel(dtype) * (mm @ mm).max())
 
 
 @pytest.mark.parametrize("name", ["numpy", "jax", "torch"])

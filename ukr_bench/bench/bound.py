@@ -10,14 +10,16 @@ of the run measured on that device (one process per framework: each can only tim
 
 **The rates.** A UKR kernel never writes its exps out: it reduces them at once, over data in
 cache. So the exp rate is that of ``sum_k sum_i exp(a_i - k / S)`` over a block that fits in
-the L2 cache (:data:`HOST_ELEMENTS`; :data:`SHIFTS` exps per element read, so that neither
-memory nor the cache limits it), in the form the framework runs fastest
+the L2 cache (:data:`HOST`: its elements, and exps per element read, so that neither memory
+nor the cache limits it), in the form the framework runs fastest
 (:meth:`backends.Instrumented.exp_sum`: one XLA fusion for JAX; NumPy and eager torch into one
-preallocated buffer); on a GPU a larger array (:data:`DEVICE_ELEMENTS`) fills the device,
-and the rate is that of its special-function units. The FMA rate is that of a chain of
-:data:`FMA_STEPS` multiply-adds per element (:meth:`backends.Instrumented.fma_chain`, 2 flops
-each): the non-tensor-core rate on a GPU, the vector units' on a CPU. The GEMM rate is a
-:data:`GEMM_SIZE`-square matrix product (float32 "highest": no TF32). Each is the best of 5
+preallocated buffer); on a GPU a larger array, more exps per element (:data:`DEVICE`) fill
+the device for longer than a kernel launch takes, and the rate is that of its
+special-function units. The FMA rate is that of a chain of multiply-adds per element
+(:meth:`backends.Instrumented.fma_chain`, 2 flops each): the non-tensor-core rate on a GPU,
+the vector units' on a CPU. The GEMM rate is a :data:`GEMM_SIZE`-square matrix product at the
+precision the backend computes its own products in (:meth:`backends.Instrumented.matmul`:
+float32 "highest", no TF32). Each is the best of 5
 synchronised calls after one untimed call. The exp rate includes the subtraction and the
 add that go with each exp, which every layout does too (the shift and the row sum) and
 which its flop count holds again: the bound charges those two flops twice, a few per cent of
@@ -88,18 +90,32 @@ from ukr_bench.bound_model import on_host, pair_seconds
 from ukr_bench.interface import Backend, instrumented
 from ukr_bench.schema import ConfigKey, Row
 
-#: Elements of the block the exp and FMA rates are measured on, on the host: 2^16 (256 KiB in
-#: float32, 512 KiB in float64) fits in the L2 cache of current x86 and Arm server cores.
-HOST_ELEMENTS = 2**16
-#: On a device: enough elements to keep every core of a GPU busy (an H100 has about 2^18
-#: threads in flight), 16-32 MiB, within an H100's or H200's 50 MB L2 cache.
-DEVICE_ELEMENTS = 2**22
-#: Exps per element read (:meth:`backends.Instrumented.exp_sum`), so that loading the block
-#: costs a sixteenth of an exp per exp.
-SHIFTS = 16
-#: Multiply-adds per element in the FMA chain: enough that one read and one write of the
-#: block weigh little beside the arithmetic in a fused form.
-FMA_STEPS = 64
+
+@dataclass(frozen=True)
+class RateSizes:
+    """How much work one timed call of a rate measurement does.
+
+    ``elements`` of the block; ``shifts`` exps per element read
+    (:meth:`backends.Instrumented.exp_sum`); ``steps`` multiply-adds per element
+    (:meth:`backends.Instrumented.fma_chain`).
+    """
+
+    elements: int
+    shifts: int
+    steps: int
+
+
+#: On the host: 2^16 elements (256 KiB in float32, 512 KiB in float64) fit in the L2 cache of
+#: current x86 and Arm server cores; 16 exps per element read make loading the block cost a
+#: sixteenth of an exp per exp, and 64 multiply-adds per element make one read and write of it
+#: weigh little beside them in a fused form; a call takes about a millisecond.
+HOST = RateSizes(elements=2**16, shifts=16, steps=64)
+#: On a device: 2^22 elements keep every core of a GPU busy (an H100 has about 2^18 threads in
+#: flight) and stay within an H100's or H200's 50 MB L2 cache; 64 exps and 512 multiply-adds
+#: per element make one call (at about 4e12 exps/s and 6e13 flop/s, the rates an H100's
+#: special-function units and float32 FMA pipes allow) last about 70 microseconds, well above a
+#: kernel launch.
+DEVICE = RateSizes(elements=2**22, shifts=64, steps=512)
 #: The GEMM rate's square matrices: large enough for a BLAS (or cuBLAS) to reach its rate.
 GEMM_SIZE = 1024
 
@@ -203,14 +219,15 @@ def pair_rates(backend: Backend) -> Rates:
     if key in _RATES:
         return _RATES[key]
     rng = np.random.default_rng(0)
-    size = HOST_ELEMENTS if on_host(backend.device) else DEVICE_ELEMENTS
+    sizes = HOST if on_host(backend.device) else DEVICE
+    size, shifts, steps = sizes.elements, sizes.shifts, sizes.steps
     hooks = instrumented(backend)
     with backend.context():
         a = backend.asarray(-rng.random(size).astype(backend.dtype))
         m = backend.asarray(rng.random((GEMM_SIZE, GEMM_SIZE)).astype(backend.dtype))
-        exp_rate = SHIFTS * size / _best_of_5(backend, hooks.exp_sum(a, SHIFTS))
-        fma_rate = 2 * FMA_STEPS * size / _best_of_5(backend, hooks.fma_chain(a, FMA_STEPS))
-        gemm_rate = 2 * GEMM_SIZE**3 / _best_of_5(backend, lambda: m @ m)
+        exp_rate = shifts * size / _best_of_5(backend, hooks.exp_sum(a, shifts))
+        fma_rate = 2 * steps * size / _best_of_5(backend, hooks.fma_chain(a, steps))
+        gemm_rate = 2 * GEMM_SIZE**3 / _best_of_5(backend, hooks.matmul(m, m))
     _RATES[key] = Rates(exp_rate, fma_rate, gemm_rate)
     return _RATES[key]
 
