@@ -260,13 +260,18 @@ def docs(session: nox.Session) -> None:
 def mutate(session: nox.Session) -> None:
     """Mutation testing of the core modules (mutmut 3; configuration in pyproject.toml).
 
-    Not in CI: about 7 minutes on 2 cores. ``nox -s mutate`` runs every mutant (results are
-    cached in ``mutants/``), then lists the survivors; ``nox -s mutate -- NAME ...`` reruns
-    some. docs/mutation.md has the last scores and why each survivor is equivalent.
+    Not in CI: about half an hour on 2 cores. ``nox -s mutate`` runs every mutant (results
+    are cached in ``mutants/``), lists the survivors, and writes the record of the run,
+    ``results/mutation/`` (benchmarks/mutation_summary.py); ``nox -s mutate -- NAME ...``
+    reruns some. docs/mutation.md says why each survivor of the record is equivalent.
     """
     bin_dir = shared(session, "mutmut>=3.3,<4")
-    session.run(str(bin_dir / "mutmut"), "run", *session.posargs, external=True)
-    session.run(str(bin_dir / "mutmut"), "results", external=True)
+    mutmut = str(bin_dir / "mutmut")
+    session.run(mutmut, "run", *session.posargs, external=True)
+    session.run(mutmut, "results", external=True)
+    command = " ".join(["nox -s mutate", *(["--", *session.posargs] if session.posargs else [])])
+    summary = ["benchmarks/mutation_summary.py", "--mutmut", mutmut, "--command", command]
+    session.run(str(bin_dir / "python"), *summary, external=True)
 
 
 if __name__ == "__main__":

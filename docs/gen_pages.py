@@ -29,6 +29,7 @@ KINDS: tuple[tuple[str, str, str], ...] = (
     ("comparison_*", "report.md", "Comparisons across runs"),
     ("scaling_*", "model.md", "Several devices: measured scaling and the model"),
     ("gradient_profile_*", "profile.md", "Where the gradient's time goes"),
+    ("mutation", "report.md", "Mutation testing of the core modules"),
 )
 # The demo's committed figures (``ukr-bench demo``), shown on the UKR and estimator pages.
 DEMO_FIGURES = RESULTS / "figures"
