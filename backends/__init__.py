@@ -258,22 +258,29 @@ class Instrumented(Protocol):
         rate). The default: ``a @ b``."""
         return lambda: a @ b
 
-    def fma_chain(self, a: Any, steps: int) -> Callable[[], Any]:
-        """A function applying ``x <- x / 2 + 1 / 2`` ``steps`` times to every element of ``a``.
+    def fma_chain(self, a: Any, steps: int, chains: int) -> Callable[[], Any]:
+        """A function returning ``sum_j x_j``, j < ``chains``, each ``x_j`` started at
+        ``a + j / chains`` and updated ``steps`` times by ``x <- x / 2 + 1 / 2``, elementwise.
 
-        ``a``: a 1-D array of the backend's dtype on its device; ``2 * steps * a.size`` flops
-        (a multiply-add each; the iteration converges to 1, so no value overflows or becomes
-        subnormal), the framework's fastest elementwise form (the harness's FMA rate). The
-        default updates one buffer in place with the array namespace, two passes a step.
+        ``a``: a 1-D array of the backend's dtype on its device. ``(2 steps + 2) chains - 1``
+        flops per element (the multiply-adds, the starts and the sum; the iteration converges
+        to 1, so no value overflows or becomes subnormal); the chains are independent, so that
+        the hardware can overlap them (one chain waits on each result's latency). In the
+        framework's fastest elementwise form: the harness's FMA rate. The default updates
+        ``chains`` buffers in place with the array namespace, two passes a step.
         """
-        buf = a * 1
+        xp, bufs = self.xp, [a * 1 for _ in range(chains)]  # type: ignore[attr-defined]
 
         def run() -> Any:
-            x = buf  # in place: ``x *= 0.5`` updates the buffer
-            for _ in range(steps):
-                x *= 0.5
-                x += 0.5
-            return x
+            for j, x in enumerate(bufs):
+                xp.add(a, j / chains, out=x)
+                for _ in range(steps):
+                    xp.multiply(x, 0.5, out=x)
+                    xp.add(x, 0.5, out=x)
+            total = bufs[0] * 1
+            for x in bufs[1:]:
+                xp.add(total, x, out=total)
+            return total
 
         return run
 

@@ -123,12 +123,13 @@ def _exp_sum(a: jax.Array, shifts: int) -> jax.Array:
 _matmul = jax.jit(dot)  # the products' precision (:meth:`backends.Instrumented.matmul`)
 
 
-@functools.partial(jax.jit, static_argnums=1)
-def _fma_chain(a: jax.Array, steps: int) -> jax.Array:
-    """``x <- x / 2 + 1 / 2`` ``steps`` times from ``a`` (:meth:`backends.Instrumented.fma_chain`)."""
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _fma_chain(a: jax.Array, steps: int, chains: int) -> jax.Array:
+    """``chains`` chains of ``x <- x / 2 + 1 / 2``, summed (:meth:`backends.Instrumented.fma_chain`)."""
+    xs = [a + j / chains for j in range(chains)]
     for _ in range(steps):
-        a = a * 0.5 + 0.5
-    return a
+        xs = [x * 0.5 + 0.5 for x in xs]
+    return sum(xs[1:], xs[0])
 
 
 # Counts XLA compilations process-wide, so the harness can prove nothing recompiles while timing.
@@ -369,14 +370,14 @@ class JaxBackend(Backend, Instrumented):
 
         return run
 
-    def fma_chain(self, a: jax.Array, steps: int) -> Callable[[], Any]:
+    def fma_chain(self, a: jax.Array, steps: int, chains: int) -> Callable[[], Any]:
         # unrolled in one fusion: one read and one write of ``a`` for all the steps
         with self._precision():
-            _fma_chain(a, steps)
+            _fma_chain(a, steps, chains)
 
         def run() -> Any:
             with self._precision():
-                return _fma_chain(a, steps)
+                return _fma_chain(a, steps, chains)
 
         return run
 

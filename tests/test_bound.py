@@ -157,12 +157,14 @@ def test_the_rate_hooks_do_the_work_they_count(name: str, dtype: str) -> None:
     b = _backend(name, dtype)
     hooks = instrumented(b)
     a64 = -np.random.default_rng(1).random(1000)
-    shifts, steps = 4, 5
+    shifts, steps, chains = 4, 5, 3
     with b.context():
         a = b.asarray(a64.astype(dtype))
         got_exp = float(b.to_numpy(b.sync(hooks.exp_sum(a, shifts)())))
-        got_fma = b.to_numpy(b.sync(hooks.fma_chain(a, steps)()))
-        again = b.to_numpy(b.sync(hooks.fma_chain(a, steps)()))  # the input is left as it was
+        fma = hooks.fma_chain(a, steps, chains)
+        got_fma = b.to_numpy(b.sync(fma()))
+        again = b.to_numpy(b.sync(fma()))  # a second call starts again from ``a``
+        untouched = b.to_numpy(a)
         m64 = np.random.default_rng(2).random((8, 8))
         m = b.asarray(m64.astype(dtype))
         got_mm = b.to_numpy(b.sync(hooks.matmul(m, m)()))
@@ -170,13 +172,18 @@ def test_the_rate_hooks_do_the_work_they_count(name: str, dtype: str) -> None:
     want_exp = sum(np.exp(x - k / shifts).sum() for k in range(shifts))
     # error model: each exp within a few ulps, a sum of 4000 positive terms within 4000 u
     assert got_exp == pytest.approx(want_exp, rel=(shifts * x.size + 8) * _rel(dtype))
-    want_fma = x.copy()
-    for _ in range(steps):
-        want_fma = want_fma * 0.5 + 0.5
+    want_fma = np.zeros_like(x)
+    for j in range(chains):
+        xj = x + j / chains
+        for _ in range(steps):
+            xj = xj * 0.5 + 0.5
+        want_fma += xj
     # each step rounds once or twice (a fused or a separate multiply-add); x / 2 + 1 / 2 halves
-    # earlier errors, so they stay within 2 u of the result
-    np.testing.assert_allclose(got_fma, want_fma, rtol=4 * _rel(dtype), atol=0)
+    # earlier errors, so each chain stays within 3 u of its value, and the sum of 3 positive
+    # chains adds 2 u
+    np.testing.assert_allclose(got_fma, want_fma, rtol=6 * _rel(dtype), atol=0)
     np.testing.assert_array_equal(again, got_fma)
+    np.testing.assert_array_equal(untouched, a64.astype(dtype))
     # a product of 8 terms per entry, of entries in [0, 1): within 8 u of sum |a||b| (and 1 u of
     # rounding the inputs); TF32 would miss this by a thousandfold in float32
     mm = m64.astype(dtype).astype(np.float64)

@@ -15,9 +15,10 @@ nor the cache limits it), in the form the framework runs fastest
 (:meth:`backends.Instrumented.exp_sum`: one XLA fusion for JAX; NumPy and eager torch into one
 preallocated buffer); on a GPU a larger array, more exps per element (:data:`DEVICE`) fill
 the device for longer than a kernel launch takes, and the rate is that of its
-special-function units. The FMA rate is that of a chain of multiply-adds per element
-(:meth:`backends.Instrumented.fma_chain`, 2 flops each): the non-tensor-core rate on a GPU,
-the vector units' on a CPU. The GEMM rate is a :data:`GEMM_SIZE`-square matrix product at the
+special-function units. The FMA rate is that of independent chains of multiply-adds per
+element (:meth:`backends.Instrumented.fma_chain`, 2 flops each; several chains, so that the
+units never wait on one result): the non-tensor-core rate on a GPU, the vector units' on a
+CPU. The GEMM rate is a :data:`GEMM_SIZE`-square matrix product at the
 precision the backend computes its own products in (:meth:`backends.Instrumented.matmul`:
 float32 "highest", no TF32). Each is the best of 5
 synchronised calls after one untimed call. The exp rate includes the subtraction and the
@@ -96,26 +97,34 @@ class RateSizes:
     """How much work one timed call of a rate measurement does.
 
     ``elements`` of the block; ``shifts`` exps per element read
-    (:meth:`backends.Instrumented.exp_sum`); ``steps`` multiply-adds per element
-    (:meth:`backends.Instrumented.fma_chain`).
+    (:meth:`backends.Instrumented.exp_sum`); ``steps`` multiply-adds per element in each of
+    ``chains`` independent chains (:meth:`backends.Instrumented.fma_chain`).
     """
 
     elements: int
     shifts: int
     steps: int
+    chains: int
+
+    @property
+    def fma_flops(self) -> int:
+        """The flops of one :meth:`backends.Instrumented.fma_chain` call."""
+        return ((2 * self.steps + 2) * self.chains - 1) * self.elements
 
 
 #: On the host: 2^16 elements (256 KiB in float32, 512 KiB in float64) fit in the L2 cache of
 #: current x86 and Arm server cores; 16 exps per element read make loading the block cost a
-#: sixteenth of an exp per exp, and 64 multiply-adds per element make one read and write of it
-#: weigh little beside them in a fused form; a call takes about a millisecond.
-HOST = RateSizes(elements=2**16, shifts=16, steps=64)
+#: sixteenth of an exp per exp, and 64 multiply-adds per element and chain make one read and
+#: write of it weigh little beside them in a fused form; 8 independent chains cover the
+#: latency of a multiply-add on two FMA units (4 cycles each on current x86 cores); a call
+#: takes a few milliseconds.
+HOST = RateSizes(elements=2**16, shifts=16, steps=64, chains=8)
 #: On a device: 2^22 elements keep every core of a GPU busy (an H100 has about 2^18 threads in
-#: flight) and stay within an H100's or H200's 50 MB L2 cache; 64 exps and 512 multiply-adds
-#: per element make one call (at about 4e12 exps/s and 6e13 flop/s, the rates an H100's
-#: special-function units and float32 FMA pipes allow) last about 70 microseconds, well above a
-#: kernel launch.
-DEVICE = RateSizes(elements=2**22, shifts=64, steps=512)
+#: flight) and stay within an H100's or H200's 50 MB L2 cache; 64 exps and 8 chains of 64
+#: multiply-adds per element make one call (at about 4e12 exps/s and 6e13 flop/s, the rates an
+#: H100's special-function units and float32 FMA pipes allow) last about 70 microseconds, well
+#: above a kernel launch.
+DEVICE = RateSizes(elements=2**22, shifts=64, steps=64, chains=8)
 #: The GEMM rate's square matrices: large enough for a BLAS (or cuBLAS) to reach its rate.
 GEMM_SIZE = 1024
 
@@ -220,13 +229,14 @@ def pair_rates(backend: Backend) -> Rates:
         return _RATES[key]
     rng = np.random.default_rng(0)
     sizes = HOST if on_host(backend.device) else DEVICE
-    size, shifts, steps = sizes.elements, sizes.shifts, sizes.steps
+    size, shifts = sizes.elements, sizes.shifts
     hooks = instrumented(backend)
     with backend.context():
         a = backend.asarray(-rng.random(size).astype(backend.dtype))
         m = backend.asarray(rng.random((GEMM_SIZE, GEMM_SIZE)).astype(backend.dtype))
         exp_rate = shifts * size / _best_of_5(backend, hooks.exp_sum(a, shifts))
-        fma_rate = 2 * steps * size / _best_of_5(backend, hooks.fma_chain(a, steps))
+        fma = hooks.fma_chain(a, sizes.steps, sizes.chains)
+        fma_rate = sizes.fma_flops / _best_of_5(backend, fma)
         gemm_rate = 2 * GEMM_SIZE**3 / _best_of_5(backend, hooks.matmul(m, m))
     _RATES[key] = Rates(exp_rate, fma_rate, gemm_rate)
     return _RATES[key]
