@@ -1,6 +1,7 @@
 """The bound's rates per framework: the exp rate as the harness measured it before and now.
 
     PYTHONPATH=. python benchmarks/pair_rates.py [--threads 1] [--backends numpy jax torch]
+                                                 [--device cuda]
 
 One process per framework, started with the environment a benchmark worker of that backend
 gets (threads sized before the framework loads), as the harness runs them. Per backend and
@@ -30,8 +31,8 @@ from ukr_bench.interface import available_backends
 OLD_ELEMENTS = 2**22
 
 
-def measure(name: str, threads: int) -> list[dict[str, Any]]:
-    """This process's rates of backend ``name`` on the CPU, both dtypes."""
+def measure(name: str, threads: int, device: str) -> list[dict[str, Any]]:
+    """This process's rates of backend ``name`` on ``device``, both dtypes."""
     import numpy as np
 
     from ukr_bench.bench.bound import _best_of_5, pair_rates
@@ -40,7 +41,7 @@ def measure(name: str, threads: int) -> list[dict[str, Any]]:
     instrumented_class(name).configure_process(threads)
     out: list[dict[str, Any]] = []
     for dtype in ("float32", "float64"):
-        b = get_backend(name, dtype=dtype)
+        b = get_backend(name, dtype=dtype, device=device)
         with b.context():
             a = b.asarray(-np.random.default_rng(0).random(OLD_ELEMENTS).astype(dtype))
             old = OLD_ELEMENTS / _best_of_5(b, functools.partial(b.xp.exp, a))
@@ -54,10 +55,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--backends", nargs="+", default=["numpy", "jax", "torch"])
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda for a GPU's rates")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # one framework's process
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(measure(args.worker, args.threads)))
+        print(json.dumps(measure(args.worker, args.threads, args.device)))
         return
     rows = []
     for name in args.backends:
@@ -65,7 +67,10 @@ def main() -> None:
             print(f"{name}: not installed, skipped", file=sys.stderr)
             continue
         env = os.environ | REGISTRY[name].worker_env(args.threads)
-        cmd = [sys.executable, __file__, "--worker", name, "--threads", str(args.threads)]
+        if args.device != "cpu" and REGISTRY[name].host_only:
+            continue
+        cmd = [sys.executable, __file__, "--worker", name, "--threads", str(args.threads),
+               "--device", args.device]  # fmt: skip
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
         if done.returncode:
             sys.exit(f"{name}: the worker failed:\n{done.stderr}")
