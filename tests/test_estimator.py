@@ -132,9 +132,7 @@ def test_sklearn_clone_and_grid_search(saddle: np.ndarray) -> None:
     model = UKR(sigma=0.3, max_iter=5)
     copy = clone(model)
     assert copy.get_params() == model.get_params()
-    # Not a grid over sigma alone: with init="pca" (scaled in units of sigma) and lam = 0,
-    # E(Z; sigma) = E(Z / sigma; 1) and iRprop's steps are in units of sigma, so every sigma
-    # gives the same fit up to scale (the held-out errors agree to 1e-15).
+    # A grid with a clear winner; test_parameters_matter.py searches every parameter.
     grid = {"max_iter": [1, 30]}
     search = GridSearchCV(UKR(sigma=0.3), grid, cv=2).fit(saddle)
     # Reference: the held-out reconstruction error computed here, on GridSearchCV's folds
@@ -201,6 +199,33 @@ def test_prior_shrinks_latents(saddle: np.ndarray) -> None:
     free = UKR(sigma=0.3, max_iter=100).fit(saddle)
     prior = UKR(sigma=0.3, lam=0.01, max_iter=100).fit(saddle)
     assert np.linalg.norm(prior.embedding_) < 0.8 * np.linalg.norm(free.embedding_)
+
+
+def test_auto_sigma_is_the_fit_with_the_bandwidth_it_chose(saddle: np.ndarray) -> None:
+    auto = UKR(max_iter=10).fit(saddle)
+    assert auto.sigma == "auto"
+    assert auto.sigma_ in 2.0 ** np.arange(-5, 4)  # the PCA start's half-width is 1
+    given = UKR(sigma=auto.sigma_, max_iter=10).fit(saddle)
+    assert given.sigma_ == auto.sigma_
+    np.testing.assert_array_equal(given.embedding_, auto.embedding_)
+    np.testing.assert_array_equal(given.transform(saddle + 0.01), auto.transform(saddle + 0.01))
+
+
+def test_a_model_without_sigma_uses_its_number_or_says_what_is_missing(fitted: UKR) -> None:
+    """A model pickled before ``sigma_`` existed has only its number ``sigma``: its map is
+    the same; with ``sigma="auto"`` and no ``sigma_`` there is no bandwidth, and it says so."""
+    import pickle
+
+    old = pickle.loads(pickle.dumps(fitted))
+    del old.sigma_
+    Z = fitted.embedding_[:5] * 0.9
+    np.testing.assert_array_equal(old.inverse_transform(Z), fitted.inverse_transform(Z))
+    np.testing.assert_array_equal(
+        old.transform(fitted.X_fit_[:5] + 0.01), fitted.transform(fitted.X_fit_[:5] + 0.01)
+    )
+    old.set_params(sigma="auto")
+    with pytest.raises(ValueError, match=r"^sigma='auto' and the model has no sigma_: fit it"):
+        old.inverse_transform(Z)
 
 
 def test_array_init_is_used(saddle: np.ndarray) -> None:
@@ -392,6 +417,14 @@ X5 = np.random.default_rng(0).normal(size=(5, 3))
         ({"init": np.zeros((4, 2))}, X5, ValueError, r"init must have shape"),
         ({"constraint": "sphere"}, X5, ValueError, r"constraint must be one of"),
         ({"sigma": 0.0}, X5, ValueError, r"sigma must be > 0"),
+        (
+            {"sigma": "scott"},
+            X5,
+            ValueError,
+            r"^sigma must be 'auto' or a number > 0, got 'scott'$",
+        ),
+        ({"n_jobs": 0}, X5, ValueError, r"^n_jobs must be None or a nonzero integer"),
+        ({"n_jobs": 1.5}, X5, TypeError, r"^n_jobs must be None or a nonzero integer, got 1\.5"),
         ({"lam": -1.0}, X5, ValueError, r"lam must be >= 0"),
         ({"loo": "yes"}, X5, TypeError, r"loo must be True or False"),
         ({"max_iter": -1}, X5, ValueError, r"max_iter must be an integer >= 0"),

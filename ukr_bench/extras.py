@@ -8,7 +8,8 @@ NumPy only. Everything else is an extra of ``pyproject.toml``, imported where it
   (pandas' Markdown tables), for :mod:`ukr_bench.report`, the tutorial and the demo's figures;
 * ``bench``: the report, rich, pytest-benchmark (its timing statistics), threadpoolctl and
   py-cpuinfo2, for the benchmark (``ukr-bench bench`` ends with its report);
-* ``sklearn``: scikit-learn >= 1.6 and SciPy (L-BFGS, ``transform``), for :class:`ukr_bench.UKR`;
+* ``sklearn``: scikit-learn >= 1.6, SciPy (L-BFGS, ``transform``) and threadpoolctl
+  (``n_jobs``), for :class:`ukr_bench.UKR`;
 * ``data``: scikit-learn, for the ``digits`` data set; ``jax``, ``torch``, ``keops``: the
   backends (:mod:`backends` says what to install for each).
 
@@ -39,7 +40,7 @@ _REPORT = ("pandas", "matplotlib", "scipy", "tabulate")
 EXTRAS: dict[str, tuple[str, ...]] = {
     "report": _REPORT,
     "bench": (*_REPORT, "rich", "pytest_benchmark", "threadpoolctl", "cpuinfo"),
-    "sklearn": ("sklearn", "scipy"),
+    "sklearn": ("sklearn", "scipy", "threadpoolctl"),
     "data": ("sklearn",),
     "jax": ("jax",),
     "torch": ("torch",),

@@ -8,6 +8,8 @@ and input validation on top and needs scikit-learn): :func:`fit` learns latent p
 Training minimises E(Z) of :mod:`ukr_bench.problem` on the backend's device; only the final
 embedding (and any snapshots) come back to the host. The learned map and the projection of new
 observations use ``f`` and ``E_q`` of the same module.
+
+Where a fit starts, and the latent units that fixes, is :mod:`ukr_bench.starts`.
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from backends.threads import limit_threads
 from ukr_bench.interface import Backend, get_backend
 from ukr_bench.optim import OPTIMIZERS, GradientDescent, IRprop
 from ukr_bench.problem import Params, check_lam, check_magnitudes, check_sigma
+from ukr_bench.starts import auto_sigma, check_sigma_param, constrain, initial_latents
 from ukr_bench.validation import (
     DType,
     check_array,
@@ -34,11 +38,10 @@ from ukr_bench.validation import (
 INITS = ("pca", "random")
 CONSTRAINTS = ("none", "box")
 
-# Default step: plain gradient descent on E (a mean over N), and iRprop's initial step / sigma.
+# Default step, in units of the bandwidth: gradient descent's is 1.0 sigma^2 (E is a mean over
+# N; the gradient in Z scales as 1 / sigma, so a step of sigma^2 moves the latents alike at
+# every bandwidth), iRprop's initial step 0.01 sigma.
 _DEFAULT_LEARNING_RATE = {"gd": 1.0, "rprop": 0.01}
-_RANDOM_INIT_SCALE = 0.01  # x sigma: "the latent scale must start well below sigma"
-_PCA_SCALES = 2.0 ** np.arange(-3, 6)  # x sigma, candidate spreads of the PCA initialisation
-
 # Iterations and initial step (x sigma) of iRprop- in :func:`project`.
 PROJECTION_ITER = 50
 PROJECTION_STEP = 0.05
@@ -74,25 +77,28 @@ class FitResult:
         ``history[-1]`` is E(embedding).
     snapshots : ndarray (k, N, L), Z at the start and every ``snapshot_every`` iterations.
     n_iter : int, iterations run.
+    sigma : float, the bandwidth of the fit (``sigma``, or the one ``"auto"`` chose).
     """
 
     embedding: NDArray[np.floating]
     history: NDArray[np.float64]
     snapshots: NDArray[np.floating]
     n_iter: int
+    sigma: float
 
 
 def fit(
     X: ArrayLike,
     *,
     n_components: int = 2,
-    sigma: float = 1.0,
+    sigma: float | str = "auto",
     lam: float = 0.0,
     loo: bool = True,
     backend: str = "numpy",
     dtype: str = "float64",
     device: str = "cpu",
     gradient: str = "auto",
+    layout: str = "auto",
     optimizer: str = "rprop",
     max_iter: int = 200,
     learning_rate: float | None = None,
@@ -101,45 +107,60 @@ def fit(
     snapshot_every: int = 0,
     random_state: int | np.random.Generator | None = None,
     verbose: int = 0,
+    n_jobs: int | None = None,
 ) -> FitResult:
     """Learn latent points (N x L) for ``X`` (N x D, real floating point).
 
     The parameters are those of :class:`ukr_bench.UKR` (documented there), with its defaults;
     each is validated here, and a bad one raises an error naming it (sigma and lam against
-    the ranges of ``dtype``: :func:`ukr_bench.problem.check_sigma`, ``check_lam``).
+    the ranges of ``dtype``: :func:`ukr_bench.problem.check_sigma`, ``check_lam``). The thread
+    limit of ``n_jobs`` (:func:`backends.threads.limit_threads`) holds from the backend's
+    creation to the end of the fit.
     """
     dtype = check_dtype(dtype)
-    params = Params(sigma=check_sigma(sigma, dtype), lam=check_lam(lam, dtype), loo=loo)
+    given_sigma = check_sigma_param(sigma, dtype)
+    # The data's magnitudes are checked before any work, against sigma = 1 where sigma is not
+    # chosen yet; the start's (and the data's again) once it is.
+    params = Params(sigma=given_sigma or 1.0, lam=check_lam(lam, dtype), loo=loo)
     L = check_int("n_components", n_components, 1)
     optimizer = check_choice("optimizer", optimizer, OPTIMIZERS)
     max_iter = check_int("max_iter", max_iter, 0)
     snapshot_every = check_int("snapshot_every", snapshot_every, 0)
-    progress = Progress(check_int("verbose", verbose, 0), params.sigma)
+    every = check_int("verbose", verbose, 0)
     if learning_rate is not None:
         check_positive_float("learning_rate", learning_rate)
     if not isinstance(init, np.ndarray):
         check_choice("init", init, INITS)
     check_choice("constraint", constraint, CONSTRAINTS)
     X = _check_data(X, L, params, dtype)
-    b = get_backend(backend, dtype=dtype, device=device, gradient=gradient)
-    Xd = b.asarray(X)
-    Z0 = _initial_latents(X, L, params, b, Xd, init, constraint, random_state)
-    if isinstance(init, np.ndarray):  # "pca" and "random" start within a few sigma
+    with limit_threads(n_jobs, backend):
+        b = get_backend(backend, dtype=dtype, device=device, gradient=gradient, layout=layout)
+        Xd = b.asarray(X)
+        Z0 = initial_latents(X, L, b, init, constraint, random_state)
+        # At sigma = 1 first: the bounds grow as sigma shrinks below 1, never above it, so a
+        # start refused here is refused at every bandwidth "auto" could choose.
         check_magnitudes(Z0, X, params, dtype, z_name="init")
-    if optimizer == "lbfgs":
-        Z, history, snapshots = _fit_lbfgs(
-            b, Z0, Xd, params, max_iter, snapshot_every, constraint, progress
-        )
-    else:
-        rate = learning_rate or _DEFAULT_LEARNING_RATE[optimizer]
-        Z, history, snapshots = _fit_first_order(
-            b, Z0, Xd, params, optimizer, rate, max_iter, snapshot_every, constraint, progress
-        )
+        if given_sigma is None:
+            params = Params(sigma=auto_sigma(Z0, b, Xd, loo, dtype), lam=params.lam, loo=loo)
+            check_magnitudes(Z0, X, params, dtype, z_name="init")
+        progress = Progress(every, params.sigma)
+        if optimizer == "lbfgs":
+            Z, history, snapshots = _fit_lbfgs(
+                b, Z0, Xd, params, max_iter, snapshot_every, constraint, progress
+            )
+        else:
+            rate = learning_rate or _DEFAULT_LEARNING_RATE[optimizer] * (
+                params.sigma**2 if optimizer == "gd" else 1.0
+            )
+            Z, history, snapshots = _fit_first_order(
+                b, Z0, Xd, params, optimizer, rate, max_iter, snapshot_every, constraint, progress
+            )
     return FitResult(
         embedding=Z,
         history=np.asarray(history, dtype=np.float64),
         snapshots=np.stack(snapshots),
         n_iter=len(history) - 1,
+        sigma=params.sigma,
     )
 
 
@@ -160,49 +181,6 @@ def _check_data(X: ArrayLike, L: int, params: Params, dtype: DType) -> NDArray[n
         raise ValueError(msg)
     check_magnitudes(None, X, params, dtype)
     return X
-
-
-def _initial_latents(
-    X: NDArray[np.floating],
-    L: int,
-    params: Params,
-    b: Backend,
-    Xd: Any,
-    init: str | ArrayLike,
-    constraint: str,
-    random_state: int | np.random.Generator | None,
-) -> NDArray[np.floating]:
-    N = X.shape[0]
-    if isinstance(init, np.ndarray):
-        Z0 = check_array("init", init, b.dtype)
-        if Z0.shape != (N, L):
-            msg = f"init must have shape (n_samples, n_components) = {(N, L)}, got {Z0.shape}"
-            raise ValueError(msg)
-        return Z0.copy()
-    if init == "random":
-        rng = np.random.default_rng(random_state)
-        Z0 = _RANDOM_INIT_SCALE * params.sigma * rng.normal(size=(N, L))
-        return _constrain(Z0, constraint).astype(b.dtype)
-    if X.shape[1] < L:
-        msg = f"init='pca' needs n_components <= n_features = {X.shape[1]}, got {L}"
-        raise ValueError(msg)
-    Xc = X.astype(np.float64) - X.mean(axis=0)
-    _, _, Vt = np.linalg.svd(Xc, full_matrices=False)
-    scores = Xc @ Vt[:L].T
-    scores /= max(float(np.abs(scores).max()), np.finfo(np.float64).tiny)  # in [-1, 1]
-    scales = params.sigma * _PCA_SCALES
-    if constraint == "box":  # keep inside the box: spreads of at most 1
-        scales = np.unique(np.minimum(scales, 1.0))
-    value = b.compile("value", b.asarray(scores), Xd, params)
-    errors = [float(b.to_numpy(value(b.asarray(s * scores), Xd))) for s in scales]
-    return (scales[int(np.argmin(errors))] * scores).astype(b.dtype)
-
-
-def _constrain(Z: Any, constraint: str, xp: Any = np) -> Any:
-    """The constraint: re-centre (``"none"``) or clip to the box [-1, 1] (``"box"``)."""
-    if constraint == "box":
-        return xp.clip(Z, -1.0, 1.0)
-    return Z - Z.mean(0)
 
 
 def _fit_first_order(
@@ -231,7 +209,7 @@ def _fit_first_order(
         for it in range(1, max_iter + 1):
             v, g = value_and_grad(Zd, Xd)
             values.append(v)  # stays on the device: no sync inside the loop
-            previous, Zd = Zd, _constrain(opt.step(Zd, v, g), constraint, b.xp)
+            previous, Zd = Zd, constrain(opt.step(Zd, v, g), constraint, b.xp)
             if progress.due(it):  # a sync, and one more value, on the printed iterations only
                 step = np.abs(b.to_numpy(Zd) - b.to_numpy(previous)).max()
                 progress.line(it, float(b.to_numpy(value(Zd, Xd))), float(step))
@@ -304,8 +282,10 @@ def project(
     backend: str = "numpy",
     dtype: str = "float64",
     device: str = "cpu",
+    layout: str = "auto",
     n_iter: int = PROJECTION_ITER,
     step: float = PROJECTION_STEP,
+    n_jobs: int | None = None,
 ) -> NDArray[np.floating]:
     """Latent points (M x L) of observations ``Xq`` (M x D) under the model ``(Z, X, sigma)``.
 
@@ -325,26 +305,29 @@ def project(
       (:mod:`ukr_bench.problem`; queries are independent, so the result for one query does
       not depend on the others in the batch), clipped to the training latents' bounding box:
       outside it f is flat. The first step is ``step * sigma``.
+
+    ``n_jobs`` limits the threads for the call (:func:`backends.threads.limit_threads`).
     """
     from scipy.spatial.distance import cdist
 
-    dtype = check_dtype(dtype)
-    sigma = check_sigma(sigma, dtype)
-    Xq = check_array("X", Xq, dtype)
-    d2 = cdist(Xq, X, "sqeuclidean")
-    nearest = np.argmin(d2, axis=1)
-    out = Z[nearest].astype(dtype, copy=True)
-    moving = d2[np.arange(len(Xq)), nearest] > 0
-    if not moving.any() or not n_iter:
+    with limit_threads(n_jobs, backend):
+        dtype = check_dtype(dtype)
+        sigma = check_sigma(sigma, dtype)
+        Xq = check_array("X", Xq, dtype)
+        d2 = cdist(Xq, X, "sqeuclidean")
+        nearest = np.argmin(d2, axis=1)
+        out = Z[nearest].astype(dtype, copy=True)
+        moving = d2[np.arange(len(Xq)), nearest] > 0
+        if not moving.any() or not n_iter:
+            return out
+        b = get_backend(backend, dtype=dtype, device=device, layout=layout)
+        Zt, Xt, Xqd = b.asarray(Z), b.asarray(X), b.asarray(Xq[moving])
+        lo, hi = b.asarray(Z.min(axis=0)), b.asarray(Z.max(axis=0))
+        opt = IRprop(b.xp, step * sigma, backtrack=False, step_min=0.0, step_max=sigma)
+        Zq = b.asarray(out[moving])
+        with b.context():
+            for _ in range(n_iter):
+                v, g = b.project_value_and_grad(Zq, Xqd, Zt, Xt, sigma)
+                Zq = b.xp.clip(opt.step(Zq, v, g), lo, hi)
+        out[moving] = b.to_numpy(b.sync(Zq))
         return out
-    b = get_backend(backend, dtype=dtype, device=device)
-    Zt, Xt, Xqd = b.asarray(Z), b.asarray(X), b.asarray(Xq[moving])
-    lo, hi = b.asarray(Z.min(axis=0)), b.asarray(Z.max(axis=0))
-    opt = IRprop(b.xp, step * sigma, backtrack=False, step_min=0.0, step_max=sigma)
-    Zq = b.asarray(out[moving])
-    with b.context():
-        for _ in range(n_iter):
-            v, g = b.project_value_and_grad(Zq, Xqd, Zt, Xt, sigma)
-            Zq = b.xp.clip(opt.step(Zq, v, g), lo, hi)
-    out[moving] = b.to_numpy(b.sync(Zq))
-    return out
