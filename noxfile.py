@@ -64,15 +64,11 @@ MAX_MODULE_LINES = 400
 #: The modules above the limit today and their length: a ratchet. None may grow; shrink an
 #: entry (or drop it) when its module is split.
 OVER_LIMIT = {
-    "ukr_bench/schema.py": 676,
-    "ukr_bench/interface.py": 587,
+    "ukr_bench/interface.py": 585,
     "ukr_bench/problem.py": 478,
     "backends/numpy_backend.py": 472,
     "ukr_bench/report/build.py": 457,
     "ukr_bench/tutorial.py": 410,
-    # the fused kernels and their drivers, to be split when the fused layout is integrated
-    "backends/jax_fused.py": 690,
-    "backends/torch_fused.py": 564,
 }
 
 

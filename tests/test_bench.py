@@ -801,7 +801,7 @@ def test_each_configuration_compiles_its_own_program() -> None:
 
     cfg = SweepConfig(backends=["jax"], **(TINY | {"fit_iters": 0}))
     key = ConfigKey("jax", "blocked", "manual", "float32", "cpu", 16)
-    reference = lambda n: (0.0, np.zeros((n, cfg.latent_dim)))  # the errors are not checked
+    reference = lambda key: (0.0, np.zeros((key.n, key.latent_dim)))  # the errors are not checked
     counts = []
     for _ in range(2):
         before = JaxBackend.compile_count(None)  # type: ignore[arg-type]

@@ -76,7 +76,8 @@ F32_SIGMA = r"--sigma must lie in [2^-46, 2^46] (about 1.42e-14 to 7.04e+13) for
         # bench: SweepConfig's fields appear as their flags; sigma in each dtype of the sweep
         (["bench", "--sigma", "1e-20", "--dtypes", "float32"], F32_SIGMA + "1e-20"),
         (["bench", "--n", "1"], "--n: every N must be an integer >= 2"),
-        (["bench", "--latent-dim", "0"], "--latent-dim must be an integer >= 1, got 0"),
+        (["bench", "--latent-dims", "0"], "--latent-dims: every L must be an integer >= 1, got 0"),
+        (["bench", "--data-dims", "2"], "--data-dims: every D must be >= 3 for data set 'saddle'"),
     ],
 )
 def test_bad_options_exit_2_naming_the_option(

@@ -42,7 +42,7 @@ def timing(t: float) -> Timing:
 def ok_row(backend: str, dtype: str, n: int, t: float) -> Row:
     key = ConfigKey(backend, "dense", GRADIENT[backend], dtype, "cpu", n)
     return Row(
-        key=key, data="saddle", latent_dim=2, sigma=0.5, lam=0.0, loo=True, threads=2,
+        key=key, data="saddle", sigma=0.5, lam=0.0, loo=True, threads=2,
         timings={"value_and_grad": timing(t), "value": timing(t / 2)}, grad_ratio=2.0,
         host_peak_bytes=3 * 8 * n**2,
         memory_estimate_bytes=int(3.5 * 8 * n**2),
@@ -57,7 +57,7 @@ def ok_row(backend: str, dtype: str, n: int, t: float) -> Row:
 
 def failed_row(backend: str, n: int, status: Status, reason: str) -> Row:
     key = ConfigKey(backend, "dense", GRADIENT[backend], "float64", "cpu", n)
-    return Row(key=key, data="saddle", latent_dim=2, sigma=0.5, lam=0.0, loo=True, threads=2,
+    return Row(key=key, data="saddle", sigma=0.5, lam=0.0, loo=True, threads=2,
                status=status, reason=reason)  # fmt: skip
 
 
@@ -275,10 +275,10 @@ def test_duplicate_rows_are_reported_and_counted_once(tmp_path: Path) -> None:
     run = make_run(tmp_path / "r", extra_rows=[dup])
     df, _ = load_run(run)
     assert len(df[(df.backend == "jax") & (df.dtype == "float64") & (df.n == 100)]) == 1
-    assert df.attrs["duplicates"] == ["jax dense autodiff float64 cpu N=100"]
+    assert df.attrs["duplicates"] == ["jax dense autodiff float64 cpu D=3 L=2 N=100"]
     md = write_report([run]).read_text()
     assert "## Duplicate rows" in md
-    assert "jax dense autodiff float64 cpu N=100" in md
+    assert "jax dense autodiff float64 cpu D=3 L=2 N=100" in md
     # the last row appended is the one kept: numpy (2e-4 s) now wins at N = 100
     assert "| float64 | cpu | 100–200 | numpy |" in flat(
         md

@@ -8,18 +8,16 @@ A run directory holds
 * ``meta.json``: the :class:`RunMeta` record (the sweep's configuration, machine, provenance);
 * ``inflight.json`` while a configuration is being measured (for the supervising process).
 
-Every row is identified by its :class:`ConfigKey`, the one configuration key of the suite:
-backend, memory layout, how the gradient is obtained, dtype, device (set) and N. A row's status
-is a :class:`Status`. On disk a row is *flat*: the per-function timing statistics are columns
-named by :func:`timing_column` (``value_and_grad_median_s``), the time-to-fit ones by
-:func:`fit_column` (``fit_lbfgs_median_s``), so that ``results.csv`` and a pandas frame read
-naturally; :class:`Row` converts between the typed record and that layout.
+Every row is a :class:`~ukr_bench.rows.Row` keyed by its :class:`~ukr_bench.rows.ConfigKey`
+(:mod:`ukr_bench.rows`, which also upgrades rows of older schema versions); the CPU's
+description is :mod:`ukr_bench.cpu`'s. Both are re-exported here, so that ``from
+ukr_bench.schema import Row, describe_cpu`` names the whole schema in one place.
 
 Versions: rows and meta carry :data:`SCHEMA_VERSION`. Version 1 (before this module) had no
-``layout``/``gradient`` fields and no version; :func:`upgrade_row` fills them in, so the
-committed reference runs keep loading. Version 3 added ``devices`` (how many devices shared each
-call, rows split between them; the ``device`` field then names the set, ``cpu:0-3``); older rows
-ran on one device, and :func:`upgrade_row` says so.
+``layout``/``gradient`` fields and no version; version 3 added ``devices``; version 4 put the
+data's dimension D (``data_dim``) and the latent one L (``latent_dim``) in the key.
+:func:`upgrade_row` fills in what an older row lacks, so the committed reference runs keep
+loading.
 
 Damaged files: a line of ``results.jsonl`` that holds no row (not JSON, as a run killed while
 writing leaves its last line, or JSON that lacks a key field) is skipped with a
@@ -36,315 +34,78 @@ from older runs too.
 from __future__ import annotations
 
 import dataclasses
-import enum
 import json
 import os
-import re
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
+from ukr_bench.cpu import CPU_VENDORS, NOT_RECORDED, SIMD_FLAGS, describe_cpu, simd_label
 from ukr_bench.extras import require
+from ukr_bench.rows import (
+    REQUIRED_FIELDS,
+    SCHEMA_VERSION,
+    TIMED_FUNCTIONS,
+    TIMING_STATS,
+    ConfigKey,
+    FitTiming,
+    Row,
+    Status,
+    Timing,
+    expected,
+    fit_column,
+    is_int,
+    series_label,
+    timing_column,
+    upgrade_row,
+)
 
-SCHEMA_VERSION = 3
+__all__ = [
+    "CPU_VENDORS",
+    "INFLIGHT_FILE",
+    "META_FILE",
+    "NOT_RECORDED",
+    "REQUIRED_FIELDS",
+    "RESULTS_FILE",
+    "SCHEMA_VERSION",
+    "SIMD_FLAGS",
+    "TABLE_FILE",
+    "TIMED_FUNCTIONS",
+    "TIMING_STATS",
+    "ConfigKey",
+    "FitTiming",
+    "ResultsFileError",
+    "ResultsFileWarning",
+    "Row",
+    "RunMeta",
+    "SkippedLine",
+    "Status",
+    "Timing",
+    "append_row",
+    "describe_cpu",
+    "done_keys",
+    "fit_column",
+    "load_results",
+    "read_meta",
+    "read_raw_rows",
+    "read_rows",
+    "series_label",
+    "simd_label",
+    "skipped_lines",
+    "timing_column",
+    "upgrade_row",
+    "write_meta",
+    "write_table",
+]
 
 RESULTS_FILE = "results.jsonl"
 TABLE_FILE = "results.csv"
 META_FILE = "meta.json"
 INFLIGHT_FILE = "inflight.json"
-
-#: The functions whose steady state is timed, in the order the worker measures them.
-TIMED_FUNCTIONS: tuple[str, ...] = ("value_and_grad", "value")
-#: Statistics of one timed function (pytest-benchmark's ``Stats`` names), in seconds.
-TIMING_STATS: tuple[str, ...] = ("median", "iqr", "q1", "q3", "min", "max", "mean", "stddev")
-
-
-class Status(str, enum.Enum):
-    """What became of one configuration."""
-
-    OK = "ok"
-    SKIPPED = "skipped"  # not run: estimated not to fit, or a smaller N already failed fatally
-    ERROR = "error"  # an exception while measuring; larger N still run
-    OOM = "oom"  # out of memory
-    TIMEOUT = "timeout"  # ran past the sweep's timeout; the worker was killed
-    CRASHED = "crashed"  # the worker died (e.g. killed by the kernel)
-
-    @property
-    def fatal(self) -> bool:
-        """After this, larger N of the same series would only fail again, slower."""
-        return self in (Status.OOM, Status.TIMEOUT, Status.CRASHED)
-
-    def __str__(self) -> str:
-        return self.value
-
-
-@dataclass(frozen=True, order=True)
-class ConfigKey:
-    """The one identity of a configuration: what varies between the rows of a sweep."""
-
-    backend: str
-    layout: str
-    gradient: str
-    dtype: str
-    device: str
-    n: int
-    #: Devices sharing each call (rows split between them); ``device`` names the set.
-    devices: int = 1
-
-    #: Field names in order, as columns of a results frame.
-    FIELDS: ClassVar[tuple[str, ...]] = (
-        "backend",
-        "layout",
-        "gradient",
-        "dtype",
-        "device",
-        "n",
-        "devices",
-    )
-
-    @property
-    def series(self) -> tuple[str, str, str, str, str]:
-        """Everything but N: one line in a figure against N."""
-        return (self.backend, self.layout, self.gradient, self.dtype, self.device)
-
-    @classmethod
-    def from_mapping(cls, m: Mapping[str, Any]) -> ConfigKey:
-        return cls(
-            backend=m["backend"],
-            layout=m["layout"],
-            gradient=m["gradient"],
-            dtype=m["dtype"],
-            device=m["device"],
-            n=int(m["n"]),
-            devices=int(m.get("devices", 1)),
-        )
-
-    def __str__(self) -> str:
-        return f"{series_label(self.series)} N={self.n}"
-
-
-def series_label(series: Iterable[str]) -> str:
-    """``jax dense autodiff float32 cpu``: how figures and tables name a series."""
-    return " ".join(str(s) for s in series)
-
-
-def timing_column(function: str, stat: str) -> str:
-    """Column of a timing statistic: ``timing_column("value", "median") == "value_median_s"``."""
-    return f"{function}_{stat}" if stat == "rounds" else f"{function}_{stat}_s"
-
-
-def fit_column(optimizer: str, what: str) -> str:
-    """Column of a time-to-fit field: ``median_s``, ``iters`` or ``per_iter_s``."""
-    return f"fit_{optimizer}_{what}"
-
-
-@dataclass(frozen=True)
-class Timing:
-    """Steady-state statistics of one timed function, plus its first call."""
-
-    first_s: float  # the first call, compilation included
-    compile_s: float  # JAX: lower().compile(); eager frameworks: binding only
-    median_s: float
-    iqr_s: float
-    q1_s: float
-    q3_s: float
-    min_s: float
-    max_s: float
-    mean_s: float
-    stddev_s: float
-    rounds: int
-
-    @classmethod
-    def from_samples(cls, samples: list[float], *, first_s: float, compile_s: float) -> Timing:
-        """Statistics of ``samples`` (seconds) by pytest-benchmark's ``Stats``."""
-        stats = require("pytest_benchmark.stats", "bench", "Timing.from_samples").Stats()
-        for s in samples:
-            stats.update(s)
-        values = {f"{name}_s": float(getattr(stats, name)) for name in TIMING_STATS}
-        return cls(first_s=first_s, compile_s=compile_s, rounds=int(stats.rounds), **values)
-
-
-@dataclass(frozen=True)
-class FitTiming:
-    """Time to fit: ``UKR(...).fit(X)`` with a fixed iteration budget of one optimiser."""
-
-    median_s: float
-    iters: int  # iterations done (L-BFGS may stop early)
-    per_iter_s: float
-
-
-@dataclass
-class Row:
-    """One configuration's result. Fields after ``status`` are None where not measured."""
-
-    key: ConfigKey
-    # The problem (the same for every row of a sweep; repeated so that a row stands alone).
-    data: str
-    latent_dim: int
-    sigma: float
-    lam: float
-    loo: bool
-    threads: int
-    status: Status = Status.OK
-    reason: str = ""
-    memory_estimate_bytes: int | None = None
-    timings: dict[str, Timing] = field(default_factory=dict)
-    grad_ratio: float | None = None  # value_and_grad median / value median
-    host_peak_bytes: int | None = None  # rise of peak RSS over the first value_and_grad call
-    device_peak_bytes: int | None = None
-    device_peak_method: str | None = None
-    value: float | None = None  # E(Z) as this backend computed it
-    value_rel_error: float | None = None  # against float64 NumPy on the same inputs
-    grad_rel_error: float | None = None
-    bound_s: float | None = None  # a lower bound on value + gradient (see ukr_bench.bench.bound)
-    # What bound_s rests on (ukr_bench.bench.bound): the device's measured rates and the work
-    # the configuration's layout does per ordered pair of points.
-    exp_rate: float | None = None  # exps per second
-    flop_rate: float | None = None  # flops per second
-    exps_per_pair: float | None = None
-    flops_per_pair: float | None = None
-    fits: dict[str, FitTiming] = field(default_factory=dict)
-    samples: dict[str, list[float]] = field(default_factory=dict)
-    info: dict[str, Any] = field(default_factory=dict)  # the backend's versions and settings
-    settings: dict[str, Any] = field(default_factory=dict)  # the worker process's settings
-    finished: str | None = None  # UTC, ISO 8601
-    schema_version: int = SCHEMA_VERSION
-
-    def to_json(self) -> dict[str, Any]:
-        """The flat on-disk record."""
-        out: dict[str, Any] = dataclasses.asdict(self.key)
-        for f in dataclasses.fields(self):
-            if f.name in ("key", "timings", "fits"):
-                continue
-            value = getattr(self, f.name)
-            out[f.name] = value.value if isinstance(value, Status) else value
-        for fn, t in self.timings.items():
-            for name, value in dataclasses.asdict(t).items():
-                out[timing_column(fn, name.removesuffix("_s"))] = value
-        for opt, fit in self.fits.items():
-            for name, value in dataclasses.asdict(fit).items():
-                out[fit_column(opt, name)] = value
-        return out
-
-    @classmethod
-    def from_json(cls, raw: Mapping[str, Any]) -> Row:
-        """The typed record of a flat row of any schema version (see :func:`upgrade_row`)."""
-        r = upgrade_row(raw)
-        timings = {
-            fn: Timing(
-                **{
-                    f.name: r[timing_column(fn, f.name.removesuffix("_s"))]
-                    for f in dataclasses.fields(Timing)
-                }
-            )
-            for fn in TIMED_FUNCTIONS
-            if r.get(timing_column(fn, "median")) is not None
-        }
-        fits = {
-            col[len("fit_") : -len("_median_s")]: FitTiming(
-                r[col],
-                r[col.replace("_median_s", "_iters")],
-                r[col.replace("_median_s", "_per_iter_s")],
-            )
-            for col in r
-            if col.startswith("fit_") and col.endswith("_median_s") and r[col] is not None
-        }
-        names = {f.name for f in dataclasses.fields(cls)} - {"key", "timings", "fits"}
-        kwargs = {k: r[k] for k in names if k in r}
-        kwargs["status"] = Status(r["status"])
-        return cls(key=ConfigKey.from_mapping(r), timings=timings, fits=fits, **kwargs)
-
-
-def upgrade_row(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """A row of any schema version in the current layout (a new dict; ``raw`` is untouched).
-
-    Version 1 rows (no ``schema_version``) were all dense, and each backend had one way to
-    obtain its gradient: NumPy's by hand, the others by autodiff. Rows before version 3 ran on
-    one device.
-    """
-    r = dict(raw)
-    version = r.get("schema_version", 1)
-    if version > SCHEMA_VERSION:
-        msg = (
-            f"row has schema_version {version}, newer than this ukr-bench understands "
-            f"({SCHEMA_VERSION}): upgrade ukr-bench to read it"
-        )
-        raise ValueError(msg)
-    if version == 1:
-        r.setdefault("layout", "dense")
-        if "gradient" not in r and "backend" in r:
-            r["gradient"] = "manual" if r["backend"] == "numpy" else "autodiff"
-        r.setdefault("device_peak_method", None)
-    if version < 3:
-        r.setdefault("devices", 1)
-    r["schema_version"] = SCHEMA_VERSION
-    return r
-
-
-# --------------------------------------------------------------------------- the CPU
-
-#: SIMD features recorded (``/proc/cpuinfo`` names; py-cpuinfo's, which may lack the
-#: underscores, match too), in the order shown. They decide the vector width and the fused
-#: multiply-adds of the BLAS, XLA and oneDNN kernels, and so a CPU's times and float32 rounding.
-SIMD_FLAGS: dict[str, str] = {
-    "sse4_2": "SSE4.2",
-    "avx": "AVX",
-    "avx2": "AVX2",
-    "fma": "FMA",
-    "avx512f": "AVX-512F",
-    "avx512_vnni": "AVX-512 VNNI",
-    "avx512_bf16": "AVX-512 BF16",
-    "avx512_fp16": "AVX-512 FP16",
-    "amx_tile": "AMX",
-    "asimd": "NEON",
-    "sve": "SVE",
-    "sve2": "SVE2",
-}
-#: CPUID vendor strings, as a reader names the vendor.
-CPU_VENDORS = {"GenuineIntel": "Intel", "AuthenticAMD": "AMD", "HygonGenuine": "Hygon"}
-#: Product lines named in brand strings: with the vendor, a readable family.
-_PRODUCT_LINES = ("Xeon", "Core", "Pentium", "Celeron", "Atom", "EPYC", "Ryzen", "Opteron")
-NOT_RECORDED = "not recorded"
-
-
-def _flag_key(flag: str) -> str:
-    return flag.lower().replace("_", "").replace(".", "")
-
-
-def describe_cpu(info: Mapping[str, Any], flags: Iterable[str] | None) -> dict[str, Any]:
-    """``cpu_vendor``, ``cpu_family`` and ``cpu_simd`` of a CPU, from py-cpuinfo's record.
-
-    ``info`` holds py-cpuinfo's ``vendor_id_raw``, ``brand_raw``, ``family`` and ``model``
-    (any may be missing); ``flags`` the CPU's feature flags, or None where they are unknown
-    (then ``cpu_simd`` is None: not recorded, which is not the same as none). ``cpu_family``
-    reads like ``AMD EPYC (family 25, model 1)``: the vendor and product line for a person,
-    the CPUID family and model for telling generations apart.
-    """
-    raw_vendor = info.get("vendor_id_raw") or None
-    vendor = CPU_VENDORS.get(raw_vendor, raw_vendor) if raw_vendor else None
-    brand = re.sub(r"\((?:R|TM)\)", " ", str(info.get("brand_raw") or ""), flags=re.IGNORECASE)
-    line = next((w for w in brand.split() if w in _PRODUCT_LINES), None)
-    family = " ".join(x for x in (vendor, line) if x) or brand.strip() or None
-    if info.get("family") is not None:
-        numbers = f"family {info['family']}, model {info.get('model', '?')}"
-        family = f"{family} ({numbers})" if family else numbers
-    simd = None
-    if flags is not None:
-        have = {_flag_key(f) for f in flags}
-        simd = [name for name in SIMD_FLAGS if _flag_key(name) in have]
-    return {"cpu_vendor": vendor, "cpu_family": family, "cpu_simd": simd}
-
-
-def simd_label(simd: Iterable[str] | None) -> str:
-    """``AVX, AVX2, FMA``: how a report names recorded SIMD features."""
-    if simd is None:
-        return NOT_RECORDED
-    names = [SIMD_FLAGS.get(f, f) for f in simd]
-    return ", ".join(names) if names else "none of " + ", ".join(SIMD_FLAGS.values())
 
 
 @dataclass
@@ -360,6 +121,9 @@ class RunMeta:
     resumed: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # e.g. why some values were removed
     reference: bool = False  # made as a reference run (refused on a dirty tree unless allowed)
+    #: The user's data file (``--data PATH``): path, sha256, rows, columns, names
+    #: (:func:`ukr_bench.data_files.describe`); None for a built-in data set.
+    data_file: dict[str, Any] | None = None
     schema_version: int = SCHEMA_VERSION
 
     @classmethod
@@ -431,58 +195,6 @@ class SkippedLine:
         return f"{self.path}, line {self.line}: {self.why}: skipped"
 
 
-#: Fields without which a line is not a row (after :func:`upgrade_row` filled in older ones).
-REQUIRED_FIELDS: tuple[str, ...] = (*ConfigKey.FIELDS, "status")
-_TEXT = frozenset({"backend", "layout", "gradient", "dtype", "device"})
-_OPTIONAL_TEXT = frozenset({"data", "reason", "device_peak_method", "finished"})
-_COUNTS = frozenset({"n", "devices"})
-_INTEGERS = frozenset(
-    {"latent_dim", "threads", "memory_estimate_bytes", "host_peak_bytes", "device_peak_bytes"}
-)
-_NUMBERS = frozenset({"sigma", "lam", "grad_ratio", "value", "value_rel_error", "grad_rel_error"})
-_MAPPINGS = frozenset({"info", "settings"})
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _expected(name: str, v: Any) -> str | None:
-    """What field ``name`` of a row must be, where ``v`` is not that; None where it is.
-
-    Fields this version does not know are not checked: a reader must not trip over them.
-    """
-    if name in _TEXT:
-        return None if isinstance(v, str) and v else "a non-empty string"
-    if name == "status":
-        ok = isinstance(v, str) and v in {s.value for s in Status}
-        return None if ok else "one of " + ", ".join(s.value for s in Status)
-    if name in _COUNTS:
-        return None if _is_int(v) and v >= 1 else "a positive integer"
-    if v is None:  # every other field is None where it was not measured
-        return None
-    if name in _OPTIONAL_TEXT:
-        return None if isinstance(v, str) else "a string or null"
-    if name in _INTEGERS or name.endswith(("_rounds", "_iters")):
-        return None if _is_int(v) else "an integer or null"
-    if name in _NUMBERS or name.endswith("_s"):  # every timing column is in seconds
-        return None if _is_number(v) else "a number or null"
-    if name == "loo":
-        return None if isinstance(v, bool) else "true, false or null"
-    if name in _MAPPINGS:
-        return None if isinstance(v, dict) else "an object"
-    if name == "samples":
-        ok = isinstance(v, dict) and all(
-            isinstance(x, list) and all(_is_number(t) for t in x) for x in v.values()
-        )
-        return None if ok else "an object of lists of numbers (seconds)"
-    return None
-
-
 def _read_results(path: Path) -> tuple[list[tuple[int, dict[str, Any]]], list[SkippedLine]]:
     """The rows of a results file with their line numbers (upgraded, checked), and the lines
     that hold none. Raises :class:`ResultsFileError` for a row with a wrong field."""
@@ -509,7 +221,7 @@ def _read_results(path: Path) -> tuple[list[tuple[int, dict[str, Any]]], list[Sk
             )
             continue
         where = f"{path}, line {lineno}"
-        if not _is_int(raw.get("schema_version", 1)):
+        if not is_int(raw.get("schema_version", 1)):
             shown = _shown(raw["schema_version"])
             msg = f"{where}: field 'schema_version' must be an integer, got {shown}"
             raise ResultsFileError(msg)
@@ -523,9 +235,9 @@ def _read_results(path: Path) -> tuple[list[tuple[int, dict[str, Any]]], list[Sk
             skipped.append(SkippedLine(path, lineno, why))
             continue
         for name, value in row.items():
-            expected = _expected(name, value)
-            if expected is not None:
-                msg = f"{where}: field {name!r} must be {expected}, got {_shown(value)}"
+            wanted = expected(name, value)
+            if wanted is not None:
+                msg = f"{where}: field {name!r} must be {wanted}, got {_shown(value)}"
                 raise ResultsFileError(msg)
         rows.append((lineno, row))
     return rows, skipped

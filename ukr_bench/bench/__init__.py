@@ -2,7 +2,8 @@
 
 Split along its seams, one job per module:
 
-* :mod:`~ukr_bench.bench.config`: what a sweep measures (:class:`SweepConfig`, presets, plan);
+* :mod:`~ukr_bench.bench.config`: what a sweep measures (:class:`SweepConfig`, its plan);
+* :mod:`~ukr_bench.bench.presets`: named sets of options (``--preset``);
 * :mod:`~ukr_bench.bench.machine`: the machine and the code's provenance;
 * :mod:`~ukr_bench.bench.timing`: the timing protocol, how one configuration is measured;
 * :mod:`~ukr_bench.bench.estimates`: what a configuration's memory is expected to be;
@@ -22,7 +23,8 @@ statistics (same field names as its JSON); the machine information it recorded i
 collected from :mod:`platform` and py-cpuinfo directly, with the same fields.
 """
 
-from ukr_bench.bench.config import PRESETS, SweepConfig, preset
+from ukr_bench.bench.config import SweepConfig
+from ukr_bench.bench.presets import PRESETS, preset
 from ukr_bench.bench.rundir import RunLockedError
 from ukr_bench.bench.sweep import resume_sweep, run_sweep
 from ukr_bench.bench.timing import measure_case

@@ -1,7 +1,9 @@
-"""What a sweep measures: :class:`SweepConfig`, its validation, presets and its plan.
+"""What a sweep measures: :class:`SweepConfig`, its validation and its plan (presets:
+:mod:`ukr_bench.bench.presets`).
 
-A sweep is the product backend x dtype x device (x devices count) x N on one data set, with the problem
-(L, sigma, lam, loo) fixed. The configuration is stored in the run's ``meta.json``, so that
+A sweep is the product backend x layout x gradient x dtype x device (x devices count) x N x D
+x L on one data set (a built-in one, in ``data_dims`` dimensions where it is synthetic, or the
+user's file), with the problem's sigma, lam and loo fixed. The configuration is stored in the run's ``meta.json``, so that
 ``--resume`` repeats exactly it. Each field's ``metadata["help"]`` is the one description of the
 option: the command line's ``ukr-bench bench`` options and their help are generated from it.
 """
@@ -14,17 +16,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from backends import GRADIENT_KINDS, REGISTRY
-from ukr_bench.data import DATASETS
+from ukr_bench import data_files
+from ukr_bench.data import DATASETS, DIGITS_SIZE, EMBEDDABLE, NATIVE_DIMS
 from ukr_bench.devices import parse_device
 from ukr_bench.interface import available_backends
 from ukr_bench.optim import OPTIMIZERS
-from ukr_bench.problem import Params
+from ukr_bench.problem import LAYOUTS, Params
 from ukr_bench.schema import ConfigKey
 from ukr_bench.system import usable_cpus
 from ukr_bench.validation import (
     DTYPES,
     check_bool,
-    check_choice,
     check_dtype,
     check_int,
     check_nonnegative_float,
@@ -49,7 +51,10 @@ class SweepConfig:
     )
     layouts: list[str] = field(
         default_factory=lambda: ["dense", "blocked"],
-        metadata=_help("memory layouts: dense (N x N arrays), blocked (row blocks)"),
+        metadata=_help(
+            "memory layouts: dense (N x N arrays), blocked (row blocks), fused (GPU kernels; "
+            "skipped on a CPU)"
+        ),
     )
     gradients: list[str] = field(
         default_factory=lambda: list(GRADIENT_KINDS),
@@ -73,9 +78,26 @@ class SweepConfig:
             "the same cores: overhead, not speed-up"
         ),
     )
-    data: str = field(default="saddle", metadata=_help(f"data set: {', '.join(sorted(DATASETS))}"))
+    data: str = field(
+        default="saddle",
+        metadata=_help(
+            f"data set: {', '.join(sorted(DATASETS))}, or the path of an N x D .npy, .csv or "
+            ".parquet file of your own (the N grid takes seeded subsamples of its rows)"
+        ),
+    )
+    data_dims: list[int] = field(
+        default_factory=list,
+        metadata=_help(
+            "data dimensions D: a synthetic data set is embedded in each by a fixed random "
+            "orthogonal map (its manifold and intrinsic dimension unchanged); default: the "
+            "data's own D (3 for saddle, 64 for digits, a file's columns)",
+            type=int,
+        ),
+    )
     noise: float = field(default=0.0, metadata=_help("noise std added to the data"))
-    latent_dim: int = field(default=2, metadata=_help("latent dimension L"))
+    latent_dims: list[int] = field(
+        default_factory=lambda: [2], metadata=_help("latent dimensions L")
+    )
     sigma: float = field(default=0.5, metadata=_help("kernel bandwidth"))
     lam: float = field(default=0.0, metadata=_help("prior weight"))
     loo: bool = field(default=True, metadata=_help("leave-one-out"))
@@ -128,7 +150,7 @@ class SweepConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> SweepConfig:
         """From ``meta.json``'s ``config``; fields unknown to this version are an error."""
-        names = {f.name for f in dataclasses.fields(cls)}
+        names = {f.name for f in dataclasses.fields(cls)} | {"latent_dim"}
         unknown = sorted(set(values) - names)
         if unknown:
             msg = f"unknown sweep configuration field(s) {unknown}; known: {sorted(names)}"
@@ -136,6 +158,9 @@ class SweepConfig:
         # Runs made before the gradient axis measured each backend's default gradient only,
         # and before interleaving one backend after another: --resume repeats exactly that.
         old_defaults: dict[str, Any] = {"gradients": ["auto"], "interleave": False}
+        values = dict(values)
+        if "latent_dim" in values:  # before the L axis: one L
+            values.setdefault("latent_dims", [values.pop("latent_dim")])
         return cls(**(old_defaults | values))
 
     def to_dict(self) -> dict[str, Any]:
@@ -154,8 +179,8 @@ class SweepConfig:
                 raise ValueError(msg)
         _check_nonempty_unique("layouts", self.layouts)
         for layout in self.layouts:
-            if layout not in ("dense", "blocked"):
-                msg = f"layouts: every layout must be 'dense' or 'blocked', got {layout!r}"
+            if layout not in LAYOUTS or layout == "auto":
+                msg = f"layouts: every layout must be one of {list(LAYOUTS[:-1])}, got {layout!r}"
                 raise ValueError(msg)
         _check_nonempty_unique("gradients", self.gradients)
         for gradient in self.gradients:
@@ -173,7 +198,9 @@ class SweepConfig:
         _check_nonempty_unique("ns", self.ns)
         smallest = 2 if check_bool("loo", self.loo) else 1
         self.ns = sorted(check_int("ns: every N", n, smallest) for n in self.ns)
-        check_choice("data", self.data, sorted(DATASETS))
+        self._validate_data()
+        _check_nonempty_unique("latent_dims", self.latent_dims)
+        self.latent_dims = sorted(check_int("latent_dims: every L", q, 1) for q in self.latent_dims)
         Params(sigma=self.sigma, lam=self.lam, loo=self.loo)
         check_nonnegative_float("noise", self.noise)
         _check_nonempty_unique("fit_optimizers", self.fit_optimizers, allow_empty=True)
@@ -182,7 +209,7 @@ class SweepConfig:
                 msg = f"fit_optimizers: unknown optimizer {opt!r}; known: {list(OPTIMIZERS)}"
                 raise ValueError(msg)
         check_bool("interleave", self.interleave)
-        for name in ("latent_dim", "min_rounds", "max_rounds", "threads", "fit_rounds"):
+        for name in ("min_rounds", "max_rounds", "threads", "fit_rounds"):
             setattr(self, name, check_int(name, getattr(self, name), 1))
         if self.max_rounds < self.min_rounds:
             msg = f"max_rounds ({self.max_rounds}) must be >= min_rounds ({self.min_rounds})"
@@ -199,6 +226,68 @@ class SweepConfig:
             msg = f"memory_fraction must be in (0, 1], got {self.memory_fraction!r}"
             raise ValueError(msg)
 
+    def _validate_data(self) -> None:
+        """``data`` a data set or a readable file, ``data_dims`` D that it can have, and every
+        N at most the data's rows (digits: :data:`~ukr_bench.data.DIGITS_SIZE`; a file: its
+        rows)."""
+        _check_nonempty_unique("data_dims", self.data_dims, allow_empty=True)
+        self.data_dims = sorted(check_int("data_dims: every D", d, 1) for d in self.data_dims)
+        if not isinstance(self.data, str):
+            msg = f"data must be a data set's name or a file's path, got {self.data!r}"
+            raise TypeError(msg)
+        if data_files.is_data_file(self.data):
+            f = data_files.load(self.data)
+            self.data = str(f.path)  # absolute: workers and --resume find the same file
+            rows, native = f.X.shape
+            what = f"the {rows} rows of {f.path}"
+        elif self.data in DATASETS:
+            native, rows = NATIVE_DIMS[self.data], DIGITS_SIZE if self.data == "digits" else 0
+            what = f"the {DIGITS_SIZE} samples of data set 'digits'"
+        else:
+            msg = (
+                f"data must be one of {sorted(DATASETS)} or the path of a .npy, .csv or "
+                f".parquet file, got {self.data!r}"
+            )
+            raise ValueError(msg)
+        if rows and self.ns and max(self.ns) > rows:
+            msg = f"ns: every N must be <= {what}, got N = {max(self.ns)}"
+            raise ValueError(msg)
+        if self.data in EMBEDDABLE:
+            low = [d for d in self.data_dims if d < native]
+            if low:
+                msg = (
+                    f"data_dims: every D must be >= {native} for data set {self.data!r}, got {low}"
+                )
+                raise ValueError(msg)
+        elif self.data_dims not in ([], [native]):
+            msg = (
+                f"data_dims: the data's D is fixed at {native} (only a synthetic data set, "
+                f"{', '.join(sorted(EMBEDDABLE))}, is embedded in more), got {self.data_dims}"
+            )
+            raise ValueError(msg)
+
+    def dims(self) -> list[int]:
+        """The D values swept: ``data_dims``, or the data's own D where that is empty."""
+        if self.data_dims:
+            return list(self.data_dims)
+        if data_files.is_data_file(self.data):
+            return [int(data_files.load(self.data).X.shape[1])]
+        return [NATIVE_DIMS[self.data]]
+
+    @property
+    def latent_dim(self) -> int:
+        """L of a configuration of one L (:meth:`for_key`'s); an error where several are swept."""
+        if len(self.latent_dims) != 1:
+            msg = f"this sweep has several L ({self.latent_dims}): take the key's latent_dim"
+            raise ValueError(msg)
+        return self.latent_dims[0]
+
+    def for_key(self, key: ConfigKey) -> SweepConfig:
+        """This configuration narrowed to ``key``'s D and L (and N): what one row measured."""
+        return dataclasses.replace(
+            self, data_dims=[key.data_dim], latent_dims=[key.latent_dim], ns=[key.n]
+        )
+
     def problem(self) -> Params:
         return Params(sigma=self.sigma, lam=self.lam, loo=self.loo)
 
@@ -212,8 +301,9 @@ class SweepConfig:
         default (hand-derived, sharded) gradient; torch's one process per device is not
         planned (``benchmarks/scaling.py`` measures it).
         """
+        dims = self.dims()
         return [
-            ConfigKey(b, layout, gradient, dt, device_set(dev, k), n, k)
+            ConfigKey(b, layout, gradient, dt, device_set(dev, k), n, k, d, q)
             for b in self.backends
             for dev in self.devices
             if not (REGISTRY[b].host_only and parse_device(dev)[0] != "cpu")
@@ -223,6 +313,8 @@ class SweepConfig:
             if layout in REGISTRY[b].layouts and (k == 1 or layout == "blocked")
             for gradient in self.gradient_kinds(b, layout, k)
             for dt in self.dtypes
+            for d in dims
+            for q in self.latent_dims
             for n in self.ns
         ]
 
@@ -239,7 +331,7 @@ class SweepConfig:
         wanted = {spec.gradient_for(layout) if g == "auto" else g for g in self.gradients}
         if devices > 1:
             wanted &= {spec.gradient_for(layout)}
-        return [g for g in spec.gradients if g in wanted]
+        return [g for g in spec.gradients_in(layout) if g in wanted]
 
     def host_devices(self, backend: str) -> int:
         """How many CPU devices ``backend``'s worker must see (the largest planned cpu set)."""
@@ -255,51 +347,6 @@ def device_set(device: str, count: int) -> str:
         return device
     kind, index = parse_device(device)
     return f"{kind}:{index}-{index + count - 1}"
-
-
-#: Presets: named sets of overrides, applied under the options the user gives.
-PRESETS: dict[str, dict[str, Any]] = {
-    # The smoke test (CI): three small N, few rounds, well under two minutes.
-    "quick": {
-        "ns": [64, 128, 256],
-        "min_rounds": 3,
-        "min_time": 0.05,
-        "warmup": 1,
-        "fit_iters": 5,
-        "fit_rounds": 1,
-    },
-    # Large N on this 2-core CPU (N up to 100,000; the dense layout stops where memory does and
-    # is skipped beyond), float32, no time-to-fit: about 20 min with jax, numpy and torch.
-    "large": {
-        "ns": [1000, 4000, 16000, 32000, 100000],
-        "dtypes": ["float32"],
-        "min_rounds": 3,
-        "max_rounds": 20,
-        "min_time": 0.5,
-        "warmup": 1,
-        "fit_iters": 0,
-        "timeout": 900.0,
-    },
-    # Large N on a GPU: up to 1,000,000 points.
-    "large-gpu": {
-        "ns": [10000, 32000, 100000, 300000, 1000000],
-        "devices": ["cuda"],
-        "dtypes": ["float32"],
-        "min_rounds": 3,
-        "max_rounds": 50,
-        "min_time": 0.5,
-        "warmup": 1,
-        "fit_iters": 0,
-        "timeout": 600.0,
-    },
-}
-
-
-def preset(name: str | None, **overrides: Any) -> SweepConfig:
-    """A configuration from a preset (or the defaults) with ``overrides`` on top."""
-    if name is not None:
-        check_choice("preset", name, sorted(PRESETS))
-    return SweepConfig(**((PRESETS[name] if name else {}) | overrides))
 
 
 def _check_nonempty_unique(name: str, values: Sequence[Any], *, allow_empty: bool = False) -> None:

@@ -27,16 +27,19 @@ def memory_estimate(key: ConfigKey, cfg: SweepConfig, available: int | None = No
 
     Dense: the backend's N x N buffer count times N^2 (``BackendSpec.n2_buffers``). Blocked: the
     block rule of :func:`ukr_bench.problem.plan_layout` (every thread's block buffers), plus the
-    O(N (L + D)) arrays, counted generously as :data:`LINEAR_BUFFERS` of them.
+    O(N (L + D)) arrays, counted generously as :data:`LINEAR_BUFFERS` of them; L and D are the
+    key's (``latent_dim``, ``data_dim``).
     """
     spec = REGISTRY[key.backend]
     itemsize = np.dtype(key.dtype).itemsize
-    linear = LINEAR_BUFFERS * key.n * (cfg.latent_dim + 4) * itemsize
+    linear = LINEAR_BUFFERS * key.n * (key.latent_dim + key.data_dim + 1) * itemsize
     if key.layout == "dense":
-        return int(spec.n2_buffers(cfg.latent_dim) * key.n**2 * itemsize) + linear
+        return int(spec.n2_buffers(key.latent_dim) * key.n**2 * itemsize) + linear
+    if key.layout == "fused":  # per-row statistics only: O(N (L + D))
+        return linear
     kind = parse_devices(key.device)[0]
     _, block = plan_layout(
-        key.n, key.n, cfg.latent_dim, 3, check_dtype(key.dtype),
+        key.n, key.n, key.latent_dim, key.data_dim, check_dtype(key.dtype),
         available or DEFAULT_AVAILABLE_BYTES,
         layout="blocked", device_kind=kind, workers=cfg.threads,
     )  # fmt: skip

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from backends import REGISTRY
+from ukr_bench import data_files
 from ukr_bench.bench.config import SweepConfig
 from ukr_bench.bench.machine import machine_metadata, provenance
 from ukr_bench.interface import available_backends
@@ -70,6 +71,25 @@ class DirtyTreeError(RuntimeError):
     """A reference run asked of a checkout with uncommitted changes."""
 
 
+def check_data_file(run_dir: Path, meta: RunMeta) -> None:
+    """Refuse to resume a run on the user's data file when the file changed since the run
+    began: its rows would mix two data sets under one name."""
+    recorded = meta.data_file
+    if not recorded:
+        return
+    path = Path(recorded["path"])
+    if not path.is_file():
+        msg = f"{run_dir} measured {path}, which no longer exists: restore it to --resume"
+        raise FileNotFoundError(msg)
+    now = data_files.sha256(path)
+    if now != recorded["sha256"]:
+        msg = (
+            f"{path} changed since {run_dir} began (SHA-256 {recorded['sha256'][:12]}..., now "
+            f"{now[:12]}...): restore it to --resume, or start a new run"
+        )
+        raise ValueError(msg)
+
+
 def new_run(
     cfg: SweepConfig,
     out: Path | str | None = None,
@@ -112,6 +132,7 @@ def new_run(
             b: REGISTRY[b].worker_env(cfg.threads, cfg.host_devices(b)) for b in cfg.backends
         },
         reference=reference,
+        data_file=data_files.describe(cfg.data) if data_files.is_data_file(cfg.data) else None,
     )
     write_meta(run_dir, meta)
     return run_dir

@@ -34,10 +34,7 @@ from typing import IO
 
 from backends import REGISTRY
 from ukr_bench.bench.config import SweepConfig
-from ukr_bench.bench.rundir import (
-    new_run,
-    run_lock,
-)
+from ukr_bench.bench.rundir import check_data_file, new_run, run_lock
 from ukr_bench.bench.timing import base_row
 from ukr_bench.bench.worker import NS_ENV, PARENT_ENV
 from ukr_bench.schema import (
@@ -94,6 +91,7 @@ def resume_sweep(
     """Finish an interrupted run with its own stored configuration; finished rows stay as they are."""
     run_dir = Path(run_dir)
     meta = read_meta(run_dir)  # names the file if it is missing or damaged
+    check_data_file(run_dir, meta)
     meta.resumed.append(
         {"date": datetime.now(timezone.utc).isoformat(), "command": command or list(sys.argv)}
     )

@@ -33,7 +33,8 @@ from ukr_bench.schema import TIMED_FUNCTIONS, ConfigKey, FitTiming, Row, Status,
 from ukr_bench.system import PeakRSS
 from ukr_bench.training import fit
 
-Reference = Callable[[int], tuple[float, np.ndarray]]
+#: ``reference(key)``: NumPy's float64 value and gradient of ``key``'s problem (its N, D and L).
+Reference = Callable[[ConfigKey], tuple[float, np.ndarray]]
 #: ``measure(key, cfg, reference) -> Row`` with status ``ok``; raises on failure.
 Measure = Callable[[ConfigKey, SweepConfig, Reference], Row]
 
@@ -46,7 +47,6 @@ def base_row(key: ConfigKey, cfg: SweepConfig, available: int | None = None) -> 
     return Row(
         key=key,
         data=cfg.data,
-        latent_dim=cfg.latent_dim,
         sigma=cfg.sigma,
         lam=cfg.lam,
         loo=cfg.loo,
@@ -123,13 +123,20 @@ def fits_timed(key: ConfigKey, cfg: SweepConfig) -> bool:
 
 
 def measure_case(key: ConfigKey, cfg: SweepConfig, reference: Reference) -> Row:
-    """Measure one configuration: timings, memory, precision, time-to-fit. Raises on failure."""
+    """Measure one configuration: timings, memory, precision, time-to-fit. Raises on failure.
+
+    ``cfg`` is narrowed to the key's D and L first (:meth:`SweepConfig.for_key`), so that what
+    reads the problem from it sees this configuration's.
+    """
+    cfg = cfg.for_key(key)
     row = base_row(key, cfg)
     backend = get_backend(
         key.backend, dtype=key.dtype, device=key.device, layout=key.layout, gradient=key.gradient
     )
-    Z, X = problem_inputs(cfg.data, key.n, cfg.latent_dim, noise=cfg.noise, seed=cfg.seed)
-    resolved, block = backend.resolve_layout(key.n, cfg.latent_dim, X.shape[1])
+    Z, X = problem_inputs(
+        cfg.data, key.n, key.latent_dim, noise=cfg.noise, seed=cfg.seed, data_dim=key.data_dim
+    )
+    resolved, block = backend.resolve_layout(key.n, key.latent_dim, X.shape[1])
     row.info = backend.info() | {
         "resolved_layout": resolved,
         "block_rows": block,
@@ -147,7 +154,7 @@ def measure_case(key: ConfigKey, cfg: SweepConfig, reference: Reference) -> Row:
     if fits_timed(key, cfg):
         row.fits = time_fits(key, cfg, X, row.samples)
     value, grad = (backend.to_numpy(a) for a in outputs["value_and_grad"])
-    ref_value, ref_grad = reference(key.n)
+    ref_value, ref_grad = reference(key)
     row.value = float(value)
     row.value_rel_error = relative_error(value, ref_value)
     row.grad_rel_error = relative_error(grad, ref_grad)
@@ -169,7 +176,7 @@ def time_fits(
 
         def run(opt: str = opt) -> int:
             result = fit(
-                X, n_components=cfg.latent_dim, sigma=cfg.sigma, lam=cfg.lam, loo=cfg.loo,
+                X, n_components=key.latent_dim, sigma=cfg.sigma, lam=cfg.lam, loo=cfg.loo,
                 backend=key.backend, dtype=key.dtype, device=key.device,
                 optimizer=opt, max_iter=cfg.fit_iters, init="random", random_state=cfg.seed,
             )  # fmt: skip

@@ -74,15 +74,17 @@ def worker_ns() -> set[int] | None:
 def warm_up(key: ConfigKey, cfg: SweepConfig) -> None:
     """One untimed value + gradient at N = :data:`PROCESS_WARMUP_N` of ``key``'s kind.
 
-    Made once per kind (layout, gradient, dtype, device) in a worker, just before the first
+    Made once per kind (layout, gradient, dtype, device, D, L: JAX compiles per shape) in a worker, just before the first
     configuration of that kind is measured and inside its in-flight window: a framework's
     one-time start-up (thread pools, allocator, JAX's compiler) then never lands in the first
     call of whichever configuration a worker happens to measure first, now that a sweep starts
     a worker per N, and a crash here (KeOps generating code, say) is that configuration's
     crash, as before. Exceptions are left to the configuration itself to raise again.
     """
-    n = max(PROCESS_WARMUP_N, cfg.latent_dim + 2)
-    Z, X = problem_inputs(cfg.data, n, cfg.latent_dim, noise=cfg.noise, seed=cfg.seed)
+    n = max(PROCESS_WARMUP_N, key.latent_dim + 2)
+    Z, X = problem_inputs(
+        cfg.data, n, key.latent_dim, noise=cfg.noise, seed=cfg.seed, data_dim=key.data_dim
+    )
     with contextlib.suppress(Exception):
         interface.value_and_grad(
             Z, X, backend=key.backend, sigma=cfg.sigma, lam=cfg.lam, loo=cfg.loo,
@@ -91,16 +93,21 @@ def warm_up(key: ConfigKey, cfg: SweepConfig) -> None:
 
 
 def references(cfg: SweepConfig) -> Reference:
-    """NumPy's float64 value and gradient at each N of ``cfg``'s problem, computed once each."""
-    done: dict[int, tuple[float, np.ndarray]] = {}
+    """NumPy's float64 value and gradient of each (N, D, L) of ``cfg``'s problem, computed once
+    each."""
+    done: dict[tuple[int, int, int], tuple[float, np.ndarray]] = {}
 
-    def reference(n: int) -> tuple[float, np.ndarray]:
-        if n not in done:
-            Z, X = problem_inputs(cfg.data, n, cfg.latent_dim, noise=cfg.noise, seed=cfg.seed)
-            done[n] = interface.value_and_grad(
+    def reference(key: ConfigKey) -> tuple[float, np.ndarray]:
+        problem = (key.n, key.data_dim, key.latent_dim)
+        if problem not in done:
+            Z, X = problem_inputs(
+                cfg.data, key.n, key.latent_dim, noise=cfg.noise, seed=cfg.seed,
+                data_dim=key.data_dim,
+            )  # fmt: skip
+            done[problem] = interface.value_and_grad(
                 Z, X, backend="numpy", sigma=cfg.sigma, lam=cfg.lam, loo=cfg.loo
             )
-        return done[n]
+        return done[problem]
 
     return reference
 
@@ -134,7 +141,7 @@ def run_worker(
     mine = [k for k in cfg.plan() if k.backend == backend and (ns is None or k.n in ns)]
     reference = references(cfg)
     settings = configure_process(backend, cfg.threads)  # once: the whole process shares them
-    warmed: set[tuple[str, str, str, str]] = set()
+    warmed: set[tuple[str, str, str, str, int, int]] = set()
     for key in mine:
         rows = read_rows(run_dir)
         if key in {r.key for r in rows}:
@@ -146,7 +153,7 @@ def run_worker(
             row.status, row.reason = Status.SKIPPED, reason
         else:
             _write_inflight(run_dir, row)
-            kind = (key.layout, key.gradient, key.dtype, key.device)
+            kind = (key.layout, key.gradient, key.dtype, key.device, key.data_dim, key.latent_dim)
             if kind not in warmed:
                 warm_up(key, cfg)
                 warmed.add(kind)

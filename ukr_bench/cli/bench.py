@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ukr_bench.bench.config import PRESETS, SweepConfig, preset
+from ukr_bench.bench.config import SweepConfig
+from ukr_bench.bench.presets import PRESETS, preset
 from ukr_bench.cli.options import Subparsers, add_sweep_options, flag, show, sweep_fields
 from ukr_bench.extras import require_extra
 from ukr_bench.problem import check_lam, check_sigma

@@ -58,7 +58,9 @@ def add_sweep_options(p: argparse.ArgumentParser) -> None:
         if isinstance(default, bool):
             kw["action"] = argparse.BooleanOptionalAction
         elif isinstance(default, list):
-            kw |= {"nargs": "+", "type": type(default[0]) if default else str}
+            # an empty default says nothing of the items' type: the field's metadata does
+            item = f.metadata.get("type") or (type(default[0]) if default else str)
+            kw |= {"nargs": "+", "type": item}
         else:
             kw["type"] = type(default)
         p.add_argument(flag(name), **kw)

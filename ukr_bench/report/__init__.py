@@ -23,8 +23,8 @@ from ukr_bench.extras import require_extra
 # Before any module of the report imports pandas: one error naming every missing package.
 require_extra("report", "ukr_bench.report")
 
-from ukr_bench.report.analysis import scaling_exponent
 from ukr_bench.report.build import load_run, write_report
+from ukr_bench.report.stats import scaling_exponent
 from ukr_bench.report.tables import winners
 
 __all__ = ["load_run", "scaling_exponent", "winners", "write_report"]

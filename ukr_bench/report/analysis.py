@@ -6,7 +6,8 @@ names: :mod:`~ukr_bench.report.figures` draws what these functions return,
 Input frames hold a run's rows with status ok (the flat columns of :mod:`ukr_bench.schema`:
 the configuration key ``backend, layout, gradient, dtype, device, n``, and timing columns such
 as ``value_and_grad_median_s``). A *series* is the rows of one
-``backend, layout, gradient, dtype, device`` (:data:`style.SERIES`) against N.
+``backend, layout, gradient, dtype, device`` (:data:`style.SERIES`) and D and L against N:
+rows of different D or L are never one series, cell or ratio (:func:`style.problems`).
 
 **Plausibility flags** (:func:`flag_rows`): a row whose numbers cannot both be right is
 flagged, shown, and kept out of winners and fitted exponents: value + gradient significantly
@@ -17,7 +18,6 @@ falls as N doubles, a host memory reading of zero where the computation needs mo
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ukr_bench.report import rates, stats, style
+from ukr_bench.report.stats import scaling_exponent
 from ukr_bench.schema import ConfigKey, Status, fit_column, timing_column
 
 VG_MEDIAN = timing_column("value_and_grad", "median")
@@ -58,30 +59,16 @@ def series(ok: pd.DataFrame, *, gaps: bool = False) -> list[tuple[Series, pd.Dat
 
     ``gaps``: every series gets a row (all NaN) at each N of ``ok`` it lacks, so that a line
     drawn through it breaks there instead of going straight across a missing measurement.
+    Different D or L: different series of one :data:`Series` name (figures draw one D at a time).
     """
     all_n = sorted(ok["n"].unique())
     out = []
-    for key, group in ok.groupby(list(style.SERIES), sort=True):
+    for key, group in ok.groupby([*style.SERIES, *style.problems(ok)], sort=True):
         g = group.sort_values("n")
         if gaps:
             g = g.set_index("n").reindex(all_n).rename_axis("n").reset_index()
-        out.append((cast(Series, key), g))
+        out.append((cast(Series, key[: len(style.SERIES)]), g))
     return out
-
-
-def scaling_exponent(n: Iterable[float], t: Iterable[float]) -> float | None:
-    """Slope of log t against log N over the upper half of the N range (the asymptotic regime).
-
-    The least-squares fit of ``log t = k log N + c`` over the points with ``N >= median(N)``
-    (t = c N^k gives k); None with fewer than two distinct N there.
-    """
-    n, t = np.asarray(n, dtype=float), np.asarray(t, dtype=float)
-    if len(n) < 2:
-        return None
-    keep = n >= np.median(n)
-    if keep.sum() < 2 or len(np.unique(n[keep])) < 2:
-        return None
-    return float(np.polyfit(np.log(n[keep]), np.log(t[keep]), 1)[0])
 
 
 #: The per-pair lower bound per cell (:func:`ukr_bench.report.rates.bounds`).
@@ -114,10 +101,11 @@ def speedup(ok: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame | Non
     (:func:`style.baseline_backend`). None where no row is the baseline's.
     """
     name = baseline if baseline is not None else style.baseline_backend()
-    base = ok[ok.backend == name].set_index(["layout", "dtype", "device", "n"])[VG_MEDIAN]
+    on = ["layout", "dtype", "device", "n", *style.problems(ok)]
+    base = ok[ok.backend == name].set_index(on)[VG_MEDIAN]
     if base.empty:
         return None
-    idx = list(zip(ok["layout"], ok["dtype"], ok["device"], ok["n"], strict=True))
+    idx = list(zip(*(ok[c] for c in on), strict=True))
     return ok.assign(speedup=base.reindex(idx).to_numpy() / ok[VG_MEDIAN].to_numpy())
 
 
@@ -129,7 +117,7 @@ def autodiff_cost(ok: pd.DataFrame) -> pd.DataFrame:
     ratio from the raw samples and ``p`` the Mann-Whitney p-value (:func:`stats.compare`; NaN
     without samples). Columns: backend, layout, dtype, device, n, ratio, low, high, p.
     """
-    keys = ["backend", "layout", "dtype", "device", "n"]
+    keys = ["backend", "layout", "dtype", "device", "n", *style.problems(ok)]
     out = []
     for key, g in ok.groupby(keys, sort=True):
         kinds = g.drop_duplicates("gradient").set_index("gradient")
@@ -302,18 +290,21 @@ def flag_rows(ok: pd.DataFrame, *, memory: bool = False) -> pd.Series:
 # --------------------------------------------------------------------------- winners
 
 
-def winners_per_n(ok: pd.DataFrame) -> pd.DataFrame:
+def winners_per_n(ok: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
     """The fastest series for value + gradient per dtype, device and N, or a tie.
 
     The fastest by median is compared with every other series by :func:`stats.compare` on the
     raw samples; those it does not beat significantly tie with it. Columns: dtype, device, N,
     fastest (a name, or ``tie: a, b``), tied (the names of ``fastest``, a tuple: one, or all
     that tie), lead (over the runner-up, with its 95 % interval), ratio (that lead's), time (the
-    fastest's median), x_bound (its time over :func:`rates.bound_of`).
+    fastest's median), x_bound (its time over :func:`rates.bound_of`); after N, a cell per value
+    of the problem's columns ``by`` (default :func:`style.problems`).
     """
+    by = style.problems(ok) if by is None else by
     ok = rates.with_bounds(ok)
     out = []
-    for (dtype, device, n), group in ok.groupby(["dtype", "device", "n"], sort=True):
+    for cell, group in ok.groupby(["dtype", "device", "n", *by], sort=True):
+        dtype, device, n = cell[:3]
         g = group.sort_values(VG_MEDIAN)
         names = [style.label(s).removesuffix(f" {dtype} {device}") for s in
                  g[list(style.SERIES)].itertuples(index=False)]  # fmt: skip
@@ -331,6 +322,7 @@ def winners_per_n(ok: pd.DataFrame) -> pd.DataFrame:
                 "dtype": dtype,
                 "device": device,
                 "N": int(cast(int, n)),
+                **{c: int(cast(int, v)) for c, v in zip(by, cell[3:], strict=True)},
                 "fastest": names[0] if len(tied) == 1 else "tie: " + ", ".join(sorted(tied)),
                 "tied": tuple(sorted(tied)),
                 "lead": "only backend" if lead is None else str(lead),
@@ -339,20 +331,21 @@ def winners_per_n(ok: pd.DataFrame) -> pd.DataFrame:
                 "x_bound": x_bound,
             }
         )
-    columns = ["dtype", "device", "N", "fastest", "tied", "lead", "ratio", "time", "x_bound"]
+    columns = ["dtype", "device", "N", *by, "fastest", "tied", "lead", "ratio", "time", "x_bound"]
     return pd.DataFrame(out, columns=columns)
 
 
-def run_winners(df: pd.DataFrame) -> pd.DataFrame:
+def run_winners(df: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
     """One run's verdict per dtype, device and N it has rows for (any status): ``fastest`` of
     :func:`winners_per_n` over its unflagged ok rows, NaN where none was usable (failed or
     flagged), so that :func:`stats.consensus` tells that apart from a cell never measured.
-    Columns: dtype, device, N, fastest."""
-    cell = ["dtype", "device", "N"]
+    Columns: dtype, device, N, ``by`` (default :func:`style.problems`), fastest."""
+    by = style.problems(df) if by is None else by
+    cell = ["dtype", "device", "N", *by]
     ok = df[df.status == OK].copy()
     ok = ok[flag_rows(ok) == ""] if not ok.empty else ok
-    won = winners_per_n(ok)[[*cell, "fastest"]]
-    tried = df[["dtype", "device", "n"]].drop_duplicates().rename(columns={"n": "N"})
+    won = winners_per_n(ok, by)[[*cell, "fastest"]]
+    tried = df[["dtype", "device", "n", *by]].drop_duplicates().rename(columns={"n": "N"})
     return tried.astype({"N": int}).merge(won, how="left", on=cell)
 
 
@@ -363,7 +356,13 @@ def run_table(frames: list[pd.DataFrame], runs: list[str]) -> pd.DataFrame:
     """Every configuration of any run (index: the configuration key, sorted), with per run
     ``<run>``: its median value + gradient time (NaN unless status ok) and ``<run> status``
     (``absent`` where the run has no row for it)."""
-    keyed = [f.set_index(KEY) for f in frames]
+    # a frame without D and L (made by hand) has the key's defaults, as older rows upgrade
+    saddle: dict[str, Any] = {
+        c: getattr(ConfigKey("", "", "", "", "", 1), c) for c in style.PROBLEM
+    }
+    keyed = [
+        f.assign(**{c: d for c, d in saddle.items() if c not in f}).set_index(KEY) for f in frames
+    ]
     all_keys = sorted(set().union(*(k.index for k in keyed)))
     table = pd.DataFrame(index=pd.MultiIndex.from_tuples(all_keys, names=KEY))
     for run, k in zip(runs, keyed, strict=True):
@@ -378,7 +377,8 @@ def run_spread(table: pd.DataFrame, runs: list[str]) -> pd.DataFrame:
     its ``median`` and ``max`` over N."""
     medians = table[runs]
     spread = (medians.max(axis=1) / medians.min(axis=1)).where(medians.notna().all(axis=1))
-    return spread.dropna().groupby(level=list(style.SERIES)).agg(["median", "max"])
+    levels = [*style.SERIES, *style.problems(table.index.to_frame(index=False))]
+    return spread.dropna().groupby(level=levels).agg(["median", "max"])
 
 
 def mismatched(table: pd.DataFrame, runs: list[str]) -> pd.DataFrame:

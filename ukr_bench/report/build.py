@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ukr_bench.report import analysis, figures, stats, tables
+from ukr_bench.report import analysis, figures, stats, style, tables
 from ukr_bench.report.analysis import KEY, OK
 from ukr_bench.report.render import Block, render_html, render_markdown
-from ukr_bench.schema import NOT_RECORDED, ConfigKey, RunMeta, load_results, simd_label
+from ukr_bench.report.tables import cpu_said, gpus_said
+from ukr_bench.schema import ConfigKey, RunMeta, load_results
 
 
 def load_run(run_dir: Path | str) -> tuple[pd.DataFrame, RunMeta]:
@@ -86,16 +86,18 @@ def single_run_blocks(
     """One run's sections: summary, figures (``draw``; file names start with ``prefix``),
     medians and exponents, autodiff and gradient cost, float32, flags, and what did not run
     or read."""
-    ok = df[df.status == OK].copy()
     blocks: list[Block] = smoke_banner(meta)
-    if not ok.empty:
+    for said, part in tables.problem_parts(df[df.status == OK]):  # several D: a part per D
+        if part.empty:
+            continue
+        blocks += [Block("h2", f"Problem {said}")] if said else []
+        ok = part.copy()
         ok["flag"] = analysis.flag_rows(ok)
         memory_flags = analysis.flag_rows(ok, memory=True)
         clean = ok[ok.flag == ""]
         skipped = len(df.attrs.get("skipped_lines", []))
         blocks += _summary_blocks(ok, clean, memory_flags, skipped, winners=not is_smoke(meta))
-        if draw:
-            blocks += _figure_blocks(ok, fig_dir, prefix)
+        blocks += _figure_blocks(ok, fig_dir, prefix + tables.stem(said)) if draw else []
         blocks += _median_blocks(ok, clean)
         blocks += _autodiff_blocks(clean) + _gradient_cost_blocks(clean)
         blocks += _precision_blocks(ok, clean) + _flag_blocks(ok, memory_flags)
@@ -281,17 +283,6 @@ def _file_blocks(df: pd.DataFrame) -> list[Block]:
     return blocks
 
 
-def cpu_said(cpu: dict[str, Any]) -> str:
-    """``Intel(R) Xeon(R) Processor (Intel Xeon (family 6, model 207); SIMD: AVX, AVX2)``."""
-    model = cpu["model"] or f"CPU model {NOT_RECORDED}"
-    family = cpu["family"] or f"family {NOT_RECORDED}"
-    return f"{model} ({family}; SIMD: {simd_label(cpu['simd'])})"
-
-
-def gpus_said(meta: RunMeta) -> str:
-    return ", ".join(str(g.get("name")) for g in meta.machine.get("gpus") or []) or "none"
-
-
 def machine_blocks(runs: list[str], metas: Sequence[RunMeta]) -> list[Block]:
     """Whether the runs compared ran on the same kind of machine, and a warning where not.
 
@@ -342,19 +333,19 @@ def comparison_blocks(
         raise ValueError(msg)
     table = analysis.run_table(frames, runs)
     base = runs[0]
-    agreed = stats.consensus(
-        [analysis.run_winners(f) for f in frames], ["dtype", "device", "N"], "fastest", names=runs
-    )
-    all_ok = pd.concat([f[f.status == OK] for f in frames])
+    by = style.problems(pd.concat(frames))  # several D or L: a verdict and a figure for each
+    winners = [analysis.run_winners(f, by) for f in frames]
+    agreed = stats.consensus(winners, ["dtype", "device", "N", *by], "fastest", names=runs)
+    overlays = [
+        Block("figure", figures.fig_overlay(part, runs, fig_dir / f"compare_{tables.stem(said)}time"),
+              f"Value + gradient time of every run, overlaid{', ' + said if said else ''}.")
+        for said, part in tables.problem_parts(pd.concat([f[f.status == OK] for f in frames]))
+    ]  # fmt: skip
     return [
         Block("h2", "Runs compared"),
         Block("text", f"Baseline: `{base}`. Ratios above 1 mean slower than the baseline."),
         *(machine_blocks(runs, metas) if metas is not None else []),
-        Block(
-            "figure",
-            figures.fig_overlay(all_ok, runs, fig_dir / "compare_time"),
-            "Value + gradient time of every run, overlaid.",
-        ),
+        *overlays,
         Block(
             "table",
             agreed,

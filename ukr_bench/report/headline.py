@@ -21,9 +21,10 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
-from ukr_bench.report import analysis
+from ukr_bench.report import analysis, style
 from ukr_bench.report.analysis import OK
-from ukr_bench.report.build import SMOKE_MIN_TIME, cpu_said, gpus_said, load_run
+from ukr_bench.report.build import SMOKE_MIN_TIME, load_run
+from ukr_bench.report.tables import PROBLEM_NAMES, cpu_said, gpus_said
 from ukr_bench.schema import RunMeta
 
 #: The start marker, with the runs (paths relative to the README) after ``from:``.
@@ -40,33 +41,38 @@ def cells(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
 
     Columns: device, dtype, N, fastest (a series' name, or ``tie: a, b, ...``: the union of
     what the runs tied or disagreed on), runs (how many runs measured the cell usably), x_bound
-    (the median over those runs of the fastest time over the machine's bound).
+    (the median over those runs of the fastest time over the machine's bound). Runs of several
+    D or L (:func:`style.problems`) get a cell per D and L, and columns ``D``, ``L`` before N.
     """
-    verdicts: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    by = style.problems(pd.concat(list(frames))) if frames else []
+    shown = [PROBLEM_NAMES[c] for c in by]
+    verdicts: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for df in frames:
         ok = df[df.status == OK]
         ok = ok[analysis.flag_rows(ok) == ""] if not ok.empty else ok
-        for r in cast(list[dict[str, Any]], analysis.winners_per_n(ok).to_dict("records")):
-            verdicts.setdefault((r["device"], r["dtype"], int(r["N"])), []).append(r)
+        for r in cast(list[dict[str, Any]], analysis.winners_per_n(ok, by).to_dict("records")):
+            cell = (r["device"], r["dtype"], *(int(r[c]) for c in by), int(r["N"]))
+            verdicts.setdefault(cell, []).append(r)
     out = []
-    for (device, dtype, n), runs in sorted(verdicts.items()):
+    for (device, dtype, *problem, n), runs in sorted(verdicts.items()):
         names = sorted({name for r in runs for name in r["tied"]})
         agreed = len(names) == 1
         out.append({
-            "device": device, "dtype": dtype, "N": n,
+            "device": device, "dtype": dtype, **dict(zip(shown, problem, strict=True)), "N": n,
             "fastest": names[0] if agreed else "tie: " + ", ".join(names),
             "runs": len(runs),
             "x_bound": float(np.nanmedian([r["x_bound"] for r in runs]))
             if any(np.isfinite(r["x_bound"]) for r in runs) else np.nan,
         })  # fmt: skip
-    return pd.DataFrame(out, columns=["device", "dtype", "N", "fastest", "runs", "x_bound"])
+    return pd.DataFrame(out, columns=["device", "dtype", *shown, "N", "fastest", "runs", "x_bound"])
 
 
 def headline(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
     """:func:`cells` with consecutive N of one verdict (and run count) merged into one row."""
     per_n = cells(frames)
+    dims = [c for c in PROBLEM_NAMES.values() if c in per_n.columns]
     out = []
-    for (device, dtype), g in per_n.groupby(["device", "dtype"], sort=True):
+    for (device, dtype, *problem), g in per_n.groupby(["device", "dtype", *dims], sort=True):
         rows = g.to_dict("records")
         start = 0
         for i in range(1, len(rows) + 1):
@@ -78,14 +84,15 @@ def headline(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
             shown = sorted({f"{c['x_bound']:.1f}" for c in chunk if np.isfinite(c["x_bound"])},
                            key=float)  # fmt: skip
             out.append({
-                "device": device, "dtype": dtype,
+                "device": device, "dtype": dtype, **dict(zip(dims, problem, strict=True)),
                 "N": f"{lo}" if lo == hi else f"{lo}–{hi}",
                 "fastest": chunk[0]["fastest"],
                 "x bound": "–" if not shown else "–".join(dict.fromkeys([shown[0], shown[-1]])),
                 "runs": str(chunk[0]["runs"]),
             })  # fmt: skip
             start = i
-    return pd.DataFrame(out, columns=["device", "dtype", "N", "fastest", "x bound", "runs"])
+    columns = ["device", "dtype", *dims, "N", "fastest", "x bound", "runs"]
+    return pd.DataFrame(out, columns=columns)
 
 
 def float32_accuracy(frames: Sequence[pd.DataFrame]) -> str:

@@ -8,12 +8,15 @@ otherwise the two tie. Samples within one configuration are consecutive calls, s
 machine's state of the moment: the test says whether the two medians differ in *this* run,
 not whether they would in the next; across runs, :func:`consensus` keeps only what held in all.
 
+**Power laws**: :func:`scaling_exponent`, the fitted k of a time t = c N^k.
+
 The plausibility flags that decide which rows a comparison may use are
 :func:`ukr_bench.report.analysis.flag_rows`; this module knows nothing of the report.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,3 +110,18 @@ def consensus(
         return f"tie (runs disagree: {' / '.join(seen)})"
 
     return merged.apply(verdict, axis=1).rename(column).reset_index()
+
+
+def scaling_exponent(n: Iterable[float], t: Iterable[float]) -> float | None:
+    """Slope of log t against log N over the upper half of the N range (the asymptotic regime).
+
+    The least-squares fit of ``log t = k log N + c`` over the points with ``N >= median(N)``
+    (t = c N^k gives k); None with fewer than two distinct N there.
+    """
+    n, t = np.asarray(n, dtype=float), np.asarray(t, dtype=float)
+    if len(n) < 2:
+        return None
+    keep = n >= np.median(n)
+    if keep.sum() < 2 or len(np.unique(n[keep])) < 2:
+        return None
+    return float(np.polyfit(np.log(n[keep]), np.log(t[keep]), 1)[0])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Sequence
+from typing import Any
 
 from backends import REGISTRY
 
@@ -13,8 +14,19 @@ EXTRA_COLORS = ("#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"
 LINESTYLES = {"float64": "-", "float32": "--"}
 DEVICE_MARKERS = {"cpu": "o", "cuda": "s"}
 RUN_LINESTYLES = ("-", "--", ":", "-.")
-#: Columns naming a series (everything in the configuration key but N).
+#: Columns naming a series (everything in the configuration key but N and the problem's).
 SERIES = ("backend", "layout", "gradient", "dtype", "device")
+#: The key's columns of the problem besides N: D (``data_dim``) and L (``latent_dim``).
+PROBLEM = ("data_dim", "latent_dim")
+
+
+def problems(df: Any) -> list[str]:
+    """The columns of :data:`PROBLEM` that take more than one value in the DataFrame ``df``.
+
+    The report groups by these as well: a run of several D keeps them apart, and a run of one
+    D (every committed run) groups, and so reads, exactly as without them.
+    """
+    return [c for c in PROBLEM if c in df.columns and df[c].nunique(dropna=False) > 1]
 
 
 def color(backend: str) -> str:

@@ -26,13 +26,38 @@ def _span(values: list[float]) -> str:
     return f"{lo}x" if lo == hi else f"{lo}–{hi}x"
 
 
+#: How a table heads the problem's columns.
+PROBLEM_NAMES = {"data_dim": "D", "latent_dim": "L"}
+
+
+def problem_parts(ok: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """``ok`` split by D and L where it has several (:func:`style.problems`), each part named
+    (``D = 64, L = 2``); one part named ``""`` where it has one."""
+    by = style.problems(ok)
+    if not by:
+        return [("", ok)]
+    out = []
+    for values, part in ok.groupby(by, sort=True):  # a list of keys: tuples of values
+        said = ", ".join(f"{PROBLEM_NAMES[c]} = {v}" for c, v in zip(by, values, strict=True))
+        out.append((said, part))
+    return out
+
+
+def stem(said: str) -> str:
+    """``D64_L2_``: a file name's prefix for :func:`problem_parts`' ``D = 64, L = 2``."""
+    return "".join(p.replace(" = ", "") + "_" for p in said.split(", ") if p)
+
+
 def winners(ok: pd.DataFrame) -> pd.DataFrame:
     """:func:`analysis.winners_per_n`, consecutive N with the same verdict merged into one line."""
     per_n = analysis.winners_per_n(ok)
     if per_n.empty:
         return pd.DataFrame({"": ["no configuration passed the plausibility checks"]})
     out = []
-    for (dtype, device), g in per_n.groupby(["dtype", "device"], sort=True):
+    by = [c for c in style.PROBLEM if c in per_n.columns]  # one D and L per line
+    for cell, g in per_n.groupby(["dtype", "device", *by], sort=True):
+        dtype, device = cell[:2]
+        problem = {PROBLEM_NAMES[c]: v for c, v in zip(by, cell[2:], strict=True)}
         rows = cast(list[dict[str, Any]], g.to_dict("records"))
         start = 0
         for i in range(1, len(rows) + 1):
@@ -50,6 +75,7 @@ def winners(ok: pd.DataFrame) -> pd.DataFrame:
                     {
                         "dtype": dtype,
                         "device": device,
+                        **problem,
                         "N": f"{lo}" if lo == hi else f"{lo}–{hi}",
                         "fastest": chunk[0]["fastest"],
                         "lead over the next backend": lead,
@@ -103,10 +129,12 @@ def exponent_table(ok: pd.DataFrame) -> pd.DataFrame:
 
 def one_device_shown(t: pd.DataFrame) -> pd.DataFrame:
     """``t`` without its ``devices`` column when every row ran on one device (the ``device``
-    column names a set of several, ``cpu:0-3``, so tables of one-device runs stay as they were)."""
+    column names a set of several, ``cpu:0-3``, so tables of one-device runs stay as they were),
+    and without ``data_dim`` and ``latent_dim`` where every row has the same (one problem)."""
     if "devices" in t.columns and (t["devices"] == 1).all():
-        return t.drop(columns="devices")
-    return t
+        t = t.drop(columns="devices")
+    same = [c for c in style.PROBLEM if c in t.columns and t[c].nunique(dropna=False) <= 1]
+    return t.drop(columns=same)
 
 
 def flags_table(ok: pd.DataFrame, flags: pd.Series) -> pd.DataFrame:
@@ -174,6 +202,37 @@ def problems_table(df: pd.DataFrame) -> pd.DataFrame:
     return one_device_shown(bad[[*KEY, "status", "reason"]].sort_values(KEY).reset_index(drop=True))
 
 
+def _dims_said(cfg: dict[str, Any]) -> str:
+    """``D=3, 64, L=2``: the dimensions a run swept (runs before the D axis: L alone, D the
+    data set's own)."""
+    dims = cfg.get("data_dims") or []
+    ls = cfg.get("latent_dims") or [cfg.get("latent_dim")]
+    said = f"D={', '.join(map(str, dims))}, " if dims else ""
+    return said + f"L={', '.join(map(str, ls))}"
+
+
+def _data_file_said(meta: RunMeta) -> dict[str, str]:
+    """The user's data file, where the run measured one: its path, SHA-256 and size."""
+    f = meta.data_file
+    if not f:
+        return {}
+    return {
+        "data file": f"{f.get('path')} (SHA-256 {f.get('sha256')}; {f.get('rows')} rows x "
+        f"{f.get('columns')} columns)"
+    }
+
+
+def cpu_said(cpu: dict[str, Any]) -> str:
+    """``Intel(R) Xeon(R) Processor (Intel Xeon (family 6, model 207); SIMD: AVX, AVX2)``."""
+    model = cpu["model"] or f"CPU model {NOT_RECORDED}"
+    family = cpu["family"] or f"family {NOT_RECORDED}"
+    return f"{model} ({family}; SIMD: {simd_label(cpu['simd'])})"
+
+
+def gpus_said(meta: RunMeta) -> str:
+    return ", ".join(str(g.get("name")) for g in meta.machine.get("gpus") or []) or "none"
+
+
 def machine_table(meta: RunMeta) -> pd.DataFrame:
     """The machine and settings of a run, one line each. The CPU is named by model, family and
     SIMD features: times and float32 errors of one code differ between Intel and AMD, and with
@@ -207,8 +266,9 @@ def machine_table(meta: RunMeta) -> pd.DataFrame:
         "order": "backends in turns at each N (a worker per backend and N)"
         if cfg.get("interleave")
         else "one backend after another (a worker per backend)",
-        "problem": f"{cfg.get('data')} data, L={cfg.get('latent_dim')}, sigma={cfg.get('sigma')}, "
+        "problem": f"{cfg.get('data')} data, {_dims_said(cfg)}, sigma={cfg.get('sigma')}, "
         f"lam={cfg.get('lam')}, loo={cfg.get('loo')}, Z ~ N(0, I)",
+        **_data_file_said(meta),
         "timing": f"warm-up {cfg.get('warmup')} calls, then >= {cfg.get('min_rounds')} rounds "
         f"and >= {cfg.get('min_time')} s per function",
     }
