@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +52,15 @@ def test_a_sweep_over_two_d_keeps_them_apart(tmp_path: Path) -> None:
     assert "## Problem D = 8" in md
     figures = {p.name for p in (run_dir / "figures").iterdir()}
     assert {"D3_time.png", "D8_time.png"} <= figures
+    # two runs of two D compared: a verdict and an overlay per D, never one across them
+    twin = tmp_path / "twin"
+    shutil.copytree(run_dir, twin)
+    md = write_report([run_dir, twin], tmp_path / "cmp").read_text()
+    assert "overlaid, D = 3" in md
+    assert "overlaid, D = 8" in md
+    assert {"compare_D3_time.png", "compare_D8_time.png"} <= {
+        p.name for p in (tmp_path / "cmp" / "figures").iterdir()
+    }
 
 
 def test_the_memory_estimate_follows_d() -> None:
