@@ -200,3 +200,22 @@ def test_n_jobs_changes_the_rounding_not_the_fit() -> None:
     one = UKR(**kw, init="random", random_state=1, n_jobs=1).fit(X)
     assert relative_error(one.snapshots_, ref.snapshots_) < TRAJECTORY_TOL
     assert relative_error(one.history_, ref.history_) < TRAJECTORY_TOL
+
+
+def test_the_thread_benchmark_runs_at_a_small_size() -> None:
+    """benchmarks/estimator_threads.py at a tiny size: it runs and times every setting (its
+    times are printed, never checked)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "estimator_threads.py"
+    spec = importlib.util.spec_from_file_location("estimator_threads", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    argv = ["--n", "30", "--max-iter", "2", "--repeats", "2", "--backends", "numpy"]
+    times = module.main([*argv, "--n-jobs", "1", "-1"])
+    assert list(times) == ["numpy"]
+    assert list(times["numpy"]) == ["None", "1", "-1"]
+    assert all(len(v) == 2 for v in times["numpy"].values())

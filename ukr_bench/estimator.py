@@ -48,8 +48,6 @@ _NOT_FITTED = "This %(name)s instance is not fitted yet: call fit(X) before usin
 class UKR(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):  # type: ignore[misc]
     """Unsupervised Kernel Regression (Meinicke, Klanke, Memisevic & Ritter, 2005).
 
-    Parameters
-    ----------
     The fit minimises E(Z) of :mod:`ukr_bench.problem`, the mean over the N points of
     ``||x_n - f_{-n}(z_n)||^2 + lam ||z_n||^2`` with a Gaussian kernel of bandwidth ``sigma``
     (``f_{-n}``: leave-one-out). It starts at a fixed latent scale (``init``) and learns the
