@@ -1,4 +1,4 @@
-"""``ukr-bench bench``: the sweep (backend x device x dtype x N), resumable, and its report."""
+"""``ukr-bench bench``: the sweep (backend x device x dtype x N x D x L), resumable, and its report."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ def add_parser(sub: Subparsers) -> None:
     p = sub.add_parser(
         "bench",
         help="benchmark speed, memory and precision over N (writes a results directory)",
-        description="Sweep backend x device x dtype x N; rows are saved as each configuration "
-        "finishes, and --resume finishes an interrupted run.",
+        description="Sweep backend x layout x gradient x device x dtype x N x D x L; rows are "
+        "saved as each configuration finishes, and --resume finishes an interrupted run.",
     )
     add_sweep_options(p)
     presets = p.add_mutually_exclusive_group()
