@@ -165,6 +165,16 @@ def test_digits_and_dimensions_are_checked_before_a_sweep(
     assert "data: no such file nothere.csv" in capsys.readouterr().err
 
 
+def test_digits_without_scikit_learn_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)  # import fails
+    with pytest.raises(ImportError, match=r"data set 'digits' needs .*ukr-bench\[data\]"):
+        SweepConfig(backends=["numpy"], data="digits", ns=[100])
+
+
 def test_the_presets_sweep_d() -> None:
     assert PRESETS["dims"]["data_dims"] == [3, 16, 64, 256]
     assert max(PRESETS["dims"]["ns"]) == 8000

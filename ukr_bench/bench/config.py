@@ -19,6 +19,7 @@ from backends import GRADIENT_KINDS, REGISTRY
 from ukr_bench import data_files
 from ukr_bench.data import DATASETS, DIGITS_SIZE, EMBEDDABLE, NATIVE_DIMS
 from ukr_bench.devices import parse_device
+from ukr_bench.extras import require
 from ukr_bench.interface import available_backends
 from ukr_bench.optim import OPTIMIZERS
 from ukr_bench.problem import LAYOUTS, Params
@@ -242,6 +243,8 @@ class SweepConfig:
             what = f"the {rows} rows of {f.path}"
         elif self.data in DATASETS:
             native, rows = NATIVE_DIMS[self.data], DIGITS_SIZE if self.data == "digits" else 0
+            if self.data == "digits":  # before the sweep starts, not in every worker
+                require("sklearn.datasets", "data", "data set 'digits'")
             what = f"the {DIGITS_SIZE} samples of data set 'digits'"
         else:
             msg = (
