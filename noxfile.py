@@ -69,9 +69,6 @@ OVER_LIMIT = {
     "backends/numpy_backend.py": 472,
     "ukr_bench/report/build.py": 457,
     "ukr_bench/tutorial.py": 410,
-    # the fused kernels and their drivers, to be split when the fused layout is integrated
-    "backends/jax_fused.py": 690,
-    "backends/torch_fused.py": 564,
 }
 
 

@@ -31,6 +31,21 @@ from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 GradientKind = Literal["autodiff", "manual"]
 #: How a gradient can be obtained: by automatic differentiation, or by the hand-derived formula.
 GRADIENT_KINDS: tuple[GradientKind, ...] = ("autodiff", "manual")
+#: A memory layout a backend implements: N x N arrays, row blocks, or one fused kernel per pass
+#: (``ukr_bench.problem.LAYOUTS`` adds ``auto``, which chooses among them).
+LayoutName = Literal["dense", "blocked", "fused"]
+#: The install hint of the fused torch kernels' Triton (imported only when they are first used).
+TRITON_INSTALL = 'pip install "ukr-bench[triton]"'
+
+
+class FusedInterpretWarning(UserWarning):
+    """The fused kernels (Pallas, Triton) run in interpret mode, on a CPU: correct, not fast.
+
+    Each framework's fused module warns once per process; one class for both, so that one
+    filter (the test suite's) silences them.
+    """
+
+
 #: How a backend runs on several devices (rows split between them): not at all, in one
 #: process (JAX: a mesh of the devices it sees), or one process per device (torch.distributed,
 #: started by ``torchrun``; the harness's one worker per backend cannot do that yet).
@@ -100,12 +115,33 @@ class BackendSpec:
     #: :attr:`process_env` by :meth:`worker_env` (values of a key both set are joined by a
     #: space, this one first).
     host_devices_env: Callable[[int], dict[str, str]] | None = None
+    #: Layouts that implement fewer gradient kinds than :attr:`gradients`, as (layout, kinds)
+    #: pairs, the first kind the layout's default: the fused kernels are hand-differentiated
+    #: only (neither JAX nor torch differentiates through a Pallas or Triton kernel).
+    layout_gradients: tuple[tuple[LayoutName, tuple[GradientKind, ...]], ...] = ()
+    #: Packages a layout needs beyond :attr:`requires`, as (layout, importable, install hint).
+    layout_requires: tuple[tuple[LayoutName, str, str], ...] = ()
 
     def __post_init__(self) -> None:
         defaults = {self.gradient, self.blocked_gradient or self.gradient}
         if not defaults <= set(self.gradients) <= set(GRADIENT_KINDS):
             msg = f"backend {self.name!r}: gradients {self.gradients} must hold its defaults {sorted(defaults)}"
             raise ValueError(msg)
+        for layout, kinds in self.layout_gradients:
+            if layout not in self.layouts or not kinds or not set(kinds) <= set(self.gradients):
+                msg = f"backend {self.name!r}: layout_gradients {layout!r}: {kinds} must be a non-empty subset of gradients {self.gradients} of one of its layouts {self.layouts}"
+                raise ValueError(msg)
+
+    def gradients_in(self, layout: str) -> tuple[GradientKind, ...]:
+        """The gradient kinds the backend implements in ``layout`` (its Variants' kinds)."""
+        return next((k for name, k in self.layout_gradients if name == layout), self.gradients)
+
+    def missing_for(self, layout: str) -> str | None:
+        """Why ``layout`` cannot run here (a package it needs, with its install hint), or None."""
+        for name, package, install in self.layout_requires:
+            if name == layout and not _importable(package):
+                return f"layout {layout!r} of backend {self.name!r} needs the {package!r} package, which is not installed: {install}"
+        return None
 
     def worker_env(self, threads: int, host_devices: int = 1) -> dict[str, str]:
         """The worker process's environment: threads, and ``host_devices`` CPU devices."""
@@ -125,7 +161,9 @@ class BackendSpec:
         default for the layout (autodiff dense, hand-derived blocked for JAX and torch).
         """
         if gradient != "auto":
-            return check_gradient(gradient, self)
+            return check_gradient(gradient, self, layout)
+        if any(name == layout for name, _ in self.layout_gradients):
+            return self.gradients_in(layout)[0]
         if layout == "blocked" and self.blocked_gradient is not None:
             return self.blocked_gradient
         return self.gradient
@@ -136,14 +174,21 @@ class BackendSpec:
         return all(_importable(name) for name in (self.requires, *self.also_requires))
 
 
-def check_gradient(gradient: object, spec: BackendSpec | None = None) -> GradientKind:
+def check_gradient(
+    gradient: object, spec: BackendSpec | None = None, layout: str | None = None
+) -> GradientKind:
     """``gradient`` as a :data:`GradientKind`, or a ValueError naming it and the supported values.
 
-    With ``spec``, only the kinds that backend implements are accepted.
+    With ``spec``, only the kinds that backend implements are accepted; with ``layout`` too,
+    only those of that layout (:meth:`BackendSpec.gradients_in`).
     """
     supported = GRADIENT_KINDS if spec is None else spec.gradients
+    if spec is not None and layout is not None:
+        supported = spec.gradients_in(layout)
     if gradient not in supported:
         where = "" if spec is None else f" for backend {spec.name!r}"
+        if spec is not None and layout is not None and supported != spec.gradients:
+            where += f" in layout {layout!r}"
         msg = f"gradient must be one of {['auto', *supported]}{where}, got {gradient!r}"
         raise ValueError(msg)
     return gradient
@@ -157,13 +202,14 @@ class Variant:
     """One way a backend computes E(Z) and dE/dZ: a layout and a gradient kind.
 
     ``value_and_grad`` is a plain function taking the backend first (a method of its class):
-    ``f(backend, Z, X, sigma, lam, loo)`` dense, with ``block`` (rows per block, an int) last in
-    the blocked layout. ``description`` says in words how the gradient is obtained: what
+    ``f(backend, Z, X, sigma, lam, loo)`` dense and fused (the kernels' own tiles), with
+    ``block`` (rows per block, an int) last in the blocked layout. ``description`` says in
+    words how the gradient is obtained: what
     :meth:`~ukr_bench.interface.Backend.describe_gradient` answers, recorded with every
     benchmark row and shown by the report.
     """
 
-    layout: Literal["dense", "blocked"]
+    layout: LayoutName
     gradient: GradientKind
     value_and_grad: Callable[..., tuple[Any, Any]]
     description: str
@@ -176,10 +222,11 @@ class Computations:
     ``value(b, Z, X, sigma, lam, loo)``, ``predict(b, Zq, Z, X, sigma)`` and
     ``project_value_and_grad(b, Zq, Xq, Z, X, sigma)``; blocked ones take ``block`` last. Dense:
     the N x N arrays at once; blocked: row blocks of ``block`` rows (the last may be shorter),
-    never an N x N array.
+    never an N x N array; fused: one kernel per pass over tiles of its own size, memory
+    O(N (L + D)).
     """
 
-    layout: Literal["dense", "blocked"]
+    layout: LayoutName
     value: Callable[..., Any]
     predict: Callable[..., Any]
     project_value_and_grad: Callable[..., tuple[Any, Any]]
@@ -305,6 +352,8 @@ REGISTRY: dict[str, BackendSpec] = {
             n2_per_latent=0.5,
             blocked_gradient="manual",  # a hand-derived custom_vjp
             gradients=("autodiff", "manual"),
+            layouts=("dense", "blocked", "fused"),
+            layout_gradients=(("fused", ("manual",)),),  # Pallas kernels, a custom_vjp
             multi_device="in_process",  # a mesh; rows sharded (backends/jax_sharded.py)
             host_devices_env=_xla_host_devices,
             color="#1f77b4",
@@ -334,6 +383,9 @@ REGISTRY: dict[str, BackendSpec] = {
             n2_per_latent=1.0,
             blocked_gradient="manual",  # a hand-derived autograd.Function
             gradients=("autodiff", "manual"),
+            layouts=("dense", "blocked", "fused"),
+            layout_gradients=(("fused", ("manual",)),),  # Triton kernels, an autograd.Function
+            layout_requires=(("fused", "triton", TRITON_INSTALL),),
             multi_device="processes",  # torchrun (backends/torch_distributed.py)
             color="#ff7f0e",
             marker="^",

@@ -12,6 +12,10 @@ float32 matmuls in TF32 (10-bit mantissa), which is a different, less precise co
 Blocked layout (``layout="blocked"``): :mod:`backends.jax_blocked`, one per-block function
 (memory O(block x N)) with a hand-derived ``jax.custom_vjp``; on several devices the rows are
 sharded over a mesh by :mod:`backends.jax_sharded`, which runs the same pass.
+
+Fused layout (``layout="fused"``): :mod:`backends.jax_fused`, Pallas kernels (imported on first
+use) with the hand-derived gradient in a ``jax.custom_vjp``; on a device other than a GPU they
+run in Pallas's interpret mode, which warns once that it is for correctness, not speed.
 """
 
 from __future__ import annotations
@@ -114,6 +118,15 @@ _JITTED: dict[str, Any] = {  # jitted functions (with .lower for AOT compilation
 }
 
 
+@functools.cache
+def _fused_jitted(fn: FunctionName) -> Any:
+    """The fused layout's jitted value or value + gradient (imports Pallas on first use)."""
+    from backends import jax_fused
+
+    f = jax_fused.objective_fused if fn == "value" else jax_fused.value_and_grad_fused
+    return jax.jit(f, static_argnames=("loo", "interpret"))
+
+
 @functools.partial(jax.jit, static_argnums=1)
 def _exp_sum(a: jax.Array, shifts: int) -> jax.Array:
     """``sum_k sum_i exp(a_i - k / shifts)`` (:meth:`backends.Instrumented.exp_sum`)."""
@@ -151,6 +164,8 @@ class _Program:
     picks for the backend (what :meth:`JaxBackend.compile` lowers), called in its precision."""
 
     jitted: Callable[[JaxBackend], Any]
+    #: Static arguments of the program besides ``loo`` and ``block`` (fused: ``interpret``).
+    static: Callable[[JaxBackend], dict[str, Any]] = lambda b: {}
 
     def __call__(
         self, backend: JaxBackend, Z: jax.Array, X: jax.Array, sigma: float, lam: float,
@@ -158,7 +173,12 @@ class _Program:
     ) -> Any:  # fmt: skip
         static = {"loo": loo} if block is None else {"loo": loo, "block": block}
         with backend._precision():
-            return self.jitted(backend)(Z, X, sigma, lam, **static)
+            return self.jitted(backend)(Z, X, sigma, lam, **static, **self.static(backend))
+
+
+def _interpret(backend: JaxBackend) -> dict[str, Any]:
+    """The fused kernels compiled for a GPU, interpreted elsewhere (``jax_fused``'s warning)."""
+    return {"interpret": backend._device.platform != "gpu"}
 
 
 class JaxBackend(Backend, Instrumented):
@@ -245,6 +265,20 @@ class JaxBackend(Backend, Instrumented):
         with self._precision():
             return _JITTED["project_value_and_grad_blocked"](Zq, Xq, Z, X, sigma, block=block)
 
+    def _predict_fused(self, Zq: jax.Array, Z: jax.Array, X: jax.Array, sigma: float) -> jax.Array:
+        from backends import jax_fused
+
+        with self._precision():
+            return jax_fused.predict_fused(Zq, Z, X, sigma, **_interpret(self))
+
+    def _project_value_and_grad_fused(
+        self, Zq: jax.Array, Xq: jax.Array, Z: jax.Array, X: jax.Array, sigma: float
+    ) -> tuple[jax.Array, jax.Array]:
+        from backends import jax_fused
+
+        with self._precision():
+            return jax_fused.project_value_and_grad_fused(Zq, Xq, Z, X, sigma, **_interpret(self))
+
     def _blocked_value(self) -> Any:
         """The jitted blocked value: the one-device one, or the mesh-sharded one."""
         if self._mesh is None:
@@ -266,6 +300,10 @@ class JaxBackend(Backend, Instrumented):
             "blocked", _Program(_blocked_value), _predict_blocked,
             _project_value_and_grad_blocked,
         ),
+        Computations(
+            "fused", _Program(lambda b: _fused_jitted("value"), _interpret), _predict_fused,
+            _project_value_and_grad_fused,
+        ),
     )  # fmt: skip
     VARIANTS = (
         Variant(
@@ -283,6 +321,10 @@ class JaxBackend(Backend, Instrumented):
         Variant(
             "blocked", "autodiff", _Program(lambda b: _JITTED["value_and_grad_blocked_autodiff"]),
             "autodiff (jax.value_and_grad, jax.checkpoint per block)",
+        ),
+        Variant(
+            "fused", "manual", _Program(lambda b: _fused_jitted("value_and_grad"), _interpret),
+            "hand-derived (fused Pallas kernels, custom_vjp)",
         ),
     )  # fmt: skip
 
@@ -309,8 +351,7 @@ class JaxBackend(Backend, Instrumented):
         executable's own buffer assignment (``memory_analysis()``) is kept for
         :meth:`device_peak`.
         """
-        block = self._block(Z.shape[0], Z, X)
-        layout = "dense" if block is None else "blocked"
+        layout, block = self._plan(Z.shape[0], Z, X)
         if fn == "value_and_grad":
             program = self._variant(layout).value_and_grad
         else:
@@ -318,6 +359,7 @@ class JaxBackend(Backend, Instrumented):
         assert isinstance(program, _Program)  # every JAX value and value + gradient is one
         jitted = program.jitted(self)
         static: dict[str, Any] = {"loo": params.loo} | ({} if block is None else {"block": block})
+        static |= program.static(self)
         with self._precision():
             exe = jitted.lower(Z, X, params.sigma, params.lam, **static).compile()
         mem = exe.memory_analysis()

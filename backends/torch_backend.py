@@ -7,6 +7,11 @@ with TF32 switched on is visible in the results.
 Blocked layout (``layout="blocked"``): :mod:`backends.torch_blocked`, one per-block function
 (memory O(block x N), never N x N) with a hand-derived ``torch.autograd.Function``; over several
 processes the rows are split by :mod:`backends.torch_distributed`, which runs the same pass.
+
+Fused layout (``layout="fused"``): :mod:`backends.torch_fused`, Triton kernels (the optional
+extra ``ukr-bench[triton]``, imported on first use) with the hand-derived gradient in a
+``torch.autograd.Function``; without CUDA they run in Triton's interpreter, which warns once that
+it is for correctness, not speed.
 """
 
 from __future__ import annotations
@@ -18,7 +23,10 @@ import torch
 
 from backends import Computations, Instrumented, Variant, torch_blocked, torch_distributed
 from backends.torch_blocked import autograd_value_and_grad, sqdist, with_prior
+from backends.torch_fused_kernels import choose_interpreter
 from ukr_bench.interface import Backend, DeviceUnavailableError
+
+choose_interpreter()  # before torch may import Triton: the fused kernels' interpreter, if any
 
 
 def _weights(Zq: torch.Tensor, Z: torch.Tensor, sigma: float, loo: bool) -> torch.Tensor:
@@ -253,9 +261,39 @@ class TorchBackend(TorchBase):
         )
         return value, grad  # type: ignore[return-value]
 
+    def _value_fused(
+        self, Z: torch.Tensor, X: torch.Tensor, sigma: float, lam: float, loo: bool
+    ) -> torch.Tensor:
+        from backends import torch_fused
+
+        with torch.no_grad():
+            return torch_fused.objective_fused(Z, X, sigma, lam, loo)
+
+    def _value_and_grad_fused(
+        self, Z: torch.Tensor, X: torch.Tensor, sigma: float, lam: float, loo: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        from backends import torch_fused
+
+        return torch_fused.value_and_grad_fused(Z, X, sigma, lam, loo)
+
+    def _predict_fused(
+        self, Zq: torch.Tensor, Z: torch.Tensor, X: torch.Tensor, sigma: float
+    ) -> torch.Tensor:
+        from backends import torch_fused
+
+        return torch_fused.predict_fused(Zq, Z, X, sigma)
+
+    def _project_value_and_grad_fused(
+        self, Zq: torch.Tensor, Xq: torch.Tensor, Z: torch.Tensor, X: torch.Tensor, sigma: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        from backends import torch_fused
+
+        return torch_fused.project_value_and_grad_fused(Zq, Xq, Z, X, sigma)
+
     COMPUTATIONS = (
         Computations("dense", _value_dense, _predict_dense, _project_value_and_grad_dense),
         Computations("blocked", _value_blocked, _predict_blocked, _project_value_and_grad_blocked),
+        Computations("fused", _value_fused, _predict_fused, _project_value_and_grad_fused),
     )
     VARIANTS = (
         Variant("dense", "autodiff", _value_and_grad_dense, "autodiff (torch.autograd)"),
@@ -267,5 +305,9 @@ class TorchBackend(TorchBase):
         Variant(
             "blocked", "autodiff", _value_and_grad_blocked_autodiff,
             "autodiff (torch.autograd, torch.utils.checkpoint per block)",
+        ),
+        Variant(
+            "fused", "manual", _value_and_grad_fused,
+            "hand-derived (fused Triton kernels, autograd.Function)",
         ),
     )  # fmt: skip

@@ -7,8 +7,8 @@ kernel inputs, not compile-time constants). Tolerances: float64 within 1e-10 rel
 the result is well conditioned, and every result within the error model's bound
 (:func:`error_model.objective_tolerances`), never a number measured here.
 
-Not integrated into the layout system yet (``layout="fused"``): these tests call the modules'
-own functions, ``value_and_grad_fused``, ``objective_fused`` and ``predict_fused``.
+These tests call the modules' own functions, ``value_and_grad_fused``, ``objective_fused`` and
+``predict_fused``; ``tests/test_fused_layout.py`` checks the layout (``layout="fused"``).
 """
 
 from __future__ import annotations
@@ -421,8 +421,8 @@ def test_triton_kernels_compile_for_sm90() -> None:
         import triton
         from triton.backends.compiler import GPUTarget
         from triton.compiler import ASTSource
-        from backends import torch_fused
-        torch_fused._interpret_wanted = lambda: (False, False)
+        from backends import torch_fused, torch_fused_kernels
+        torch_fused_kernels._interpret_wanted = lambda: (False, False)
         k = torch_fused.kernels()
         ptr = (
             ["UQ", "U", "X", "MU", "LS", "Y"],

@@ -85,14 +85,20 @@ def test_every_layout_and_gradient_agrees_on_device(
 ) -> None:
     # Each backend's every layout and gradient kind on "cpu" and, where the backend sees one,
     # "cuda" (the grid test in test_objective.py runs the GPU in the default layout only),
-    # against float64 NumPy dense on the host; blocks of 3 rows, which divide neither N.
+    # against float64 NumPy dense on the host; blocks of 3 rows, which divide neither N. The
+    # fused kernels too: on CUDA compiled, on the CPU interpreted (slow, so at the smaller N;
+    # torch's only where it sees no CUDA device, for which its kernels are then compiled).
     Z0, X = random_problem(n, l, d, seed=n + l + d)
     kw = {"sigma": 0.8, "lam": 0.2, "loo": loo}
     ref_v, ref_g = value_and_grad(0.8 * Z0, X, layout="dense", **kw)
     bounds = {dtype: objective_tolerances(0.8 * Z0, X, kw, dtype) for dtype in TOL}
+    on_cuda = [b for b in device_backends("cuda") if b == "torch"]
     for backend in device_backends(device):
         spec = REGISTRY[backend]
-        for layout, gradient, dtype in itertools.product(spec.layouts, spec.gradients, TOL):
+        kinds = [(layout, k) for layout in spec.layouts for k in spec.gradients_in(layout)]
+        for (layout, gradient), dtype in itertools.product(kinds, TOL):
+            if layout == "fused" and device == "cpu" and (n > 10 or backend in on_cuda):
+                continue
             v, g = value_and_grad(
                 0.8 * Z0, X, backend=backend, dtype=dtype, device=device, layout=layout,
                 gradient=gradient, block_size=3 if layout == "blocked" else None, **kw,
@@ -320,7 +326,7 @@ Z_ERR, X_ERR = np.zeros((5, 2)), np.ones((5, 3))
         (
             {"layout": "sparse"},
             ValueError,
-            r"layout must be one of \['dense', 'blocked', 'auto'\], got 'sparse'",
+            r"layout must be one of \['dense', 'blocked', 'fused', 'auto'\], got 'sparse'",
         ),
         ({"layout": None}, ValueError, r"layout must be one of"),
         ({"block_size": 0}, ValueError, r"block_size must be >= 1, got 0"),

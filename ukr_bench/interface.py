@@ -18,7 +18,6 @@ import contextlib
 import functools
 import importlib
 import inspect
-import itertools
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, ClassVar, Literal, TypeGuard, cast
@@ -82,8 +81,8 @@ class Backend(ABC):
     comparisons, against the NaN, inf or ZeroDivisionError an out-of-range value gives. A
     subclass that overrides one of them is checked the same way (:meth:`__init_subclass__`).
 
-    :attr:`layout` (``"dense"``, ``"blocked"`` or ``"auto"``) and :attr:`block_size` choose the
-    memory layout; the public methods run the raw computation of the layout that
+    :attr:`layout` (``"dense"``, ``"blocked"``, ``"fused"`` or ``"auto"``) and :attr:`block_size`
+    choose the memory layout; the public methods run the raw computation of the layout that
     :meth:`resolve_layout` names for the call's N: the :class:`Computations` of that layout,
     or, for :meth:`value_and_grad`, its :class:`Variant`.
 
@@ -148,16 +147,18 @@ class Backend(ABC):
         sharded = self.n_devices > 1 or not isinstance(device, (str, list, tuple))
         self.layout: Layout = check_layout(layout)
         if self.layout != "auto" and self.layout not in self.layouts:
-            msg = f"layout {self.layout!r} is not implemented by backend {self.name!r}: use one of {[*self.layouts, 'auto']}"
-            raise ValueError(msg)
+            raise _no_layout(self.name, self.layouts, self.layout)
         if sharded:
-            if self.layout == "dense":
-                msg = f"layout 'dense' cannot be split over {self.n_devices} devices ({name!r}): use layout='blocked' (or 'auto'), whose row blocks are what the devices share"
+            if self.layout in ("dense", "fused"):
+                msg = f"layout {self.layout!r} cannot be split over {self.n_devices} devices ({name!r}): use layout='blocked' (or 'auto'), whose row blocks are what the devices share"
                 raise ValueError(msg)
             self.layout = "blocked"
+        if missing := self._spec().missing_for(self.layout):
+            raise BackendNotInstalledError(missing)
         self.block_size: int | None = check_block_size(block_size)
+        fixed = None if self.layout == "auto" else self.layout  # its gradient kinds, checked now
         self.gradient_choice: GradientChoice = (
-            "auto" if gradient == "auto" else check_gradient(gradient, self._spec())
+            "auto" if gradient == "auto" else check_gradient(gradient, self._spec(), fixed)
         )
         if sharded and self.gradient_kind("blocked") != self._spec().gradient_for("blocked"):
             msg = (
@@ -225,8 +226,7 @@ class Backend(ABC):
         for computations in self.COMPUTATIONS:
             if computations.layout == layout:
                 return computations
-        msg = f"layout {layout!r} is not implemented by backend {self.name!r}: use one of {[*self.layouts, 'auto']}"
-        raise ValueError(msg)
+        raise _no_layout(self.name, self.layouts, layout)
 
     def describe_gradient(self, layout: str) -> str:
         """How the gradient is obtained in ``layout`` (for reports: autodiff vs hand-derived)."""
@@ -252,8 +252,9 @@ class Backend(ABC):
         """(layout, rows per block) of a call with ``n`` training points and ``rows`` queries.
 
         ``rows`` defaults to ``n`` (the objective); ``predict`` and ``project_value_and_grad``
-        have ``rows = M`` queries. The layout is ``"dense"`` (block ``None``) or ``"blocked"``;
-        the rule is :func:`ukr_bench.problem.plan_layout`, the same for every backend. ``latent_dim``
+        have ``rows = M`` queries. The layout is ``"dense"``, ``"fused"`` (block ``None``; the
+        fused kernels' tiles are their own) or ``"blocked"``; the rule is
+        :func:`ukr_bench.problem.plan_layout`, the same for every backend. ``latent_dim``
         and ``data_dim`` only refine the block size (their defaults are the benchmark's L, D).
         """
         rows = n if rows is None else rows
@@ -277,20 +278,19 @@ class Backend(ABC):
             self._plans[key] = plan
         return plan
 
-    def _block(self, rows: int, Z: Array, X: Array) -> int | None:
-        """Rows per block of a call with ``rows`` query rows against ``Z``, ``X``; None: dense.
+    def _plan(self, rows: int, Z: Array, X: Array) -> tuple[str, int | None]:
+        """(layout, rows per block) of a call with ``rows`` query rows against ``Z``, ``X``.
 
-        A blocked plan without a block size (KeOps, which tiles by itself) is one block of all
-        ``rows``.
+        The block is None but in the blocked layout, where a plan without a block size (KeOps,
+        which tiles by itself) is one block of all ``rows``.
         """
         layout, block = self.resolve_layout(Z.shape[0], Z.shape[1], X.shape[1], rows=rows)
-        if layout == "dense":
-            return None
-        return rows if block is None else block
+        if layout != "blocked":
+            return layout, None
+        return layout, rows if block is None else block
 
-    def _objective(self, fn: FunctionName, block: int | None) -> Callable[..., Any]:
-        """The raw ``fn`` of the layout ``block`` implies: ``f(Z, X, sigma, lam, loo)``."""
-        layout = "dense" if block is None else "blocked"
+    def _objective(self, fn: FunctionName, layout: str, block: int | None) -> Callable[..., Any]:
+        """The raw ``fn`` of ``layout`` (blocked: with ``block``): ``f(Z, X, sigma, lam, loo)``."""
         if fn == "value_and_grad":
             raw = self._variant(layout).value_and_grad
         else:
@@ -310,38 +310,36 @@ class Backend(ABC):
     def value(self, Z: Array, X: Array, sigma: float, lam: float, loo: bool) -> Array:
         """E(Z) as a 0-d backend array."""
         self._check_params(sigma, lam)
-        return self._objective("value", self._block(Z.shape[0], Z, X))(Z, X, sigma, lam, loo)
+        return self._objective("value", *self._plan(Z.shape[0], Z, X))(Z, X, sigma, lam, loo)
 
     def value_and_grad(
         self, Z: Array, X: Array, sigma: float, lam: float, loo: bool
     ) -> tuple[Array, Array]:
         """E(Z) (0-d) and dE/dZ (N x L), as backend arrays."""
         self._check_params(sigma, lam)
-        block = self._block(Z.shape[0], Z, X)
-        return self._objective("value_and_grad", block)(Z, X, sigma, lam, loo)
+        plan = self._plan(Z.shape[0], Z, X)
+        return self._objective("value_and_grad", *plan)(Z, X, sigma, lam, loo)
 
     def predict(self, Zq: Array, Z: Array, X: Array, sigma: float) -> Array:
         """f(Zq) (M x D): the Nadaraya-Watson map of queries ``Zq`` (M x L), no leave-one-out.
 
         ``Z`` (N x L), ``X`` (N x D) are the training latents and data; see
-        :mod:`ukr_bench.problem`. Blocked: queries in row blocks.
+        :mod:`ukr_bench.problem`. Blocked: queries in row blocks; fused: in the kernel's tiles.
         """
         self._check_params(sigma)
-        block = self._block(Zq.shape[0], Z, X)
-        if block is None:
-            return self._computations("dense").predict(self, Zq, Z, X, sigma)
-        return self._computations("blocked").predict(self, Zq, Z, X, sigma, block)
+        layout, block = self._plan(Zq.shape[0], Z, X)
+        blocks = () if block is None else (block,)
+        return self._computations(layout).predict(self, Zq, Z, X, sigma, *blocks)
 
     def project_value_and_grad(
         self, Zq: Array, Xq: Array, Z: Array, X: Array, sigma: float
     ) -> tuple[Array, Array]:
         """E_q(Zq) = sum_q ||x_q - f(z_q)||^2 (0-d) and its gradient dE_q/dZq (M x L)."""
         self._check_params(sigma)
-        block = self._block(Zq.shape[0], Z, X)
-        if block is None:
-            return self._computations("dense").project_value_and_grad(self, Zq, Xq, Z, X, sigma)
-        project = self._computations("blocked").project_value_and_grad
-        return project(self, Zq, Xq, Z, X, sigma, block)
+        layout, block = self._plan(Zq.shape[0], Z, X)
+        blocks = () if block is None else (block,)
+        project = self._computations(layout).project_value_and_grad
+        return project(self, Zq, Xq, Z, X, sigma, *blocks)
 
     #: The array namespace (``numpy``, ``jax.numpy``, ``torch``) whose ``sign``, ``where``,
     #: ``clip`` and ``abs`` the optimisers in :mod:`ukr_bench.optim` apply to this backend's
@@ -370,7 +368,7 @@ class Backend(ABC):
         for this N (:meth:`resolve_layout`).
         """
         params.check(self.dtype)
-        raw = self._objective(fn, self._block(Z.shape[0], Z, X))
+        raw = self._objective(fn, *self._plan(Z.shape[0], Z, X))
         sigma, lam, loo = params.sigma, params.lam, params.loo
 
         def call(Z: Array, X: Array) -> Any:
@@ -413,12 +411,13 @@ def instrumented_class(backend: str) -> type[Instrumented]:
 
 
 def _check_tables(cls: type[Backend]) -> None:
-    """TypeError unless ``cls``'s variants are one per (layout, gradient) its spec declares."""
+    """TypeError unless ``cls``'s variants are one per (layout, gradient) its spec declares
+    (:meth:`~backends.BackendSpec.gradients_in` each layout)."""
     found = sorted((v.layout, v.gradient) for v in cls.VARIANTS)
     spec = REGISTRY.get(getattr(cls, "name", ""))
     layouts = cls.layouts if spec is None else spec.layouts
-    kinds = sorted({k for _, k in found}) if spec is None else spec.gradients
-    expected = sorted(itertools.product(layouts, kinds))
+    kinds = spec.gradients_in if spec is not None else lambda _: sorted({k for _, k in found})
+    expected = sorted((layout, k) for layout in layouts for k in kinds(layout))
     if found != expected or cls.layouts != layouts:
         msg = f"{cls.__name__} implements {found} in layouts {cls.layouts}; its BackendSpec declares {expected} in {layouts}"
         raise TypeError(msg)
@@ -442,6 +441,13 @@ def _checking_params(method: Callable[..., Any]) -> Callable[..., Any]:
         return method(self, *args, **kwargs)
 
     return checked
+
+
+def _no_layout(backend: str, layouts: tuple[str, ...], layout: str) -> ValueError:
+    """The error of a layout ``backend`` lacks, naming the backends that have it."""
+    have = sorted(name for name, spec in REGISTRY.items() if layout in spec.layouts)
+    msg = f"layout {layout!r} is not implemented by backend {backend!r} (backends with it: {', '.join(have) or 'none'}): use one of {[*layouts, 'auto']}"
+    return ValueError(msg)
 
 
 def available_backends() -> list[str]:
@@ -481,8 +487,8 @@ def get_backend(
 ) -> Backend:
     """A :class:`Backend` instance for ``backend`` computing in ``dtype`` on ``device``.
 
-    ``layout`` ("dense", "blocked" or "auto") and ``block_size`` (rows per block, None for the
-    rule of :func:`ukr_bench.problem.plan_layout`) choose the memory layout;
+    ``layout`` ("dense", "blocked", "fused" or "auto") and ``block_size`` (rows per block, None
+    for the rule of :func:`ukr_bench.problem.plan_layout`) choose the memory layout;
     :meth:`Backend.resolve_layout` says which one a call at a given N uses. ``gradient``
     ("autodiff", "manual" or "auto": the backend's default for the layout) chooses how the
     gradient is obtained; a kind the backend does not implement raises a ValueError naming
@@ -494,8 +500,10 @@ def get_backend(
     layout = check_layout(layout)
     block_size = check_block_size(block_size)
     spec = _spec(backend)
+    if layout != "auto" and layout not in spec.layouts:  # before importing the framework
+        raise _no_layout(backend, spec.layouts, layout)
     if gradient != "auto":
-        check_gradient(gradient, spec)  # before importing the framework
+        check_gradient(gradient, spec, None if layout == "auto" else layout)
     return backend_class(backend)(
         dtype=dtype, device=device, layout=layout, block_size=block_size, gradient=gradient
     )
@@ -542,16 +550,18 @@ def value_and_grad(
         One device, or several that split the rows between them (jax: the devices JAX sees,
         forced host devices for ``cpu:0-3``, or a ``jax.sharding.Mesh``; torch: one process per
         device, started by ``torchrun``). Several devices need the blocked layout.
-    layout : {"auto", "dense", "blocked"}
+    layout : {"auto", "dense", "blocked", "fused"}
         ``dense`` forms the N x N arrays at once; ``blocked`` processes row blocks (memory
-        O(block x N)); ``auto`` picks dense while it is small and fits, blocked otherwise.
+        O(block x N)); ``fused`` a GPU kernel per pass (Pallas; Triton: ``ukr-bench[triton]``;
+        memory O(N (L + D)); interpreted on a CPU, slowly); ``auto`` never picks fused, but dense
+        while it is small and fits, blocked otherwise.
     block_size : int >= 1 or None
         Rows per block for ``blocked`` (None: the rule of :func:`ukr_bench.problem.plan_layout`).
     gradient : {"auto", "autodiff", "manual"}
         How the gradient is obtained: the framework's autodiff, or the hand-derived formula
         written in the framework's arrays; "auto" is the backend's default for the layout
-        (jax, torch: autodiff dense, hand-derived blocked; numpy: hand-derived only; keops:
-        autodiff only).
+        (jax, torch: autodiff dense, hand-derived blocked and fused, which has no autodiff;
+        numpy: hand-derived only; keops: autodiff only).
 
     Returns
     -------

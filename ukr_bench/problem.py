@@ -23,8 +23,7 @@ never as ``exp(A) / sum(exp(A))``: when latent distances are large against ``sig
 row's kernels underflow and the naive form gives 0/0. Squared distances are computed from
 differences, not as ``|a|^2 + |b|^2 - 2ab``, which cancels catastrophically in float32.
 
-Reduction to the original lab tutorial: with ``sigma=1``,
-``lam=0`` and ``loo=False``, ``N * E(Z)`` equals the tutorial's ``sum((X - R X)^2)``.
+The lab tutorial's ``sum((X - R X)^2)`` is ``N * E(Z)`` with ``sigma=1``, ``lam=0``, ``loo=False``.
 
 The learned map and projection (used by :class:`ukr_bench.UKR` after training). With training
 latents ``Z`` (N x L) and data ``X`` (N x D) fixed, the Nadaraya-Watson map of a latent point
@@ -93,9 +92,8 @@ __all__ = [
 class Params:
     """Hyper-parameters of the objective: bandwidth, prior weight, leave-one-out.
 
-    ``sigma`` and ``lam`` are checked against the float64 ranges of :func:`sigma_range` and
-    :func:`lam_range` here (no dtype is known yet); :meth:`check` checks them against the
-    narrower float32 ones where the computation is in float32.
+    ``sigma`` and ``lam`` are checked here against the float64 ranges of :func:`sigma_range`
+    and :func:`lam_range` (no dtype is known yet); :meth:`check`, against a dtype's.
     """
 
     sigma: float = 1.0
@@ -186,8 +184,7 @@ def _range_text(lo: float, hi: float) -> str:
 def check_sigma(value: object, dtype: DType = "float64", name: str = "sigma") -> float:
     """Return ``value`` as a float, or raise naming ``name`` unless it lies in :func:`sigma_range`.
 
-    The checks of :func:`check_positive_float` (a real number, finite, > 0) come first, with
-    their messages; then the range of ``dtype``, stated in the message.
+    The checks of :func:`check_positive_float` (real, finite, > 0) first, then ``dtype``'s range.
     """
     sigma = check_positive_float(name, value)
     lo, hi = sigma_range(dtype)
@@ -384,10 +381,11 @@ def relative_error(a: ArrayLike, ref: ArrayLike) -> float:
     return err / scale if scale > 0 else err
 
 
-# -- memory layout: dense N x N arrays or row blocks ------------------------------------------
+# -- memory layout: dense N x N arrays, row blocks, or fused kernels ---------------------------
 
-Layout = Literal["dense", "blocked", "auto"]
-LAYOUTS: tuple[Layout, ...] = ("dense", "blocked", "auto")
+Layout = Literal["dense", "blocked", "fused", "auto"]
+#: fused: a kernel per pass (Pallas, Triton); ``auto`` never picks it until measured on a GPU.
+LAYOUTS: tuple[Layout, ...] = ("dense", "blocked", "fused", "auto")
 
 #: ``auto`` keeps the dense form up to this many (query row x training point) pairs, N = 1024
 #: for the objective (8 MiB per float64 N x N array): below it per-call overhead weighs more
@@ -444,16 +442,16 @@ def plan_layout(
     block_size: int | None = None,
     device_kind: str = "cpu",
     workers: int = 1,
-) -> tuple[Literal["dense", "blocked"], int | None]:
+) -> tuple[Literal["dense", "blocked", "fused"], int | None]:
     """Which layout, and how many rows per block, a call over ``rows`` x ``n`` pairs uses.
 
     The one rule every backend follows (``rows`` query rows against ``n`` training points:
     ``rows = n`` for the objective). With ``s`` the item size of ``dtype``:
 
-    * ``layout="dense"`` gives ``("dense", None)``; ``"blocked"`` gives blocks; ``"auto"`` gives
-      dense when ``rows * n <= AUTO_DENSE_MAX_PAIRS`` and the dense arrays,
-      ``DENSE_BUFFERS * rows * n * s`` bytes, are at most ``DENSE_MEMORY_FRACTION`` of
-      ``available_bytes``; blocks otherwise.
+    * ``"dense"`` and ``"fused"`` give ``(layout, None)`` (fused: the kernels' own tiles);
+      ``"blocked"`` gives blocks; ``"auto"`` (never fused) gives dense when ``rows * n <=
+      AUTO_DENSE_MAX_PAIRS`` and the dense arrays, ``DENSE_BUFFERS * rows * n * s`` bytes, are
+      at most ``DENSE_MEMORY_FRACTION`` of ``available_bytes``; blocks otherwise.
     * The block size is ``block_size`` when given (capped at ``rows``: a block never holds more
       rows than there are). Otherwise one block row costs
       ``row_bytes = s * (BLOCK_BUFFERS * n + 2 * data_dim + 2 * latent_dim)``; a block gets
@@ -464,6 +462,8 @@ def plan_layout(
     Memory of the blocked form: ``workers * BLOCK_BUFFERS * block * n * s`` plus O(n (L + D)).
     """
     itemsize = np.dtype(dtype).itemsize
+    if layout == "fused":
+        return "fused", None
     if layout == "dense" or (
         layout == "auto"
         and rows * n <= AUTO_DENSE_MAX_PAIRS

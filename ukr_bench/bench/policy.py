@@ -2,6 +2,9 @@
 
 A configuration is skipped, with the reason in its row, when
 
+* it is the fused layout on a CPU, where its kernels run in interpret mode, which is for
+  correctness, not speed (:func:`interpreted_reason`; a dry run of a GPU benchmark measures
+  them anyway with :data:`MEASURE_INTERPRETED_ENV` set);
 * a smaller N of its series failed fatally (error, out of memory, time-out, crash): larger N
   would fail too, and each failure can cost a whole time-out;
 * its memory estimate (:func:`ukr_bench.bench.estimates.memory_estimate`) exceeds the
@@ -14,11 +17,30 @@ framework's out-of-memory error (:func:`is_oom`), as ``error`` otherwise; the sw
 
 from __future__ import annotations
 
+import os
+
 from ukr_bench.bench.config import SweepConfig
+from ukr_bench.devices import parse_devices
 from ukr_bench.schema import ConfigKey, Row, Status
 
 #: A failure's reason is cut to this many characters (a traceback's message can be long).
 MAX_REASON_CHARS = 2000
+#: ``=1`` in the environment of a sweep: measure the fused layout on a CPU too, in interpret
+#: mode, as a dry run of a GPU benchmark (``benchmarks/gpu_check.sh``); its times mean nothing.
+MEASURE_INTERPRETED_ENV = "UKR_BENCH_MEASURE_INTERPRETED"
+
+
+def interpreted_reason(key: ConfigKey) -> str | None:
+    """Why ``key`` is skipped as a fused configuration on a CPU, or None (it is not one, or
+    :data:`MEASURE_INTERPRETED_ENV` is ``1``)."""
+    if key.layout != "fused" or parse_devices(key.device)[0] != "cpu":
+        return None
+    if os.environ.get(MEASURE_INTERPRETED_ENV) == "1":
+        return None
+    return (
+        "fused layout on a CPU: its kernels run in interpret mode, which is for correctness, "
+        "not speed; it is measured on a GPU"
+    )
 
 
 def is_oom(exc: BaseException) -> bool:
@@ -77,6 +99,8 @@ def skip_reason(
     ``estimate``: the bytes it is expected to need; ``limit``: the bytes it may use (None: no
     limit known).
     """
+    if interpreted := interpreted_reason(key):
+        return interpreted
     failed = [r for r in rows if r.key.series == key.series and r.status.fatal]
     if failed:
         first = min(failed, key=lambda r: r.key.n)
