@@ -12,13 +12,17 @@ the limit on entry and restores every setting it changed on exit, also when the 
   torch tensors), or torch is imported already; its inter-op pool can be sized only before
   its first parallel work, so it is left alone;
 * JAX: XLA's CPU thread pool is sized once, when the first JAX computation starts, and no API
-  resizes it; a CPU affinity mask set now would not move the pool's threads that exist already,
-  and restoring a mask on threads created meanwhile is not safe, so ``n_jobs`` does not bound
-  XLA's pool. To bound it, start Python with ``taskset`` (or ``XLA_FLAGS=
-  --xla_cpu_multi_thread_eigen=false`` for one thread), as the benchmark's workers do.
+  resizes it. A CPU affinity mask is per thread: set on every thread of the process (as the
+  harness's ``ukr_bench.system.pin_to_cpus`` does for a whole worker) it binds threads that
+  are not XLA's too, and threads started meanwhile keep it after the others are restored, so
+  it cannot be undone safely. ``n_jobs`` therefore does not bound XLA's pool: start Python
+  under ``taskset``, or with ``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false`` for one thread,
+  as the benchmark's workers do.
 
-NumPy's blocked layout runs its blocks on its own worker threads, one per usable CPU; those are
-not a BLAS or OpenMP pool, and ``n_jobs`` does not change their number.
+The pools belong to the process: fits that run at once in threads of one process share them,
+and each restores, on exit, what it found on entry. NumPy's blocked layout runs its blocks on
+its own worker threads, one per usable CPU; those are not a BLAS or OpenMP pool, and
+``n_jobs`` does not change their number.
 """
 
 from __future__ import annotations
