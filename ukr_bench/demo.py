@@ -13,10 +13,12 @@ against its floor, shows the pitfall of fitting without leave-one-out, and draws
 Folds and remedies: :func:`run_demo` measures and prints, for the plain leave-one-out fit and
 for each remedy (stopping early, the prior ``lam``, the box constraint), the latents' spread in
 bandwidths, the share of drawn triangles that fold, and the error on fresh points. Without a
-prior or a box, E is invariant under scaling Z and sigma together, so sigma alone means
-nothing; a small prior bounds the spread, does not depend on the optimiser and its start as an
-iteration count does, and removes the folds at a small cost; then tune ``lam`` (or the
-iteration count) by ``UKR.score`` on held-out data.
+prior or a box, E is invariant under scaling Z and sigma together, so the bandwidth acts only
+through the start (which has a fixed scale: ``UKR``'s ``sigma``), and the latents may spread
+without bound; a small prior bounds the spread, does not depend on the optimiser and its start
+as an iteration count does, and removes the folds at a small cost; then tune ``lam`` (or the
+iteration count) by ``UKR.score`` on held-out data. Spreads are in units of the bandwidth the
+fit used (``sigma_``).
 
 The floor of the leave-one-out error: E sums the squared error over the D coordinates, and noise
 along the L tangent directions of the manifold is absorbed by the latent coordinates, so a fit
@@ -133,11 +135,11 @@ def run_demo(
             m = first
         else:
             m = UKR(L, backend=first.backend, **{**SADDLE, **change}).fit(X)
-        F, tris = surface_triangles(m.inverse_transform, m.embedding_, m.sigma, n_grid=80)
+        F, tris = surface_triangles(m.inverse_transform, m.embedding_, m.sigma_, n_grid=80)
         row = {
             "iterations": m.n_iter_,
-            "spread": float(np.ptp(m.embedding_) / m.sigma),
-            "nearest": _median_nn(m.embedding_) / m.sigma,
+            "spread": float(np.ptp(m.embedding_) / m.sigma_),
+            "nearest": _median_nn(m.embedding_) / m.sigma_,
             "folds": fold_fraction(F, tris),
             "held_out": -m.score(X_new),
         }
@@ -172,7 +174,7 @@ def _saddle_figure(
     for k, (name, model) in enumerate(fits.items()):
         ax = fig.add_subplot(2, 2, k + 1, projection="3d")
         Z = model.embedding_
-        F, tris = surface_triangles(model.inverse_transform, Z, model.sigma, n_grid=80)
+        F, tris = surface_triangles(model.inverse_transform, Z, model.sigma_, n_grid=80)
         fold = folded(F, tris)
         ax.scatter(*X.T, s=3, c="k", alpha=0.4, depthshade=False, label="data")
         draw_surface(ax, F, tris[~fold])
@@ -182,9 +184,9 @@ def _saddle_figure(
         ax.set_box_aspect(None, zoom=1.1)
         label = name if name == "leave-one-out" else f"leave-one-out, {name}"
         ax.set_title(
-            f"{label} (sigma = {model.sigma:g}, L-BFGS {model.n_iter_} it): f(z)\n"
-            f"latents span {np.ptp(Z) / model.sigma:.0f} bandwidths, nearest neighbours "
-            f"{_median_nn(Z) / model.sigma:.1f} apart (median)\n"
+            f"{label} (sigma = {model.sigma_:g}, L-BFGS {model.n_iter_} it): f(z)\n"
+            f"latents span {np.ptp(Z) / model.sigma_:.0f} bandwidths, nearest neighbours "
+            f"{_median_nn(Z) / model.sigma_:.1f} apart (median)\n"
             f"folded triangles (black): {fold.mean():.1%}",
             fontsize=10,
         )
