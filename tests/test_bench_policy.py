@@ -91,9 +91,9 @@ def test_bound_counts_pairs() -> None:
     rates = Rates(exp=1e9, fma=1e10, gemm=1e11)
     for layout in ("dense", "blocked"):
         w = work_per_pair("numpy", layout, "manual", "float64", CFG.latent_dim, 3)
-        one = bound(key(10, layout), CFG, 3, rates)
+        one = bound(key(10, layout), rates)
         assert one == pytest.approx(100 * (1e-9 + w.elementwise / 1e10 + w.matmul / 1e11))
-        assert bound(key(20, layout), CFG, 3, rates) == pytest.approx(4 * one)
+        assert bound(key(20, layout), rates) == pytest.approx(4 * one)
 
 
 def test_time_to_fit_once_per_backend_dtype_and_n() -> None:

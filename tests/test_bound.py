@@ -9,6 +9,7 @@ less (or other) work than its count says fails.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -111,11 +112,22 @@ def key(n: int, device: str = "cpu", layout: str = "dense") -> ConfigKey:
 
 def test_bound_adds_the_terms_on_the_host() -> None:
     w = work_per_pair("numpy", "dense", "manual", "float64", CFG.latent_dim, 3)
-    one = bound(key(10), CFG, 3, RATES)
+    one = bound(key(10), RATES)
     expected = 1 / RATES.exp + w.elementwise / RATES.fma + w.matmul / RATES.gemm
     assert one == pytest.approx(100 * expected, rel=1e-12)
-    assert bound(key(20), CFG, 3, RATES) == pytest.approx(4 * one, rel=1e-12)
-    assert bound(key(10, "cpu:0-1"), CFG, 3, RATES) == pytest.approx(one, rel=1e-12)
+    assert bound(key(20), RATES) == pytest.approx(4 * one, rel=1e-12)
+    assert bound(key(10, "cpu:0-1"), RATES) == pytest.approx(one, rel=1e-12)
+
+
+def test_bound_follows_the_keys_dimensions() -> None:
+    """L and D come from the row's key: a sweep over D bounds each row at its own D."""
+    k = key(10)
+    for latent_dim, data_dim in ((2, 3), (2, 64), (5, 16)):
+        kd = replace(k, latent_dim=latent_dim, data_dim=data_dim)
+        w = work_per_pair("numpy", "dense", "manual", "float64", latent_dim, data_dim)
+        expected = w.exps / RATES.exp + w.elementwise / RATES.fma + w.matmul / RATES.gemm
+        assert bound(kd, RATES) == pytest.approx(100 * expected, rel=1e-12)
+    assert bound(replace(k, data_dim=64), RATES) > bound(k, RATES)
 
 
 def test_bound_on_a_gpu_is_the_larger_of_the_exps_and_the_flops() -> None:
@@ -123,7 +135,7 @@ def test_bound_on_a_gpu_is_the_larger_of_the_exps_and_the_flops() -> None:
     flops = w.elementwise / RATES.fma + w.matmul / RATES.gemm
     for exp_rate in (1e8, 1e12):  # exps slower, then faster, than the flops
         r = Rates(exp=exp_rate, fma=RATES.fma, gemm=RATES.gemm)
-        got = bound(key(10, "cuda:0"), CFG, 3, r)
+        got = bound(key(10, "cuda:0"), r)
         assert got == pytest.approx(100 * max(w.exps / exp_rate, flops), rel=1e-12)
 
 
@@ -204,13 +216,13 @@ def test_record_bound_writes_the_rates_the_work_and_the_bound() -> None:
     k = key(16, layout="blocked")
     row = base_row(k, CFG)
     b = get_backend("numpy", dtype="float64")
-    record_bound(row, k, CFG, 3, b)
+    record_bound(row, k, b)
     r, w = pair_rates(b), work_per_pair("numpy", "blocked", "manual", "float64", CFG.latent_dim, 3)
     assert (row.exp_rate, row.flop_rate) == (r.exp, r.fma)
     assert (row.exps_per_pair, row.flops_per_pair) == (w.exps, w.flops)
     assert row.info["bound"] == {"gemm_rate": r.gemm, "matmul_flops_per_pair": w.matmul,
                                  "form": "numpy blocked gemm"}  # fmt: skip
-    assert row.bound_s == pytest.approx(bound(k, CFG, 3, r), rel=1e-12)
+    assert row.bound_s == pytest.approx(bound(k, r), rel=1e-12)
 
 
 # --------------------------------------------------------------------------- the report

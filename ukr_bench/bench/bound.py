@@ -86,7 +86,6 @@ from typing import Any
 
 import numpy as np
 
-from ukr_bench.bench.config import SweepConfig
 from ukr_bench.bound_model import on_host, pair_seconds
 from ukr_bench.interface import Backend, instrumented
 from ukr_bench.schema import ConfigKey, Row
@@ -242,10 +241,17 @@ def pair_rates(backend: Backend) -> Rates:
     return _RATES[key]
 
 
-def bound(key: ConfigKey, cfg: SweepConfig, data_dim: int, rates: Rates) -> float:
+def _work(key: ConfigKey) -> Work:
+    return work_per_pair(
+        key.backend, key.layout, key.gradient, key.dtype, key.latent_dim, key.data_dim
+    )
+
+
+def bound(key: ConfigKey, rates: Rates) -> float:
     """A lower bound on one value + gradient, in seconds: N^2 ordered pairs, each the
-    :func:`work_per_pair` of ``key``'s layout at ``rates`` (:func:`ukr_bench.bound_model.pair_seconds`)."""
-    w = work_per_pair(key.backend, key.layout, key.gradient, key.dtype, cfg.latent_dim, data_dim)
+    :func:`work_per_pair` of ``key``'s layout, L and D at ``rates``
+    (:func:`ukr_bench.bound_model.pair_seconds`)."""
+    w = _work(key)
     per_pair = pair_seconds(
         w.exps, w.elementwise, w.matmul, exp_rate=rates.exp, fma_rate=rates.fma,
         gemm_rate=rates.gemm, host=on_host(key.device),
@@ -253,9 +259,7 @@ def bound(key: ConfigKey, cfg: SweepConfig, data_dim: int, rates: Rates) -> floa
     return float(key.n) ** 2 * per_pair
 
 
-def record_bound(
-    row: Row, key: ConfigKey, cfg: SweepConfig, data_dim: int, backend: Backend
-) -> None:
+def record_bound(row: Row, key: ConfigKey, backend: Backend) -> None:
     """Measure (once per process) the backend's rates and write the bound into ``row``.
 
     ``exp_rate`` and ``flop_rate`` (the FMA rate), ``exps_per_pair`` and ``flops_per_pair``
@@ -263,8 +267,8 @@ def record_bound(
     them: ``gemm_rate``, ``matmul_flops_per_pair`` and the counted ``form``.
     """
     rates = pair_rates(backend)
-    w = work_per_pair(key.backend, key.layout, key.gradient, key.dtype, cfg.latent_dim, data_dim)
+    w = _work(key)
     row.exp_rate, row.flop_rate = rates.exp, rates.fma
     row.exps_per_pair, row.flops_per_pair = float(w.exps), float(w.flops)
     row.info["bound"] = {"gemm_rate": rates.gemm, "matmul_flops_per_pair": w.matmul, "form": w.form}
-    row.bound_s = bound(key, cfg, data_dim, rates)
+    row.bound_s = bound(key, rates)

@@ -142,7 +142,7 @@ def measure_case(key: ConfigKey, cfg: SweepConfig, reference: Reference) -> Row:
         "block_rows": block,
         "gradient": backend.describe_gradient(resolved),  # e.g. "hand-derived (blocked custom_vjp)"
     }
-    record_bound(row, key, cfg, X.shape[1], backend)
+    record_bound(row, key, backend)
     Zd, Xd = backend.asarray(Z), backend.asarray(X)
     backend.sync((Zd, Xd))
     # this configuration's compile is its own, never a cache hit
