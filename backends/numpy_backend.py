@@ -4,7 +4,7 @@ The objective of :mod:`ukr_bench.problem` and its gradient
 ``dE/dz_k = -(1/sigma^2) sum_m S_km (z_k - z_m) + (2 lam / N) z_k`` with ``S = B + B^T``, in
 both layouts: dense (N x N arrays, distances accumulated one latent dimension at a time, so no
 N x N x L array is formed) and blocked (one pass over row blocks on a thread pool, one worker per
-CPU, results independent of scheduling; its helpers below the class), plus the learned map and
+CPU or ``n_jobs``, results independent of scheduling; helpers below the class), plus the map and
 the projection. The gradient is summed from latent differences, as autodiff does, because the
 cheaper matrix-product form cancels in float32; float64 blocks use that form where
 :data:`GEMM_MAX_SQNORM` bounds its rounding. Derivation and reasons: ``docs/backends.md``.
@@ -23,8 +23,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from backends import Computations, Instrumented, Variant
+from backends.threads import block_workers
 from ukr_bench.interface import Backend
-from ukr_bench.system import cpu_count
 
 Arr = NDArray[np.floating]
 
@@ -141,7 +141,7 @@ class NumpyBackend(Backend, Instrumented):
         return value, grad
 
     def workers(self) -> int:
-        return cpu_count()
+        return block_workers()
 
     def _value_blocked(
         self, Z: Arr, X: Arr, sigma: float, lam: float, loo: bool, block: int
@@ -204,7 +204,7 @@ def _map_blocks(
     scheduling) with its own two (block x n) buffers ``K``, ``T``; ``acc`` starts as None.
     """
     starts = range(0, rows, block)
-    workers = min(cpu_count(), len(starts))
+    workers = min(block_workers(), len(starts))
 
     def run(w: int) -> Any:
         K = np.empty((min(block, rows), n), dtype=dtype)

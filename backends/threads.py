@@ -21,8 +21,9 @@ the limit on entry and restores every setting it changed on exit, also when the 
 
 The pools belong to the process: fits that run at once in threads of one process share them,
 and each restores, on exit, what it found on entry. NumPy's blocked layout runs its blocks on
-its own worker threads, one per usable CPU; those are not a BLAS or OpenMP pool, and
-``n_jobs`` does not change their number.
+its own worker threads, one per usable CPU (:func:`block_workers`); ``n_jobs`` bounds their
+number too, in the context that runs the body (a context variable, so fits in other threads
+are not affected).
 """
 
 from __future__ import annotations
@@ -33,14 +34,27 @@ import operator
 import os
 import sys
 from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import Any
 
 from ukr_bench.extras import require
+from ukr_bench.system import cpu_count
 
-__all__ = ["TORCH_BACKENDS", "check_n_jobs", "limit_threads", "usable_cpu_count"]
+__all__ = ["TORCH_BACKENDS", "block_workers", "check_n_jobs", "limit_threads", "usable_cpu_count"]
 
 #: The backends that compute with torch tensors, whose pool ``n_jobs`` sizes.
 TORCH_BACKENDS = ("torch", "keops")
+
+
+#: The most block workers NumPy's blocked layout starts in this context (None: no limit).
+_BLOCK_WORKERS: ContextVar[int | None] = ContextVar("ukr_bench_block_workers", default=None)
+
+
+def block_workers() -> int:
+    """Threads NumPy's blocked layout runs its blocks on: one per usable CPU, and at most the
+    ``n_jobs`` of an enclosing :func:`limit_threads`."""
+    limit = _BLOCK_WORKERS.get()
+    return cpu_count() if limit is None else max(1, min(cpu_count(), limit))
 
 
 def usable_cpu_count() -> int:
@@ -106,10 +120,12 @@ def limit_threads(n_jobs: object, backend: str = "numpy") -> Iterator[int | None
     torch = _torch(backend)
     before = None if torch is None else torch.get_num_threads()
     with threadpoolctl.threadpool_limits(limits=threads):
+        token = _BLOCK_WORKERS.set(threads)
         try:
             if torch is not None:
                 torch.set_num_threads(threads)
             yield threads
         finally:
+            _BLOCK_WORKERS.reset(token)
             if torch is not None:
                 torch.set_num_threads(before)

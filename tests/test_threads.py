@@ -17,7 +17,7 @@ import pytest
 from error_model import TRAJECTORY_TOL
 
 import ukr_bench
-from backends.threads import check_n_jobs, limit_threads, usable_cpu_count
+from backends.threads import block_workers, check_n_jobs, limit_threads, usable_cpu_count
 from ukr_bench import relative_error
 from ukr_bench.interface import get_backend
 
@@ -169,6 +169,32 @@ def test_the_limit_is_restored_when_the_fit_raises(
     assert seen
     assert all(n == k for n in seen[0].values())
     assert pools() == before
+
+
+def test_n_jobs_bounds_numpys_block_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """NumPy's blocked layout starts at most n_jobs block workers during a fit, then as many
+    as before; the limit is the calling context's, not another thread's."""
+    import concurrent.futures
+
+    from ukr_bench.system import cpu_count
+
+    backend = get_backend("numpy", layout="blocked", block_size=8)
+    assert backend.workers() == block_workers() == cpu_count()
+    seen: list[int] = []
+    real = training.get_backend
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        seen.append(block_workers())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "get_backend", recording)
+    UKR(max_iter=2, layout="blocked", n_jobs=1).fit(X)
+    assert seen
+    assert set(seen) == {1}
+    with limit_threads(1), concurrent.futures.ThreadPoolExecutor(1) as pool:
+        assert backend.workers() == 1
+        assert pool.submit(block_workers).result() == cpu_count()  # another thread's context
+    assert backend.workers() == cpu_count()
 
 
 def test_limit_threads_yields_the_count_and_nests() -> None:
