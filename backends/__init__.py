@@ -22,11 +22,12 @@ gradient kind), and inherits :class:`Instrumented`, what the harness asks of it.
 from __future__ import annotations
 
 import importlib.util
-import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+
+from backends.process_env import _blas_threads, _xla_env, _xla_host_devices
 
 GradientKind = Literal["autodiff", "manual"]
 #: How a gradient can be obtained: by automatic differentiation, or by the hand-derived formula.
@@ -50,31 +51,6 @@ class FusedInterpretWarning(UserWarning):
 #: process (JAX: a mesh of the devices it sees), or one process per device (torch.distributed,
 #: started by ``torchrun``; the harness's one worker per backend cannot do that yet).
 MultiDevice = Literal["none", "in_process", "processes"]
-
-
-def _blas_threads(threads: int) -> dict[str, str]:
-    """OpenMP/OpenBLAS/MKL pools: sized when the library loads, so set in the environment."""
-    return {k: str(threads) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
-
-
-def _xla_env(threads: int) -> dict[str, str]:
-    """XLA's CPU client has no thread-count flag; one thread turns its pool off.
-
-    ``XLA_PYTHON_CLIENT_PREALLOCATE=false`` makes JAX allocate GPU memory on demand instead of
-    grabbing 75 % of it at start-up, so device memory readings mean what the computation needs.
-    """
-    env = _blas_threads(threads)
-    xla = os.environ.get("XLA_FLAGS", "")
-    if threads == 1:
-        xla = f"{xla} --xla_cpu_multi_thread_eigen=false".strip()
-    env["XLA_FLAGS"] = xla
-    env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
-    return env
-
-
-def _xla_host_devices(count: int) -> dict[str, str]:
-    """JAX sees one CPU device unless forced, before it is imported, to see ``count``."""
-    return {"XLA_FLAGS": f"--xla_force_host_platform_device_count={count}"}
 
 
 @dataclass(frozen=True)

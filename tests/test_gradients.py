@@ -111,8 +111,8 @@ def test_numpy_manual_matches_jax_autodiff(layout: str) -> None:
 PLANTED = [
     # JAX dense: the column (B^T) term dropped; the column and row terms' sign swapped;
     # the softmax backward's -R e.y_n term with the wrong sign (dense and blocked share it).
-    ("jax", "dense", "value_and_grad_manual", "jnp.sum(P, axis=0) - jnp.sum(P, axis=1)", "-jnp.sum(P, axis=1)"),
-    ("jax", "dense", "value_and_grad_manual", "jnp.sum(P, axis=0) - jnp.sum(P, axis=1)", "jnp.sum(P, axis=1) - jnp.sum(P, axis=0)"),
+    ("jax", "dense", "jax_dense:value_and_grad_manual", "jnp.sum(P, axis=0) - jnp.sum(P, axis=1)", "-jnp.sum(P, axis=1)"),
+    ("jax", "dense", "jax_dense:value_and_grad_manual", "jnp.sum(P, axis=0) - jnp.sum(P, axis=1)", "jnp.sum(P, axis=1) - jnp.sum(P, axis=0)"),
     ("jax", "dense", "jax_blocked:softmax_backward", "return T - K *", "return T + K *"),
     ("jax", "blocked", "jax_blocked:softmax_backward", "return T - K *", "return T + K *"),
     ("jax", "blocked", "jax_blocked:compute_block", "cols.append(jnp.sum(P, axis=0))", "cols.append(0 * jnp.sum(P, axis=0))"),
@@ -203,7 +203,7 @@ def rebuild_jax_entry_points(
     """
     import jax
 
-    from backends import jax_backend, jax_blocked, jax_sharded
+    from backends import jax_backend, jax_blocked, jax_dense, jax_sharded
 
     def clear() -> None:
         jax.clear_caches()
@@ -215,7 +215,7 @@ def rebuild_jax_entry_points(
         return
     if layout == "dense":
         key = "value_and_grad_manual"
-        fn = jax.jit(jax_backend.value_and_grad_manual, static_argnames=("loo", "assembly"))
+        fn = jax.jit(jax_dense.value_and_grad_manual, static_argnames=("loo", "assembly"))
     else:
         key = "value_and_grad_blocked"
         fn = jax.jit(
