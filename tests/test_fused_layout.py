@@ -12,6 +12,7 @@ the error model's bounds.
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 import warnings
@@ -194,6 +195,42 @@ def test_missing_triton_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None
     with pytest.raises(ImportError, match="'triton' package, which is not installed"):
         value_and_grad(*problem(), backend="torch", layout="fused")
     assert get_backend("torch").resolve_layout(13)[0] == "dense"
+
+
+@pytest.mark.skipif(not HAVE_TRITON, reason=TRITON_INSTALL)
+def test_triton_interpreter_chosen_before_torch_imports_triton() -> None:
+    """The blocked layout's autodiff (torch.utils.checkpoint) imports Triton; Triton's library
+    functions are compiled unless TRITON_INTERPRET=1 was set before that, and an interpreted
+    kernel cannot call them. The torch backend chooses the interpreter when it is imported,
+    so fused after blocked works, in a fresh process without the variable."""
+    script = (
+        "import sys, warnings; warnings.simplefilter('ignore'); import numpy as np\n"
+        "from ukr_bench import value_and_grad\n"
+        "Z, X = np.random.default_rng(0).normal(size=(2, 7, 3)); Z = Z[:, :2]\n"
+        "value_and_grad(Z, X, backend='torch', layout='blocked', gradient='autodiff')\n"
+        "assert 'triton' in sys.modules\n"
+        "print(value_and_grad(Z, X, backend='torch', layout='fused')[0])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+@pytest.mark.skipif(not HAVE_TRITON, reason=TRITON_INSTALL)
+def test_triton_imported_too_early_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from backends import torch_fused_kernels
+
+    if torch_fused_kernels.torch.cuda.is_available():
+        pytest.skip("a CUDA device is available: the kernels are compiled, not interpreted")
+    torch_fused_kernels.kernels.cache_clear()
+    monkeypatch.setattr(torch_fused_kernels, "_CHOSEN", {"set": True, "late": True})
+    try:
+        with pytest.raises(RuntimeError, match="Triton was imported before TRITON_INTERPRET=1"):
+            torch_fused_kernels.kernels()
+    finally:
+        torch_fused_kernels.kernels.cache_clear()
 
 
 # -- the tables ------------------------------------------------------------------------------
