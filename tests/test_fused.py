@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import random_problem
+from conftest import cuda_device_count, random_problem
 from error_model import TOL, objective_tolerances
 
 from ukr_bench import get_backend, value_and_grad
@@ -37,10 +37,14 @@ pytestmark = [
 
 HAVE_TRITON = importlib.util.find_spec("triton") is not None
 NO_TRITON = 'triton is not installed: pip install "ukr-bench[triton]"'
-FRAMEWORKS = [
-    "jax",
-    pytest.param("torch", marks=pytest.mark.skipif(not HAVE_TRITON, reason=NO_TRITON)),
+#: Where torch sees CUDA its fused kernels are compiled for CUDA tensors, not interpreted on
+#: CPU ones: tests/test_layouts.py checks them there (on device "cuda").
+ON_CUDA = "torch sees a CUDA device: its fused kernels run on CUDA tensors only"
+TORCH_ON_CPU = [
+    pytest.mark.skipif(not HAVE_TRITON, reason=NO_TRITON),
+    pytest.mark.skipif(HAVE_TRITON and cuda_device_count("torch") > 0, reason=ON_CUDA),
 ]
+FRAMEWORKS = ["jax", pytest.param("torch", marks=TORCH_ON_CPU)]
 #: float64 agreement where the problem is well conditioned (the issue's requirement).
 F64_REL = 1e-10
 
@@ -253,7 +257,8 @@ def test_jax_objective_fused_under_jit() -> None:
     assert agrees(got, reference(Z, X, kw), Z, X, kw, "float32"), errors(got, reference(Z, X, kw))
 
 
-@pytest.mark.skipif(not HAVE_TRITON, reason=NO_TRITON)
+@TORCH_ON_CPU[0]
+@TORCH_ON_CPU[1]
 def test_torch_objective_fused_differentiates() -> None:
     import torch
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import random_problem
+from conftest import cuda_device_count, random_problem
 from error_model import TOL, TRAJECTORY_TOL, assert_objective_agrees, objective_tolerances
 
 import ukr_bench
@@ -40,10 +40,14 @@ pytestmark = [
 ]
 
 HAVE_TRITON = importlib.util.find_spec("triton") is not None
-FRAMEWORKS = [
-    "jax",
-    pytest.param("torch", marks=pytest.mark.skipif(not HAVE_TRITON, reason=TRITON_INSTALL)),
+#: Where torch sees CUDA its fused kernels are compiled for CUDA tensors, not interpreted on
+#: CPU ones: tests/test_layouts.py checks them there (on device "cuda").
+ON_CUDA = "torch sees a CUDA device: its fused kernels run on CUDA tensors only"
+TORCH_ON_CPU = [
+    pytest.mark.skipif(not HAVE_TRITON, reason=TRITON_INSTALL),
+    pytest.mark.skipif(HAVE_TRITON and cuda_device_count("torch") > 0, reason=ON_CUDA),
 ]
+FRAMEWORKS = ["jax", pytest.param("torch", marks=TORCH_ON_CPU)]
 KW = {"sigma": 0.7, "lam": 0.2, "loo": True}
 
 
@@ -197,7 +201,8 @@ def test_missing_triton_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None
     assert get_backend("torch").resolve_layout(13)[0] == "dense"
 
 
-@pytest.mark.skipif(not HAVE_TRITON, reason=TRITON_INSTALL)
+@TORCH_ON_CPU[0]
+@TORCH_ON_CPU[1]
 def test_triton_interpreter_chosen_before_torch_imports_triton() -> None:
     """The blocked layout's autodiff (torch.utils.checkpoint) imports Triton; Triton's library
     functions are compiled unless TRITON_INTERPRET=1 was set before that, and an interpreted
