@@ -388,4 +388,4 @@ class JaxBackend(Backend, Instrumented):
             "jaxlib": importlib.metadata.version("jaxlib"),
             "device_name": getattr(self._device, "device_kind", str(self._device)),
             "matmul_precision": "highest",
-        }
+        } | ({"fused_interpreted": _interpret(self)["interpret"]} if self.layout == "fused" else {})

@@ -16,6 +16,7 @@ it is for correctness, not speed.
 
 from __future__ import annotations
 
+import os
 from typing import Any, ClassVar
 
 import numpy as np
@@ -173,6 +174,8 @@ class TorchBase(Backend, Instrumented):
             "torch": torch.__version__,
             "torch_num_threads": torch.get_num_threads(),
         }
+        if self.layout == "fused":  # Triton's interpreter: chosen once, by choose_interpreter
+            info["fused_interpreted"] = os.environ.get("TRITON_INTERPRET", "0") == "1"
         if self._device.type == "cuda":
             info |= {
                 "device_name": torch.cuda.get_device_name(self._device),

@@ -82,6 +82,7 @@ def test_backend_object_fused(framework: str) -> None:
     assert b.gradient_kind("fused") == "manual"
     assert "fused" in b.describe_gradient("fused")
     assert b.info()["layout"] == "fused"
+    assert b.info()["fused_interpreted"] is True  # device "cpu": recorded with its rows
     Zd, Xd = b.asarray(Z), b.asarray(X)
     params = Params(**KW)
     bounds = objective_tolerances(Z, X, KW, "float64")
