@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ukr_bench.report import analysis, figures, stats, style, tables
+from ukr_bench.report import across_d, analysis, figures, stats, style, tables
 from ukr_bench.report.analysis import KEY, OK
 from ukr_bench.report.render import Block, render_html, render_markdown
 from ukr_bench.report.tables import cpu_said, gpus_said
@@ -86,7 +86,9 @@ def single_run_blocks(
     """One run's sections: summary, figures (``draw``; file names start with ``prefix``),
     medians and exponents, autodiff and gradient cost, float32, flags, and what did not run
     or read."""
-    blocks: list[Block] = smoke_banner(meta)
+    blocks = smoke_banner(meta) + across_d.blocks(
+        df, fig_dir, prefix, draw=draw, winners=not is_smoke(meta)
+    )  # several D: the section across them, before a part per D
     for said, part in tables.problem_parts(df[df.status == OK]):  # several D: a part per D
         if part.empty:
             continue

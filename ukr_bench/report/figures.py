@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ukr_bench.report import style
+from ukr_bench.report import dims, style
 from ukr_bench.report.analysis import (
     CHEAP_GRADIENT_BOUND,
     GRAD_RATIO_GOAL,
@@ -235,6 +235,77 @@ def fig_overlay(all_ok: pd.DataFrame, runs: list[str], stem: Path) -> Path:
             ("autodiff gradient", {"color": "grey", "linestyle": "none", "marker": "o"}),
             ("manual gradient", {"color": "grey", "linestyle": "none", "marker": "s"}),
         ],
+    )  # fmt: skip
+
+
+#: The layout's marker in the figure across D, where one panel holds every layout of a dtype.
+LAYOUT_MARKERS = {"dense": "o", "blocked": "s", "fused": "^"}
+#: Lines a panel of the figure across D holds at most before it is split by layout: more
+#: cannot be told apart at a glance.
+MAX_LINES = 6
+
+
+def _across_panels(rows: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
+    """``rows`` with the column ``across``: the device, with the layout where a dtype and
+    device would hold more than :data:`MAX_LINES` series, and L where the run has several;
+    and whether the panels are split by layout."""
+    lines = rows.drop_duplicates(["dtype", "device", dims.L, "backend", "layout", "gradient"])
+    split = bool((lines.groupby(["dtype", "device", dims.L]).size() > MAX_LINES).any())
+    several_l = rows[dims.L].nunique() > 1
+    across = rows["device"].astype(str)
+    if split:
+        across = across + ", " + rows["layout"].astype(str)
+    if several_l:
+        across = across + ", L = " + rows[dims.L].astype(str)
+    return rows.assign(across=across), split
+
+
+def fig_time_by_d(ok: pd.DataFrame, stem: Path) -> Path | None:
+    """Value + gradient time against D at one N per dtype and device (:func:`dims.fixed_n`),
+    a panel per dtype side by side (a row per device, and per layout where a panel would hold
+    more than :data:`MAX_LINES` lines), each series a line, the per-pair bound per D."""
+    ok = ok if dims.L in ok.columns else ok.assign(**{dims.L: 0})
+    rows, split = _across_panels(dims.at_fixed_n(ok))
+    if rows.empty:
+        return None
+    chosen = dims.fixed_n(ok).set_index(["dtype", "device", dims.L])
+    bound = dims.bounds_by_d(ok)
+    q1, q3 = timing_column("value_and_grad", "q1"), timing_column("value_and_grad", "q3")
+
+    def draw(ax: Any, sub: pd.DataFrame, panel: Panel) -> None:
+        for key, unsorted in sub.groupby([*style.SERIES, dims.L], sort=True):
+            g = unsorted.sort_values(dims.D)
+            series_key = [str(k) for k in key[: len(style.SERIES)]]
+            line(ax, g, series_key, VG_MEDIAN, x=dims.D,
+                 marker=LAYOUT_MARKERS.get(series_key[1], "D"))  # fmt: skip
+            ax.fill_between(g[dims.D], g[q1], g[q3], color=style.color(series_key[0]),
+                            alpha=0.12, linewidth=0)  # fmt: skip
+            if "flag" in g.columns and (g["flag"].fillna("") != "").any():
+                bad = g[g["flag"].fillna("") != ""]
+                ax.plot(bad[dims.D], bad[VG_MEDIAN], "x", color="red", markersize=8,
+                        zorder=5, label="flagged")  # fmt: skip
+        first = sub.iloc[0]
+        b = bound[(bound.dtype == first["dtype"]) & (bound.device == first["device"])
+                  & (bound[dims.L] == first[dims.L])] if dims.L in bound else bound.iloc[0:0]  # fmt: skip
+        ax.plot(b[dims.D], b["bound_s"], **REFERENCE, marker="_", markersize=10,
+                label="the per-pair bound")  # fmt: skip
+
+    def title(panel: Panel) -> str:
+        sub = rows[(rows.across == panel[0]) & (rows.dtype == panel[1])]
+        if sub.empty:
+            return f"{panel[1]}, {panel[0]}"
+        c = chosen.loc[(panel[1], sub["device"].iloc[0], sub[dims.L].iloc[0])]
+        some = f" ({c['ds']} of {c['of']} D)" if c["ds"] < c["of"] else ""
+        return f"{panel[1]}, {panel[0]}, N = {c['n']}{some}"
+
+    layouts = sorted(rows["layout"].unique()) if not split else []
+    return small_multiples(
+        rows, stem, draw, rows="across", cols="dtype", titles=title, device_legend=False,
+        x=(dims.D, "D (the data's dimension)"),
+        title="Value + gradient against D at one N (median; band: IQR)",
+        ylabel="time per call [s]",
+        extra_legend=[(f"{lay} layout", {"color": "grey", "linestyle": "none",
+                                         "marker": LAYOUT_MARKERS.get(lay, "D")}) for lay in layouts],
     )  # fmt: skip
 
 

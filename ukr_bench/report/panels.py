@@ -40,7 +40,7 @@ def save(fig: Any, stem: Path) -> Path:
 
 
 def n_axis(ax: Any, ns: Iterable[Any]) -> None:
-    """Log x axis ticked at the N values measured, labelled in plain numbers."""
+    """Log x axis ticked at the values measured (N, or D), labelled in plain numbers."""
     from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
 
     ticks = sorted({int(n) for n in ns})
@@ -63,14 +63,15 @@ def ratio_axis(ax: Any) -> None:
     ax.yaxis.set_minor_formatter(NullFormatter())
 
 
-def line(ax: Any, g: pd.DataFrame, key: Sequence[str], y: str, **kw: Any) -> None:
-    """One series: its backend's colour, its gradient kind's line style, its device's marker.
+def line(ax: Any, g: pd.DataFrame, key: Sequence[str], y: str, *, x: str = "n", **kw: Any) -> None:
+    """One series of ``y`` against ``x``: its backend's colour, its gradient kind's line style,
+    its device's marker.
 
     Unlabelled: the figure's legend names backends, gradient kinds and devices once each.
     """
     backend, _, gradient, _, device = key
     ax.plot(
-        g["n"], g[y], color=style.color(backend),
+        g[x], g[y], color=style.color(backend),
         linestyle=kw.pop("linestyle", GRADIENT_STYLES.get(gradient, ":")),
         marker=kw.pop("marker", style.DEVICE_MARKERS.get(style.device_kind(device), "^")),
         linewidth=1.4, markersize=4, label="_nolegend_", **kw,
@@ -96,12 +97,18 @@ def small_multiples(
     sharey: bool | str = "row",
     gradient_legend: bool = True,
     extra_legend: Sequence[tuple[str, dict[str, Any]]] = (),
+    x: tuple[str, str] = ("n", "N (samples)"),
+    titles: Callable[[Panel], str] | None = None,
+    device_legend: bool = True,
 ) -> Path:
     """Draw ``draw(ax, rows of one panel, (row value, column value))`` on each panel of the
     grid, label the axes, add one legend, save; returns the PNG's path.
 
     ``extra_legend``: (label, ``Line2D`` keywords) entries for lines the panels draw unlabelled;
-    ``gradient_legend``: whether line styles mean the gradient kind (not where ``draw`` restyles).
+    ``gradient_legend``: whether line styles mean the gradient kind (not where ``draw`` restyles);
+    ``x``: the column on the (log) x axis, ticked at its values, and its label; ``titles``: a
+    panel's title (default ``row value, column value``); ``device_legend``: whether markers
+    mean the device kind (not where ``draw`` gives them another meaning).
     """
     grid = panels_of(ok, rows, cols)
     n_rows, n_cols = len(grid), len(grid[0])
@@ -121,16 +128,16 @@ def small_multiples(
                 ax.set_yscale("log")
                 if ratio:
                     ratio_axis(ax)
-            n_axis(ax, ok["n"])
-            ax.set_title(f"{panel[0]}, {panel[1]}", fontsize=10)
+            n_axis(ax, ok[x[0]])
+            ax.set_title(titles(panel) if titles else f"{panel[0]}, {panel[1]}", fontsize=10)
             ax.grid(True, which="major", alpha=0.4)
     fig.suptitle(title, fontsize=11)
-    fig.supxlabel("N (samples)", fontsize=10)
+    fig.supxlabel(x[1], fontsize=10)
     fig.supylabel(ylabel, fontsize=10)
-    fig.legend(
-        handles=legend_handles(ok, axes.ravel(), extra_legend, gradients=gradient_legend),
-        loc="outside right upper", fontsize=8, frameon=False,
-    )  # fmt: skip
+    handles = legend_handles(
+        ok, axes.ravel(), extra_legend, gradients=gradient_legend, devices=device_legend
+    )
+    fig.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False)
     return save(fig, stem)
 
 
@@ -140,9 +147,11 @@ def legend_handles(
     extra: Sequence[tuple[str, dict[str, Any]]] = (),
     *,
     gradients: bool = True,
+    devices: bool = True,
 ) -> list[Any]:
     """One entry per backend (colour), per gradient kind (line style) and, where there are
-    several, per device kind (marker); then each labelled line of the panels, once."""
+    several and ``devices``, per device kind (marker); then each labelled line of the panels,
+    once."""
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], color=style.color(b), linewidth=2.5, label=b)
@@ -151,7 +160,7 @@ def legend_handles(
         handles += [Line2D([], [], color="grey", linestyle=GRADIENT_STYLES.get(k, ":"),
                            label=f"{k} gradient") for k in sorted(ok["gradient"].unique())]  # fmt: skip
     kinds = sorted({style.device_kind(d) for d in ok["device"].unique()})
-    if len(kinds) > 1:
+    if devices and len(kinds) > 1:
         handles += [Line2D([], [], color="grey", linestyle="none",
                            marker=style.DEVICE_MARKERS.get(k, "^"), label=k) for k in kinds]  # fmt: skip
     handles += [Line2D([], [], label=label, **kw) for label, kw in extra]
