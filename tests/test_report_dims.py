@@ -81,6 +81,8 @@ def test_no_crossover_sentence_where_the_order_never_flips() -> None:
     assert "faster than" not in said
     assert said.startswith("No crossover (N = 500 and 1000, float64): ")
     assert "least median at D = 3 has the least median at D = 256 too" in said
+    (both,) = across_d.crossover_sentences(dims.crossovers(run(NEVER, ("float32", "float64"))))
+    assert both.startswith("No crossover (N = 500 and 1000, float32 and float64): ")
 
 
 def test_a_flip_inside_the_noise_is_a_tie_not_a_crossover() -> None:

@@ -80,9 +80,13 @@ def crossover_sentences(cross: pd.DataFrame) -> list[str]:
     if not same.empty:
         one = same["d_min"].nunique() == 1 and same["d_max"].nunique() == 1
         ends = (f"D = {int(same['d_min'].iloc[0])}", f"D = {int(same['d_max'].iloc[0])}")
-        cells = "; ".join(
-            f"N = {_listed([int(n) for n in g['N']])}, {_where(g.iloc[0], several)}"
+        per_cell = {  # the cells of one list of N said together
+            _where(g.iloc[0], several): f"N = {_listed([int(n) for n in g['N']])}"
             for _, g in same.groupby(["dtype", "device", dims.L], sort=True, dropna=False)
+        }
+        cells = "; ".join(
+            f"{ns}, {_listed([w for w, n in per_cell.items() if n == ns])}"
+            for ns in dict.fromkeys(per_cell.values())
         )
         smallest, largest = ends if one else ("its smallest D", "its largest D")
         out.append(
