@@ -70,11 +70,17 @@ def crossover_sentences(cross: pd.DataFrame) -> list[str]:
     if cross.empty:
         return []
     several = {c: cross[c].nunique(dropna=False) > 1 for c in ("device", dims.L)}
-    flips = cross[cross["kind"] != dims.SAME]
+    flips = cross[cross["kind"].isin([dims.CROSSOVER, dims.TIE])]
     group = ["dtype", "device", dims.L, "kind", "slow", "fast", "flip_d", "from_d", "ahead_below"]
     out = [
         _sentence(g, several)
         for _, g in flips.fillna({dims.L: -1, "from_d": -1}).groupby(group, sort=False)
+    ]
+    out += [
+        f"At N = {int(r['N'])}, {_where(r, several)}, {r['slow']} (the least median at "
+        f"D = {int(r['d_min'])}) has no usable timing at D = {int(r['d_max'])}: no crossover "
+        "is named there."
+        for _, r in cross[cross["kind"] == dims.UNMEASURED].iterrows()
     ]
     same = cross[cross["kind"] == dims.SAME]
     if not same.empty:

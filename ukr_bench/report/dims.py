@@ -35,6 +35,8 @@ D = "data_dim"
 L = "latent_dim"
 #: What :func:`crossovers` calls each cell: B faster from a D, a flip inside the noise, no flip.
 CROSSOVER, TIE, SAME = "crossover", "tie", "same"
+#: What :func:`crossovers` calls a cell whose leader at the smallest D has no row at the largest.
+UNMEASURED = "unmeasured"
 CROSSOVER_COLUMNS = [
     "dtype", "device", "N", L, "kind", "slow", "fast", "d_min", "d_max", "flip_d", "from_d",
     "ratio", "low", "high", "ahead_below",
@@ -108,8 +110,7 @@ def _pair(g: pd.DataFrame, slow: str, fast: str, d: int) -> tuple[pd.Series, pd.
 
 def _crossover(g: pd.DataFrame) -> dict[str, Any] | None:
     """One cell's :func:`crossovers` record (one dtype, device, L and N); None where the cell
-    has fewer than two D, or the series leading at the smallest D has no row at the largest
-    (nothing says whether their order flipped)."""
+    has fewer than two D."""
     ds = sorted(int(d) for d in g[D].unique())
     if len(ds) < 2:
         return None
@@ -125,8 +126,8 @@ def _crossover(g: pd.DataFrame) -> dict[str, Any] | None:
     # c.b_faster: ``fast`` significantly faster than ``slow`` at that D
     compared = [(d, a, b, stats.compare(stats.samples_of(a), stats.samples_of(b)))
                 for d, (a, b) in both]  # fmt: skip
-    if not compared or compared[-1][0] != ds[-1]:
-        return None
+    if not compared or compared[-1][0] != ds[-1]:  # nothing says whether their order flipped
+        return rec | {"kind": UNMEASURED}
     flip = len(compared)
     while flip > 0 and compared[flip - 1][2][VG_MEDIAN] < compared[flip - 1][1][VG_MEDIAN]:
         flip -= 1
@@ -149,8 +150,9 @@ def _crossover(g: pd.DataFrame) -> dict[str, Any] | None:
 def crossovers(ok: pd.DataFrame) -> pd.DataFrame:
     """Per dtype, device, N (and L): the two leading configurations and where their order flips
     across D (module docstring). Columns (:data:`CROSSOVER_COLUMNS`): dtype, device, N,
-    latent_dim; kind (:data:`CROSSOVER`, :data:`TIE` or :data:`SAME`: the same series leads
-    at the smallest and the largest D); slow and fast (the series leading at the smallest and
+    latent_dim; kind (:data:`CROSSOVER`, :data:`TIE`, :data:`SAME`: the same series leads
+    at the smallest and the largest D, or :data:`UNMEASURED`: the leader at the smallest D has
+    no row at the largest); slow and fast (the series leading at the smallest and
     at the largest D); d_min, d_max; flip_d (where the medians' order flips and stays flipped);
     from_d (where ``fast`` is significantly faster from, at every larger D; NaN for a tie);
     ratio, low, high (median(slow) / median(fast) with its 95 % interval at from_d, or at
