@@ -19,9 +19,9 @@
 # GPU_CHECK_ARGS adds bench options. Everything lands in OUTDIR as at most 5 files (the device
 # tool returns 8); a step that fails or times out does not stop the next one, and the exit
 # status is that of the first failure.
-# Not in the budget yet: the harness computes each N's float64 NumPy reference (the precision
-# columns) on the host's CPUs, once in each backend's worker, in O(N^2) time: at the largest N
-# that alone exceeds the budget, and the sweep's time-out leaves the rows of the smaller N.
+# The precision columns compare with NumPy's float64 value and gradient, computed on the host's
+# CPUs in O(N^2) time once per backend's worker: only up to N = 3e4 here (--reference-max-n),
+# since at 1e6 that alone would take far longer than the budget.
 set -u -o pipefail
 out=${1:?usage: gpu_check.sh OUTDIR}
 mkdir -p "$out"
@@ -40,7 +40,7 @@ else
     run_dir=${GPU_CHECK_RUN_DIR:-results/gpu_check_fused}
     tests=(tests/ -k cuda)
     sweep=(--devices cuda --n 10000 30000 100000 300000 1000000 --repeats 3 --max-rounds 50
-           --min-time 0.5 --warmup 1)
+           --min-time 0.5 --warmup 1 --reference-max-n 30000)
     t_tests=180 t_bench=270 max_call=10
 fi
 # the data's own D = 3 only, where the harness has a D axis

@@ -101,3 +101,32 @@ def test_time_to_fit_once_per_backend_dtype_and_n() -> None:
     assert not fits_timed(key(8, "blocked"), CFG)
     assert not fits_timed(key(4000), CFG)  # above fit_max_n
     assert not fits_timed(key(8), SweepConfig(backends=["numpy"], fit_iters=0))
+
+
+def test_precision_is_measured_up_to_reference_max_n() -> None:
+    """Above ``reference_max_n`` no host reference is computed: the errors stay empty, and the
+    row says why."""
+    from ukr_bench.bench.timing import measure_case
+    from ukr_bench.bench.worker import references
+
+    cfg = SweepConfig(
+        backends=["numpy"], ns=[8, 16], reference_max_n=8, fit_iters=0, min_rounds=1,
+        max_rounds=1, min_time=0.0, warmup=0,
+    )  # fmt: skip
+    real = references(cfg)
+    asked: list[int] = []
+
+    def reference(k: ConfigKey) -> tuple[float, object]:
+        asked.append(k.n)
+        return real(k)
+
+    small, large = (measure_case(key(n), cfg, reference) for n in (8, 16))
+    assert asked == [8]
+    assert small.grad_rel_error is not None
+    assert small.value_rel_error is not None
+    assert small.grad_rel_error < 1e-12  # float64 NumPy against itself
+    assert large.grad_rel_error is None
+    assert large.value_rel_error is None
+    assert large.info["precision"] == "not measured: N > --reference-max-n 8"
+    with pytest.raises(ValueError, match="reference_max_n"):
+        SweepConfig(backends=["numpy"], reference_max_n=-1)

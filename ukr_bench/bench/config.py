@@ -132,6 +132,14 @@ class SweepConfig:
     )
     fit_rounds: int = field(default=3, metadata=_help("timed fits per optimiser"))
     fit_max_n: int = field(default=2000, metadata=_help("largest N whose time-to-fit is measured"))
+    reference_max_n: int = field(
+        default=50_000,
+        metadata=_help(
+            "largest N whose float32/float64 error against NumPy's float64 value and gradient is "
+            "measured: that reference runs on the host, O(N^2) (about a minute at the default on "
+            "2 cores); above it a row's errors are left empty, with the reason in its info"
+        ),
+    )
     threads: int = field(
         default_factory=lambda: len(usable_cpus()),
         metadata=_help("CPU threads for every backend (default: all)"),
@@ -218,7 +226,7 @@ class SweepConfig:
         if self.threads > len(usable_cpus()):
             msg = f"threads must be <= the {len(usable_cpus())} CPUs this process may use, got {self.threads}"
             raise ValueError(msg)
-        for name in ("warmup", "fit_iters", "fit_max_n", "seed"):
+        for name in ("warmup", "fit_iters", "fit_max_n", "reference_max_n", "seed"):
             setattr(self, name, check_int(name, getattr(self, name), 0))
         check_nonnegative_float("min_time", self.min_time)
         check_positive_float("timeout", self.timeout)
