@@ -322,7 +322,7 @@ REGISTRY: dict[str, BackendSpec] = {
             "jax_backend",
             "JaxBackend",
             "jax",
-            "pip install 'ukr-bench[jax]'",
+            'pip install "ukr-bench[jax]"',
             process_env=_xla_env,
             n2_base=4.0,  # float64 at N = 8000 peaked at 4.4 N^2 (float32: 3.2 N^2)
             n2_per_latent=0.5,
@@ -354,7 +354,7 @@ REGISTRY: dict[str, BackendSpec] = {
             "torch_backend",
             "TorchBackend",
             "torch",
-            "pip install 'ukr-bench[torch]' (or the torch build for your CUDA from pytorch.org)",
+            'pip install "ukr-bench[torch]" (or the torch build for your CUDA from pytorch.org)',
             n2_base=4.5,  # 6 N^2 at N = 8000
             n2_per_latent=1.0,
             blocked_gradient="manual",  # a hand-derived autograd.Function
@@ -371,7 +371,7 @@ REGISTRY: dict[str, BackendSpec] = {
             "keops_backend",
             "KeOpsBackend",
             "pykeops",
-            "pip install 'ukr-bench[keops]' (needs g++ and cmake; compiles at first use)",
+            'pip install "ukr-bench[keops]" (needs g++ and cmake; compiles at first use)',
             n2_base=0.0,  # KeOps streams over tiles: memory O(N), no N x N array
             layouts=("blocked",),  # KeOps tiles by itself
             also_requires=("torch",),

@@ -17,7 +17,7 @@ def test_backends_lists_all_three(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     for name in ("jax", "numpy", "torch"):
         assert name in out
-    assert "pip install 'ukr-bench[jax]'" in out
+    assert 'pip install "ukr-bench[jax]"' in out
 
 
 def test_agreement_prints_every_backend_and_dtype(capsys: pytest.CaptureFixture[str]) -> None:

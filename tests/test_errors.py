@@ -243,7 +243,7 @@ def test_package_works_without_jax_and_torch() -> None:
         """
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert "pip install 'ukr-bench[jax]'" in out.stdout
+    assert 'pip install "ukr-bench[jax]"' in out.stdout
 
 
 def test_package_works_without_scikit_learn() -> None:
@@ -276,7 +276,7 @@ def test_package_works_without_scikit_learn() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr
     assert "ukr_bench.UKR needs scikit-learn" in out.stdout
-    assert "pip install 'ukr-bench[sklearn]'" in out.stdout
+    assert 'pip install "ukr-bench[sklearn]"' in out.stdout
 
 
 def test_importing_the_package_imports_no_framework() -> None:

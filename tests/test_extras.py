@@ -72,7 +72,7 @@ def test_require_imports_or_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> 
         require("sklearn.base", "sklearn", "fitting")
     msg = str(info.value)
     assert msg.startswith("fitting needs scikit-learn (")
-    assert msg.endswith(": pip install 'ukr-bench[sklearn]'")
+    assert msg.endswith(': pip install "ukr-bench[sklearn]"')
     assert isinstance(info.value, ImportError)
     assert (info.value.extra, info.value.name) == ("sklearn", "sklearn.base")
 

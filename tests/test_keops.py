@@ -19,7 +19,7 @@ def keops() -> None:
     """Skip unless pykeops imports and compiles a reduction here."""
     pytest.importorskip("torch")
     pytest.importorskip(
-        "pykeops", reason="pykeops is not installed: pip install 'ukr-bench[keops]'"
+        "pykeops", reason='pykeops is not installed: pip install "ukr-bench[keops]"'
     )
     from backends.keops_backend import KeOpsError
 

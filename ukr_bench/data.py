@@ -18,6 +18,7 @@ from collections.abc import Callable
 import numpy as np
 from numpy.typing import NDArray
 
+from ukr_bench.extras import install_hint
 from ukr_bench.validation import check_choice, check_int, check_nonnegative_float
 
 RandomState = int | np.random.Generator | None
@@ -61,7 +62,7 @@ def _digits(n: int, rng: np.random.Generator) -> tuple[NDArray[np.float64], NDAr
     try:
         from sklearn.datasets import load_digits
     except ImportError as exc:
-        msg = "data set 'digits' needs scikit-learn: pip install 'ukr-bench[data]'"
+        msg = "data set 'digits' needs scikit-learn: " + install_hint("data")
         raise ImportError(msg) from exc
     X, y = load_digits(return_X_y=True)
     if n > DIGITS_SIZE:

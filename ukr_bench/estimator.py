@@ -2,7 +2,7 @@
 
 ``UKR`` is a scikit-learn transformer (``BaseEstimator``, ``TransformerMixin``) and passes
 ``sklearn.utils.estimator_checks.check_estimator``. It needs scikit-learn
-(``pip install 'ukr-bench[sklearn]'``); the rest of the package does not, and imports this
+(``pip install "ukr-bench[sklearn]"``); the rest of the package does not, and imports this
 module only when ``ukr_bench.UKR`` is used. Input validation is scikit-learn's
 (``validate_data``: sparse, complex, object and empty input rejected with its messages, integer
 input converted to float64, ``n_features_in_`` checked); the computation is

@@ -66,7 +66,7 @@ class MissingExtraError(ImportError):
 
 def install_hint(*extras: str) -> str:
     """The pip command that installs ``extras`` (written as the backends' messages write it)."""
-    return f"pip install 'ukr-bench[{','.join(extras)}]'"
+    return f'pip install "ukr-bench[{",".join(extras)}]"'
 
 
 def _distribution(module: str) -> str:
