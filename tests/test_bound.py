@@ -30,7 +30,12 @@ from ukr_bench.bound_model import pair_seconds
 from ukr_bench.interface import get_backend, instrumented
 from ukr_bench.report import rates as report_rates
 from ukr_bench.report.analysis import bounds, winners_per_n
-from ukr_bench.report.tables import rates_table
+from ukr_bench.report.tables import (
+    LEGACY_WINNERS_CAPTION,
+    WINNERS_CAPTION,
+    rate_blocks,
+    rates_table,
+)
 from ukr_bench.schema import ConfigKey
 
 CFG = SweepConfig(backends=["numpy"], ns=[8], max_call_seconds=1.0)
@@ -267,7 +272,10 @@ def test_the_report_takes_each_rate_from_the_backend_that_measured_it_fastest() 
     assert cells["cpu"] == pytest.approx(cpu, rel=1e-12)
     w = winners_per_n(ok).set_index("device")
     assert w.loc["cpu", "x_bound"] == pytest.approx(1.0 / cpu, rel=1e-12)
-    table = rates_table(ok).set_index("device")
+    caption, table = rate_blocks(ok)
+    assert caption == WINNERS_CAPTION
+    assert table is not None
+    table = table.set_index("device")
     assert table.loc["cpu", "exps/s"] == "2e+09 (jax)"
     assert table.loc["cpu", "FMA flop/s"] == "3e+10 (torch)"
     assert table.loc["cuda", "GEMM flop/s"] == "1e+09 (jax)"
@@ -287,6 +295,8 @@ def test_old_rows_without_rates_report_their_bound_s() -> None:
     ])  # fmt: skip
     assert report_rates.machine_rates(ok).empty
     assert str(rates_table(ok).iloc[0, 0]).startswith("no rates recorded")
+    # such a run's report captions its winners with the bound its rows hold, and has no rates
+    assert rate_blocks(ok) == (LEGACY_WINNERS_CAPTION, None)
     assert bounds(ok)["bound_s"].tolist() == [0.25]
     assert winners_per_n(ok)["x_bound"].tolist() == [pytest.approx(4.0)]
     bare = pd.DataFrame([rec("jax", 100, 1.0, None, None, None, work=None)]).drop(

@@ -158,12 +158,8 @@ def _summary_blocks(
     unflagged ones."""
     n_flagged = int((ok.flag != "").sum())
     n_memory = int((memory_flags != "").sum())
-    unread = (
-        f" ({n_skipped} line(s) of results.jsonl held no row and were skipped: see "
-        "Unreadable lines)"
-        if n_skipped
-        else ""
-    )
+    skipped = f" ({n_skipped} line(s) of results.jsonl held no row and were skipped: see "
+    unread = f"{skipped}Unreadable lines)" if n_skipped else ""
     counted = (
         f"{len(ok)} configurations measured{unread}; {n_flagged} timings flagged as "
         "implausible (listed below, drawn with a red cross, and left out of the winners and "
@@ -172,6 +168,7 @@ def _summary_blocks(
     )
     if not winners:
         return [Block("h2", "Summary"), Block("text", counted)]
+    caption, rated = tables.rate_blocks(ok)
     return [
         Block("h2", "Summary"),
         Block(
@@ -182,8 +179,8 @@ def _summary_blocks(
             "repeat in the next: the README's headline names a winner only where repeated "
             "runs agree.",
         ),
-        Block("table", tables.winners(clean), tables.WINNERS_CAPTION),
-        Block("table", tables.rates_table(ok), tables.RATES_CAPTION),
+        Block("table", tables.winners(clean), caption),
+        *([] if rated is None else [Block("table", rated, tables.RATES_CAPTION)]),
     ]
 
 

@@ -103,6 +103,24 @@ RATES_CAPTION = (
 )
 
 
+#: The caption of a run from before the rates were recorded: its rows' ``bound_s`` is then the
+#: bound of that code, which the report uses as it is.
+LEGACY_WINNERS_CAPTION = (
+    "Fastest backend for value + gradient in this run, by N range (lead: ratio of medians [95 % "
+    "bootstrap interval]; x bound: its time over the per-pair lower bound measured in the same "
+    "run, one exp and 5L + 4D + 6 flops per pair at the best exp and GEMM rates any backend "
+    "reached)"
+)
+
+
+def rate_blocks(ok: pd.DataFrame) -> tuple[str, pd.DataFrame | None]:
+    """The winners' caption and the :func:`rates_table` (None for a run whose rows recorded no
+    rates: its caption then says what its bounds are)."""
+    if rates.machine_rates(ok).empty:
+        return LEGACY_WINNERS_CAPTION, None
+    return WINNERS_CAPTION, rates_table(ok)
+
+
 def rates_table(ok: pd.DataFrame) -> pd.DataFrame:
     """:func:`rates.machine_rates`: per device and dtype, each rate (3 digits) and the backend
     that measured it; one cell saying so where no row recorded one (older runs)."""
