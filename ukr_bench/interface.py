@@ -528,9 +528,9 @@ def value_and_grad(
     Parameters
     ----------
     Z : array of shape (N, L), real floating point
-        Latent points.
+        Latent points: anything NumPy makes a float array of (lists too); integers refused.
     X : array of shape (N, D), real floating point
-        Data.
+        Data, by the same rule (:func:`ukr_bench.validation.check_array`).
     backend : {"numpy", "jax", "torch", "keops"}, default "numpy"
         Which implementation; see :func:`available_backends`.
     sigma : float, default 1.0
