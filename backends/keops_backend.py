@@ -30,14 +30,21 @@ process where that matters (the benchmark harness runs one process per backend).
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
+import pykeops
 import torch
 from pykeops.torch import LazyTensor
 
 from backends import Computations, Variant
 from backends.torch_backend import TorchBase, projection_error
 from backends.torch_blocked import autograd_value_and_grad, with_prior
+
+# KeOps prints each formula's code generation and compilation by default, into the output of
+# whatever uses this backend (the demo, a user's script); PYKEOPS_VERBOSE=1 brings it back.
+if os.environ.get("PYKEOPS_VERBOSE") is None:
+    pykeops.set_verbose(False)
 
 #: Logit given to the excluded diagonal: exp(-1e30 - row max) is exactly 0 unless every other
 #: logit of the row is below -1e30 (latent distances over 1e15 sigma), which finite input in
@@ -170,6 +177,4 @@ class KeOpsBackend(TorchBase):
     )  # fmt: skip
 
     def info(self) -> dict[str, Any]:
-        import pykeops
-
         return {**super().info(), "pykeops": pykeops.__version__}
