@@ -107,8 +107,12 @@ def test_keops_declares_only_what_it_implements(monkeypatch: pytest.MonkeyPatch)
 
     fake = types.ModuleType("pykeops.torch")
     fake.LazyTensor = object  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "pykeops", types.ModuleType("pykeops"))
+    top = types.ModuleType("pykeops")
+    verbosity: list[bool] = []
+    top.set_verbose = verbosity.append  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "pykeops", top)
     monkeypatch.setitem(sys.modules, "pykeops.torch", fake)
+    monkeypatch.delenv("PYKEOPS_VERBOSE", raising=False)
     real = sys.modules.pop("backends.keops_backend", None)
     try:
         cls = importlib.import_module("backends.keops_backend").KeOpsBackend
@@ -119,5 +123,6 @@ def test_keops_declares_only_what_it_implements(monkeypatch: pytest.MonkeyPatch)
         elif hasattr(backends, "keops_backend"):  # the import bound it on the package
             delattr(backends, "keops_backend")
     assert cls.layouts == ("blocked",)
+    assert verbosity == [False]  # KeOps' build logs kept out of the user's output
     assert [(v.layout, v.gradient) for v in cls.VARIANTS] == [("blocked", "autodiff")]
     assert not [name for name in dir(cls) if name.endswith("_dense")]
