@@ -220,7 +220,7 @@ def test_uninstalled_backend_says_what_to_install(monkeypatch: pytest.MonkeyPatc
     assert "torch" not in ukr_bench.available_backends()
     with pytest.raises(
         BackendNotInstalledError,
-        match=r"needs the 'torch' package.*pip install 'ukr-bench\[torch\]'",
+        match=r'needs the .torch. package.*pip install "ukr-bench\[torch\]"',
     ):
         value_and_grad(Z, X, backend="torch")
 
