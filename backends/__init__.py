@@ -33,7 +33,7 @@ GradientKind = Literal["autodiff", "manual"]
 #: How a gradient can be obtained: by automatic differentiation, or by the hand-derived formula.
 GRADIENT_KINDS: tuple[GradientKind, ...] = ("autodiff", "manual")
 #: A memory layout a backend implements: N x N arrays, row blocks, or one fused kernel per pass
-#: (``ukr_bench.problem.LAYOUTS`` adds ``auto``, which chooses among them).
+#: (``ukr_bench.layouts.LAYOUTS`` adds ``auto``, which chooses among them).
 LayoutName = Literal["dense", "blocked", "fused"]
 #: The install hint of the fused torch kernels' Triton (imported only when they are first used).
 TRITON_INSTALL = 'pip install "ukr-bench[triton]"'

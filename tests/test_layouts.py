@@ -15,7 +15,7 @@ from test_objective import GRID
 import ukr_bench
 from backends import REGISTRY
 from ukr_bench import Params, get_backend, relative_error, value_and_grad
-from ukr_bench import problem as problem_module
+from ukr_bench import layouts as layouts_module
 from ukr_bench.problem import BLOCK_MIN_ROWS, plan_layout
 
 
@@ -211,11 +211,11 @@ def test_plan_layout_rule() -> None:
     gib = 2**30
     # dense while small and it fits; blocked above the pair threshold or without the memory
     assert plan_layout(1000, 1000, 2, 3, "float64", 8 * gib) == ("dense", None)
-    n = int(np.sqrt(problem_module.AUTO_DENSE_MAX_PAIRS)) + 1
+    n = int(np.sqrt(layouts_module.AUTO_DENSE_MAX_PAIRS)) + 1
     layout, block = plan_layout(n, n, 2, 3, "float64", 8 * gib)
     assert layout == "blocked"
-    row_bytes = 8 * (problem_module.BLOCK_BUFFERS * n + 2 * 3 + 2 * 2)
-    assert block == max(problem_module.BLOCK_TARGET_BYTES["cpu"] // row_bytes, BLOCK_MIN_ROWS)
+    row_bytes = 8 * (layouts_module.BLOCK_BUFFERS * n + 2 * 3 + 2 * 2)
+    assert block == max(layouts_module.BLOCK_TARGET_BYTES["cpu"] // row_bytes, BLOCK_MIN_ROWS)
     assert plan_layout(1000, 1000, 2, 3, "float64", 1000 * 1000 * 8)[0] == "blocked"
     # float32 rows cost half: twice the rows per block (before the minimum)
     n = 100_000
@@ -225,8 +225,8 @@ def test_plan_layout_rule() -> None:
     # a GPU gets larger blocks; memory caps them (here: room for 2 rows per worker)
     big = plan_layout(n, n, 2, 3, "float32", 80 * gib, layout="blocked", device_kind="cuda")[1]
     assert big > b32
-    row32 = 4 * (problem_module.BLOCK_BUFFERS * n + 10)
-    tight = 2 * row32 / problem_module.BLOCK_MEMORY_FRACTION
+    row32 = 4 * (layouts_module.BLOCK_BUFFERS * n + 10)
+    tight = 2 * row32 / layouts_module.BLOCK_MEMORY_FRACTION
     assert plan_layout(n, n, 2, 3, "float32", int(tight), layout="blocked")[1] == 2
     assert plan_layout(n, n, 2, 3, "float32", 10, layout="blocked")[1] == 1
     # overrides: dense always dense; block_size capped at the rows there are
@@ -250,7 +250,7 @@ def test_auto_picks_blocked_above_the_threshold(
     # A call at N above the threshold must take the blocked path: make the dense one fail.
     Z, X = random_problem(20, 2, 3, seed=1)
     ref_v, ref_g = value_and_grad(Z, X, backend="numpy", sigma=0.5, layout="dense")
-    monkeypatch.setattr(problem_module, "AUTO_DENSE_MAX_PAIRS", 100)
+    monkeypatch.setattr(layouts_module, "AUTO_DENSE_MAX_PAIRS", 100)
     cls = type(b)
 
     def fail(*_: object, **__: object) -> None:
@@ -280,7 +280,7 @@ def test_estimator_fits_in_blocked_layout(backend: str, monkeypatch: pytest.Monk
     X, _ = ukr_bench.make_dataset("saddle", 120, noise=0.05, random_state=0)
     kw = {"sigma": 0.3, "max_iter": 5, "backend": backend, "random_state": 0}
     dense = ukr_bench.UKR(2, **kw).fit(X)
-    monkeypatch.setattr(problem_module, "AUTO_DENSE_MAX_PAIRS", 0)
+    monkeypatch.setattr(layouts_module, "AUTO_DENSE_MAX_PAIRS", 0)
     blocked = ukr_bench.UKR(2, **kw).fit(X)
     np.testing.assert_allclose(blocked.history_, dense.history_, rtol=FIT_TOL)  # L-BFGS
     np.testing.assert_allclose(blocked.embedding_, dense.embedding_, atol=FIT_TOL)

@@ -254,7 +254,7 @@ class Backend(ABC):
         ``rows`` defaults to ``n`` (the objective); ``predict`` and ``project_value_and_grad``
         have ``rows = M`` queries. The layout is ``"dense"``, ``"fused"`` (block ``None``; the
         fused kernels' tiles are their own) or ``"blocked"``; the rule is
-        :func:`ukr_bench.problem.plan_layout`, the same for every backend. ``latent_dim``
+        :func:`ukr_bench.layouts.plan_layout`, the same for every backend. ``latent_dim``
         and ``data_dim`` only refine the block size (their defaults are the benchmark's L, D).
         """
         rows = n if rows is None else rows
@@ -488,7 +488,7 @@ def get_backend(
     """A :class:`Backend` instance for ``backend`` computing in ``dtype`` on ``device``.
 
     ``layout`` ("dense", "blocked", "fused" or "auto") and ``block_size`` (rows per block, None
-    for the rule of :func:`ukr_bench.problem.plan_layout`) choose the memory layout;
+    for the rule of :func:`ukr_bench.layouts.plan_layout`) choose the memory layout;
     :meth:`Backend.resolve_layout` says which one a call at a given N uses. ``gradient``
     ("autodiff", "manual" or "auto": the backend's default for the layout) chooses how the
     gradient is obtained; a kind the backend does not implement raises a ValueError naming
@@ -556,7 +556,7 @@ def value_and_grad(
         memory O(N (L + D)); interpreted on a CPU, slowly); ``auto`` never picks fused, but dense
         while it is small and fits, blocked otherwise.
     block_size : int >= 1 or None
-        Rows per block for ``blocked`` (None: the rule of :func:`ukr_bench.problem.plan_layout`).
+        Rows per block for ``blocked`` (None: the rule of :func:`ukr_bench.layouts.plan_layout`).
     gradient : {"auto", "autodiff", "manual"}
         How the gradient is obtained: the framework's autodiff, or the hand-derived formula
         written in the framework's arrays; "auto" is the backend's default for the layout

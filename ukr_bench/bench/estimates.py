@@ -26,7 +26,7 @@ def memory_estimate(key: ConfigKey, cfg: SweepConfig, available: int | None = No
     """Bytes value_and_grad is expected to need.
 
     Dense: the backend's N x N buffer count times N^2 (``BackendSpec.n2_buffers``). Blocked: the
-    block rule of :func:`ukr_bench.problem.plan_layout` (every thread's block buffers), plus the
+    block rule of :func:`ukr_bench.layouts.plan_layout` (every thread's block buffers), plus the
     O(N (L + D)) arrays, counted generously as :data:`LINEAR_BUFFERS` of them; L and D are the
     key's (``latent_dim``, ``data_dim``).
     """
