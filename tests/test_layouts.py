@@ -363,3 +363,23 @@ def test_blocked_gradient_is_in_z_only() -> None:
     Xt = torch.tensor(X, requires_grad=True)
     with pytest.raises(NotImplementedError, match="differentiable in Z only"):
         torch_objective_blocked(Zt, Xt, 1.0, 0.0, True, 4)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("layout", ["dense", "blocked"])
+def test_numpy_outputs_keep_the_dtype(layout: str, dtype: str) -> None:
+    """Every raw computation returns arrays of the backend's dtype: a float64 temporary (a
+    column of ones, an accumulator) would run a float32 call in float64 unseen, and the
+    agreement tests, which compare values only, would pass."""
+    b = get_backend("numpy", dtype=dtype, layout=layout, block_size=8)
+    Z, X = (b.asarray(a) for a in random_problem(30, 2, 3, seed=3))
+    Zq, Xq = (b.asarray(a) for a in random_problem(7, 2, 3, seed=4))
+    outputs = {
+        "value": b.value(Z, X, 0.5, 0.1, True),
+        "value_and_grad": b.value_and_grad(Z, X, 0.5, 0.1, True),
+        "predict": b.predict(Zq, Z, X, 0.5),
+        "projection": b.project_value_and_grad(Zq, Xq, Z, X, 0.5),
+    }
+    for name, out in outputs.items():
+        for a in out if isinstance(out, tuple) else (out,):
+            assert np.asarray(a).dtype == np.dtype(dtype), (name, np.asarray(a).dtype)
