@@ -42,7 +42,7 @@ def value_and_grad_manual(
     ``assembly="differences"`` (the default) sums ``B' * D^l`` from the differences, as
     autodiff does; ``"products"`` is the GEMM form ``B'Z + B'^T Z - (rowsum + colsum)(B') * Z``
     of the NumPy backend, which cancels in float32 (``z_k sum_m S_km`` and ``(SZ)_k`` are ~|z|
-    while their difference is ~|z_k - z_m|): 1.2e-6 relative error at N = 1000 against 3e-7.
+    while their difference is ~|z_k - z_m|; ``benchmarks/gradient_forms.py`` measures both).
     """
     N = Z.shape[0]
     R = _weights(Z, Z, sigma, loo)
