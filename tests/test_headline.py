@@ -68,6 +68,50 @@ def test_consecutive_n_of_one_verdict_merge_and_run_counts_split() -> None:
     assert table["x bound"].tolist() == ["2.0–4.0", "8.0"]
 
 
+def test_runs_across_d_merge_consecutive_d_at_each_n() -> None:
+    """Several D: each row is a range of D at one N (the answer per D range), not a range of N."""
+
+    def pair(n: int, d: int, fast: str, slow: str) -> list[dict[str, object]]:
+        def one(backend: str, t: float) -> dict[str, object]:
+            gradient = "manual" if backend == "numpy" else "autodiff"  # each one's default
+            return _cell(backend, n, t, gradient=gradient, data_dim=d, latent_dim=2)
+
+        return [one(fast, 1.0), one(slow, 2.0)]
+
+    # N = 100: jax at D = 3 and 16, numpy from D = 64; N = 200: jax at every D.
+    a = _run("a", *pair(100, 3, "jax", "numpy"), *pair(100, 16, "jax", "numpy"),
+             *pair(100, 64, "numpy", "jax"), *pair(100, 256, "numpy", "jax"),
+             *pair(200, 3, "jax", "numpy"), *pair(200, 64, "jax", "numpy"))  # fmt: skip
+    table = hl.headline([a])
+    assert list(table.columns) == ["device", "dtype", "N", "D", "fastest", "x bound", "runs"]
+    assert table[["N", "D", "fastest"]].to_dict("records") == [
+        {"N": 100, "D": "3–16", "fastest": "jax"},
+        {"N": 100, "D": "64–256", "fastest": "numpy"},
+        {"N": 200, "D": "3–64", "fastest": "jax"},
+    ]
+
+
+def test_a_readme_with_two_blocks_regenerates_each_from_its_own_runs(tmp_path: Path) -> None:
+    readme = _readme_with_runs(tmp_path, "reference_h200", "reference_cpu")
+    readme.write_text(
+        f"# x\n\n{hl.START} results/reference_h200 -->\nstale\n{hl.END}\n\nmiddle\n\n"
+        f"{hl.START} results/reference_cpu -->\nstale too\n{hl.END}\n\nafter\n"
+    )
+    assert hl.stale(readme) is not None
+    assert hl.update_readme(readme)
+    text = readme.read_text()
+    first, second = text.split("middle")
+    assert "| cuda" in first
+    assert "| cpu" not in first
+    assert "| cpu" in second
+    assert "| cuda" not in second
+    assert "stale" not in text
+    assert text.endswith("\n\nafter\n")
+    assert hl.stale(readme) is None
+    with pytest.raises(ValueError, match="has 2 headline blocks"):
+        hl.update_readme(readme, [tmp_path / "results" / "reference_cpu"])
+
+
 def test_float32_accuracy_is_read_from_the_runs() -> None:
     runs = [_run("a", row("jax", 100, dtype="float32", grad_rel_error=2e-7),
                  row("torch", 100, dtype="float32", grad_rel_error=6e-7),

@@ -8,7 +8,9 @@ sweep (``ukr-bench bench --repeat-runs K``, fresh processes each) are what make 
 naming: run-to-run variation is larger than the spread within a run.
 
 The table sits in the README between two markers; the first names the runs it came from, so
-``ukr-bench report --readme README.md`` regenerates it and a test fails when it differs.
+``ukr-bench report --readme README.md`` regenerates it and a test fails when it differs. A
+README may hold several such blocks: one for the saddle (D = 3) over N, one for runs across
+the data's dimension D, whose rows give the answer per range of D.
 """
 
 from __future__ import annotations
@@ -68,31 +70,36 @@ def cells(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
 
 
 def headline(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
-    """:func:`cells` with consecutive N of one verdict (and run count) merged into one row."""
+    """:func:`cells` with neighbouring cells of one verdict (and run count) merged into a range.
+
+    Runs of one D merge consecutive N. Runs of several D merge consecutive D at each N instead,
+    so that each row states the answer for a range of D: the question such runs answer.
+    """
     per_n = cells(frames)
     dims = [c for c in PROBLEM_NAMES.values() if c in per_n.columns]
+    along = "D" if "D" in dims else "N"
+    fixed = ["device", "dtype", *(c for c in [*dims, "N"] if c != along)]
     out = []
-    for (device, dtype, *problem), g in per_n.groupby(["device", "dtype", *dims], sort=True):
-        rows = g.to_dict("records")
+    for key, g in per_n.groupby(fixed, sort=True):
+        rows = g.sort_values(along).to_dict("records")
         start = 0
         for i in range(1, len(rows) + 1):
             same = i < len(rows) and all(rows[i][k] == rows[start][k] for k in ("fastest", "runs"))
             if same:
                 continue
             chunk = rows[start:i]
-            lo, hi = chunk[0]["N"], chunk[-1]["N"]
+            lo, hi = chunk[0][along], chunk[-1][along]
             shown = sorted({f"{c['x_bound']:.1f}" for c in chunk if np.isfinite(c["x_bound"])},
                            key=float)  # fmt: skip
             out.append({
-                "device": device, "dtype": dtype, **dict(zip(dims, problem, strict=True)),
-                "N": f"{lo}" if lo == hi else f"{lo}–{hi}",
+                **dict(zip(fixed, key, strict=True)),
+                along: f"{lo}" if lo == hi else f"{lo}–{hi}",
                 "fastest": chunk[0]["fastest"],
                 "x bound": "–" if not shown else "–".join(dict.fromkeys([shown[0], shown[-1]])),
                 "runs": str(chunk[0]["runs"]),
             })  # fmt: skip
             start = i
-    columns = ["device", "dtype", *dims, "N", "fastest", "x bound", "runs"]
-    return pd.DataFrame(out, columns=columns)
+    return pd.DataFrame(out, columns=[*fixed, along, "fastest", "x bound", "runs"])
 
 
 def float32_accuracy(frames: Sequence[pd.DataFrame]) -> str:
@@ -130,9 +137,10 @@ def render_headline(run_dirs: Sequence[Path | str]) -> str:
             raise ValueError(msg)
     frames = [df for df, _ in loaded]
     table = headline(frames)
+    per = "device, dtype, N and range of D" if "D" in table.columns else "device, dtype and N"
     notes = [
         (
-            "Fastest value + gradient per device, dtype and N (`x bound`: its time over the "
+            f"Fastest value + gradient per {per} (`x bound`: its time over the "
             "machine's bound; `runs`: how many runs measured it). A name only where every run "
             "found it significantly fastest; a tie lists every series some run put first or "
             "could not separate from the first. A series is named by its backend, `blocked` "
@@ -145,35 +153,57 @@ def render_headline(run_dirs: Sequence[Path | str]) -> str:
     return table.to_markdown(index=False) + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
 
 
-def update_readme(readme: Path | str, run_dirs: Sequence[Path | str] | None = None) -> bool:
-    """Regenerate the headline block of ``readme`` (from ``run_dirs``, or the runs its start
-    marker names, relative to the README); returns whether the file changed."""
-    path = Path(readme)
-    text = path.read_text()
-    block = _BLOCK.search(text)
-    if block is None:
+def _blocks(path: Path) -> list[re.Match[str]]:
+    """The headline blocks of the file ``path``; an error naming the markers where it has none."""
+    blocks = list(_BLOCK.finditer(path.read_text()))
+    if not blocks:
         msg = f"{path} has no headline block: add the lines '{START} RUN_DIR ... -->' and '{END}'"
         raise ValueError(msg)
-    if run_dirs is None:
-        names = block["runs"].split()
-    else:
-        names = [Path(d).resolve().relative_to(path.parent.resolve()).as_posix() for d in run_dirs]
-    if not names:
-        msg = f"{path}'s headline marker names no run: '{START} RUN_DIR ... -->'"
+    return blocks
+
+
+def update_readme(readme: Path | str, run_dirs: Sequence[Path | str] | None = None) -> bool:
+    """Regenerate the headline blocks of ``readme``, each from the runs its start marker names
+    (relative to the README), and return whether the file changed.
+
+    A README may hold several blocks (runs of the saddle at D = 3, runs across D), each with
+    its own runs. ``run_dirs`` replaces the runs of a README's only block.
+    """
+    path = Path(readme)
+    text = path.read_text()
+    blocks = _blocks(path)
+    if run_dirs is not None and len(blocks) > 1:
+        msg = (
+            f"{path} has {len(blocks)} headline blocks: name each block's runs in its marker "
+            f"('{START} RUN_DIR ... -->') and regenerate them all without RUN_DIR"
+        )
         raise ValueError(msg)
-    body = render_headline([path.parent / n for n in names])
-    new = (
-        text[: block.start()] + f"{START} {' '.join(names)} -->\n{body}{END}" + text[block.end() :]
-    )
-    path.write_text(new)
-    return new != text
+    new, end = [], 0
+    for block in blocks:
+        if run_dirs is None:
+            names = block["runs"].split()
+        else:
+            base = path.parent.resolve()
+            names = [Path(d).resolve().relative_to(base).as_posix() for d in run_dirs]
+        if not names:
+            msg = f"{path}'s headline marker names no run: '{START} RUN_DIR ... -->'"
+            raise ValueError(msg)
+        body = render_headline([path.parent / n for n in names])
+        new += [text[end : block.start()], f"{START} {' '.join(names)} -->\n{body}{END}"]
+        end = block.end()
+    written = "".join(new) + text[end:]
+    path.write_text(written)
+    return written != text
 
 
 def stale(readme: Path | str) -> str | None:
-    """None if ``readme``'s headline is what its runs give now, else the block it should hold."""
+    """None if each headline block of ``readme`` is what its runs give now, else the first
+    block that differs, as it should read."""
     path = Path(readme)
-    block = _BLOCK.search(path.read_text())
-    if block is None:
+    if not _BLOCK.search(path.read_text()):
         return "no headline block"
-    want = render_headline([path.parent / n for n in block["runs"].split()])
-    return None if block["body"] == want else want
+    for block in _blocks(path):
+        want = render_headline([path.parent / n for n in block["runs"].split()])
+        if block["body"] != want:
+            return want
+    return None
