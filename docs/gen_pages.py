@@ -181,6 +181,21 @@ def page_text(page: Page) -> str:
     return f"# {page.title}\n\n{header(page)}\n{body}"
 
 
+def headline_lines() -> list[str]:
+    """The README's headline tables, as ``ukr-bench report --readme`` generated them from the
+    runs each one names (a test keeps them equal to what those runs give)."""
+    from ukr_bench.report.headline import readme_blocks
+
+    blocks = readme_blocks(ROOT / "README.md")
+    if not blocks:
+        return []
+    lines = ["## Which framework: the headline", ""]
+    for runs, body in blocks:
+        names = ", ".join(f"[{Path(r).name}]({Path(r).name}.md)" for r in runs)
+        lines += [f"From {names}:", "", body.rstrip("\n"), ""]
+    return lines
+
+
 def index_text(pages: list[Page]) -> str:
     lines = [
         "# Findings",
@@ -193,6 +208,7 @@ def index_text(pages: list[Page]) -> str:
             "runs is on the comparison pages."
         ),
         "",
+        *headline_lines(),
     ]
     for _, _, heading in KINDS:
         group = [p for p in pages if p.kind == heading]

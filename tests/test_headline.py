@@ -183,3 +183,24 @@ def test_the_readme_python_runs() -> None:
         exec(compile(code, "README.md", "exec"), scope)  # noqa: S102 - the project's own README
     assert scope["grad"].shape == (500, 2)  # type: ignore[attr-defined]
     assert scope["Z_fit"].shape == (500, 2)  # type: ignore[attr-defined]
+
+
+def test_the_findings_index_shows_the_readme_headline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The site's findings index repeats each README headline block, linked to its runs' pages."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("gen_pages", ROOT / "docs" / "gen_pages.py")
+    assert spec is not None
+    assert spec.loader is not None
+    gen_pages = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "gen_pages", gen_pages)  # its dataclasses look it up
+    monkeypatch.setattr(sys, "argv", ["gen_pages.py", "--check"])  # it runs on import: a dry run
+    spec.loader.exec_module(gen_pages)
+    shown = "\n".join(gen_pages.headline_lines())
+    blocks = hl.readme_blocks(ROOT / "README.md")
+    assert blocks
+    for runs, body in blocks:
+        assert body.rstrip("\n") in shown
+        for run in runs:
+            assert f"({Path(run).name}.md)" in shown

@@ -196,6 +196,11 @@ def update_readme(readme: Path | str, run_dirs: Sequence[Path | str] | None = No
     return written != text
 
 
+def readme_blocks(readme: Path | str) -> list[tuple[list[str], str]]:
+    """Each headline block of ``readme`` as (the runs its marker names, its Markdown body)."""
+    return [(b["runs"].split(), b["body"]) for b in _BLOCK.finditer(Path(readme).read_text())]
+
+
 def stale(readme: Path | str) -> str | None:
     """None if each headline block of ``readme`` is what its runs give now, else the first
     block that differs, as it should read."""
