@@ -197,6 +197,8 @@ def test_the_findings_index_shows_the_readme_headline(monkeypatch: pytest.Monkey
     monkeypatch.setitem(sys.modules, "gen_pages", gen_pages)  # its dataclasses look it up
     monkeypatch.setattr(sys, "argv", ["gen_pages.py", "--check"])  # it runs on import: a dry run
     spec.loader.exec_module(gen_pages)
+    marked = f"{hl.START} results/a results/b -->\nbody\n{hl.END}"  # the same markers
+    assert gen_pages.HEADLINE_BLOCK.fullmatch(marked)["runs"].split() == ["results/a", "results/b"]
     shown = "\n".join(gen_pages.headline_lines())
     blocks = hl.readme_blocks(ROOT / "README.md")
     assert blocks
