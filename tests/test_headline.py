@@ -200,9 +200,11 @@ def test_the_findings_index_shows_the_readme_headline(monkeypatch: pytest.Monkey
     marked = f"{hl.START} results/a results/b -->\nbody\n{hl.END}"  # the same markers
     assert gen_pages.HEADLINE_BLOCK.fullmatch(marked)["runs"].split() == ["results/a", "results/b"]
     shown = "\n".join(gen_pages.headline_lines())
-    blocks = hl.readme_blocks(ROOT / "README.md")
+    text = (ROOT / "README.md").read_text()
+    blocks = list(hl._BLOCK.finditer(text))
     assert blocks
-    for runs, body in blocks:
-        assert body.rstrip("\n") in shown
-        for run in runs:
+    assert [b.span() for b in gen_pages.HEADLINE_BLOCK.finditer(text)] == [b.span() for b in blocks]
+    for block in blocks:
+        assert block["body"].rstrip("\n") in shown
+        for run in block["runs"].split():
             assert f"({Path(run).name}.md)" in shown

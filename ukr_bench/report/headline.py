@@ -178,13 +178,13 @@ def update_readme(readme: Path | str, run_dirs: Sequence[Path | str] | None = No
             f"('{START} RUN_DIR ... -->') and regenerate them all without RUN_DIR"
         )
         raise ValueError(msg)
+    given = None
+    if run_dirs is not None:
+        base = path.parent.resolve()
+        given = [Path(d).resolve().relative_to(base).as_posix() for d in run_dirs]
     new, end = [], 0
     for block in blocks:
-        if run_dirs is None:
-            names = block["runs"].split()
-        else:
-            base = path.parent.resolve()
-            names = [Path(d).resolve().relative_to(base).as_posix() for d in run_dirs]
+        names = block["runs"].split() if given is None else given
         if not names:
             msg = f"{path}'s headline marker names no run: '{START} RUN_DIR ... -->'"
             raise ValueError(msg)
@@ -196,18 +196,14 @@ def update_readme(readme: Path | str, run_dirs: Sequence[Path | str] | None = No
     return written != text
 
 
-def readme_blocks(readme: Path | str) -> list[tuple[list[str], str]]:
-    """Each headline block of ``readme`` as (the runs its marker names, its Markdown body)."""
-    return [(b["runs"].split(), b["body"]) for b in _BLOCK.finditer(Path(readme).read_text())]
-
-
 def stale(readme: Path | str) -> str | None:
     """None if each headline block of ``readme`` is what its runs give now, else the first
     block that differs, as it should read."""
     path = Path(readme)
-    if not _BLOCK.search(path.read_text()):
+    blocks = list(_BLOCK.finditer(path.read_text()))
+    if not blocks:
         return "no headline block"
-    for block in _blocks(path):
+    for block in blocks:
         want = render_headline([path.parent / n for n in block["runs"].split()])
         if block["body"] != want:
             return want
